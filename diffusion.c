@@ -144,6 +144,22 @@ static double now_seconds(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+// Files (pictures, checkpoints) are written to "<path>.tmp", flushed to disk with fsync, then renamed over
+// <path>: rename is atomic, so an interrupted program leaves the old file or the new one, never half a file.
+// Any failure (full disk, unwritable folder) ends with a message naming the path; the old file stays.
+static void atomic_write_begin(const char *path, char *tmp, size_t tmp_size, FILE **f) {
+    snprintf(tmp, tmp_size, "%s.tmp", path);
+    *f = fopen(tmp, "wb");
+    if (!*f) die(path, "cannot write: %s", strerror(errno));
+}
+static void atomic_write_end(const char *path, const char *tmp, FILE *f) {
+    int bad = fflush(f) != 0 || ferror(f) || fsync(fileno(f)) != 0;
+    int err = errno;
+    if (fclose(f) != 0) bad = 1, err = errno;
+    if (bad) { remove(tmp); die(path, "write failed: %s", strerror(err)); }
+    if (rename(tmp, path) != 0) { err = errno; remove(tmp); die(path, "cannot rename %s into place: %s", tmp, strerror(err)); }
+}
+
 // ============================================================================================================
 // Step 1. Discretize the forward process
 //     (F)  dX = -1/2 beta(u) X du + sqrt(beta(u)) dW,   u in [0, 1]      (lecture 000, slide "The forward SDE")
@@ -300,9 +316,11 @@ static unsigned char *read_file(const char *path, size_t max_bytes, size_t *len)
     return buf;
 }
 
-// CRC-32 (the gzip checksum, polynomial 0xEDB88320), bit by bit: slow but tiny, and 40 MB takes ~0.2 s.
-static uint32_t crc32_of(const unsigned char *p, size_t n) {
-    uint32_t c = 0xFFFFFFFFu;
+// CRC-32 (the gzip checksum, polynomial 0xEDB88320), bit by bit: slow but tiny (40 MB take ~0.2 s). Chained:
+// crc32_update(crc32_update(0, a), b) is the CRC of a followed by b.
+static uint32_t crc32_update(uint32_t crc, const void *data, size_t n) {
+    const unsigned char *p = data;
+    uint32_t c = ~crc;
     for (size_t i = 0; i < n; i++) {
         c ^= p[i];
         for (int k = 0; k < 8; k++) c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1u)));
@@ -336,7 +354,7 @@ static unsigned char *read_maybe_gzip(const char *path, size_t *len) {
                                                              want_size ? (int)want_size : 1, &out_len, 0);
     free(raw);
     if (!out) die(path, "corrupt or truncated gzip data");
-    if ((uint32_t)out_len != want_size || crc32_of((unsigned char *)out, (size_t)out_len) != want_crc) {
+    if ((uint32_t)out_len != want_size || crc32_update(0, out, (size_t)out_len) != want_crc) {
         free(out);
         die(path, "gzip data is truncated or corrupt (size or CRC-32 mismatch)");
     }
@@ -517,22 +535,93 @@ static void draw_training_batch(real *x0, int *t, real *eps, real *xt, int *labe
 // and test.sh compares the whole network with PyTorch (notes/pytorch_mirror.py, data/unet_ref.bin).
 // ============================================================================================================
 
-// ---- The one matrix product everything uses --------------------------------------------------------------
+// ---- The one matrix product everything uses -------------------------------------------------------------------
 // C (M x N) = [C +] A (M x K) . B (K x N). Element (i,k) of A is A[i*ars + k*acs], and likewise for B, so a
 // transposed operand is the same memory read with its two strides swapped: convolution forward (W . col), both
 // convolution backward passes (dout . col^T and W^T . dout), the linear layers and attention all call this.
-// Each C element is summed over k in the same order whatever the thread count, so results do not depend on it.
+//
+// BEYOND THE SLIDES: how it is made fast. A naive triple loop reads every A and B element from memory N and M
+// times; instead (the scheme of Goto & van de Geijn 2008 and BLIS) we
+//   1. cut K into slices of KC and N into blocks of NC, and copy ("pack") each KC x NC block of B into panels
+//      NR columns wide, and each MC x KC block of A into panels MR rows tall, contiguous in the order the kernel
+//      reads them (this also makes the strides, i.e. transposes, free: only packing sees them);
+//   2. compute C in tiles of MR x NR that live in vector registers for a whole KC slice (the micro-kernel):
+//
+//            KC                NR = 2 vectors
+//        +--------+          +------+
+//     MR | A pan. |   x   KC | B    |   =   MR x NR tile of C, held in MR*2 vector registers,
+//        +--------+          | pan. |       updated by one broadcast-multiply-add per element of A
+//                            +------+
+//   Each loaded B vector is used MR times and each A value 2*VL times, so the FMA units, not memory, set the pace.
+// Threads share the tiles of C: every C element is summed over k in the same order whatever the thread count,
+// so results do not depend on it. The vectors are GCC vector extensions: plain C that the compiler maps onto
+// whatever the target has (SSE, AVX2, AVX-512).
+typedef real vec __attribute__((vector_size(64)));  // 16 floats or 8 doubles
+enum { VL = 64 / sizeof(real), MR = 6, NR = 2 * VL, KC = 256, MC = 96, NC = 512 };
+
+// acc (MR x NR) = a-panel (KC x MR) . b-panel (KC x NR) for kc steps
+static void gemm_kernel(int kc, const real *a, const real *b, vec acc[MR][2]) {
+    for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = (vec){0};
+    for (int k = 0; k < kc; k++) {
+        vec b0, b1;
+        memcpy(&b0, b + k * NR, sizeof b0);
+        memcpy(&b1, b + k * NR + VL, sizeof b1);
+        for (int r = 0; r < MR; r++) {
+            real ar = a[k * MR + r];
+            acc[r][0] += ar * b0;
+            acc[r][1] += ar * b1;
+        }
+    }
+}
+
 static void gemm(int M, int N, int K, const real *A, long ars, long acs, const real *B, long brs, long bcs,
                  real *C, long crs, int accumulate) {
-#pragma omp parallel for schedule(static)
-    for (int i = 0; i < M; i++) {
-        real *c = C + i * crs;
+    // Packed blocks live on the stack (0.6 MB): nothing is allocated per call. 64-byte aligned for the vectors.
+    _Alignas(64) real bpack[KC * NC];
+    _Alignas(64) real apack[MC * KC];
+    if (K == 0) {
         if (!accumulate)
-            for (int j = 0; j < N; j++) c[j] = 0;
-        for (int k = 0; k < K; k++) {
-            real a = A[i * ars + k * acs];
-            const real *b = B + k * brs;
-            for (int j = 0; j < N; j++) c[j] += a * b[j * bcs];
+            for (int i = 0; i < M; i++) memset(C + i * crs, 0, N * sizeof(real));
+        return;
+    }
+    for (int jc = 0; jc < N; jc += NC) {
+        int nc = N - jc < NC ? N - jc : NC, npanels = (nc + NR - 1) / NR;
+        for (int pc = 0; pc < K; pc += KC) {
+            int kc = K - pc < KC ? K - pc : KC;
+            int add = accumulate || pc > 0;  // the first K slice overwrites C unless accumulating
+#pragma omp parallel for schedule(static)
+            for (int p = 0; p < npanels; p++)  // pack B[pc.., jc..] into panels of NR columns (zero-padded)
+                for (int k = 0; k < kc; k++)
+                    for (int j = 0; j < NR; j++) {
+                        int col = jc + p * NR + j;
+                        bpack[(p * kc + k) * NR + j] = col < N ? B[(pc + k) * brs + col * bcs] : 0;
+                    }
+            for (int ic = 0; ic < M; ic += MC) {
+                int mc = M - ic < MC ? M - ic : MC, mpanels = (mc + MR - 1) / MR;
+                for (int q = 0; q < mpanels; q++)  // pack A[ic.., pc..] into panels of MR rows (zero-padded)
+                    for (int k = 0; k < kc; k++)
+                        for (int r = 0; r < MR; r++) {
+                            int row = ic + q * MR + r;
+                            apack[(q * kc + k) * MR + r] = row < M ? A[row * ars + (pc + k) * acs] : 0;
+                        }
+#pragma omp parallel for schedule(static)
+                for (int tile = 0; tile < npanels * mpanels; tile++) {
+                    int p = tile / mpanels, q = tile % mpanels;
+                    vec acc[MR][2];
+                    gemm_kernel(kc, apack + q * kc * MR, bpack + p * kc * NR, acc);
+                    int i0 = ic + q * MR, j0 = jc + p * NR;
+                    int rows = M - i0 < MR ? M - i0 : MR, cols = N - j0 < NR ? N - j0 : NR;
+                    for (int r = 0; r < rows; r++) {
+                        real tmp[NR], *c = C + (i0 + r) * crs + j0;
+                        memcpy(tmp, &acc[r][0], sizeof(vec));
+                        memcpy(tmp + VL, &acc[r][1], sizeof(vec));
+                        if (add)
+                            for (int j = 0; j < cols; j++) c[j] += tmp[j];
+                        else
+                            for (int j = 0; j < cols; j++) c[j] = tmp[j];
+                    }
+                }
+            }
         }
     }
 }
@@ -578,44 +667,72 @@ static void col2im(real *dinp, const real *dcol, int C, int H, int W, int K, int
             }
 }
 
-// inp (B,C,H,W), weight (OC,C,K,K), bias (OC) -> out (B,OC,OH,OW). col: scratch of C*K*K*OH*OW.
+// Scratch for the convolutions, allocated once: each thread gets its own im2col buffers (col, dcol: col_size
+// values each), and `partial` holds one weight gradient per image (max_batch x weight_size) so that the images of
+// a batch can be processed in parallel and their weight gradients still summed in a fixed order (b = 0, 1, ...):
+// the result then does not depend on the number of threads.
+typedef struct {
+    int threads;
+    size_t col_size, weight_size;
+    real *col, *dcol, *partial;
+} Workspace;
+static int thread_id(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+// inp (B,C,H,W), weight (OC,C,K,K), bias (OC) -> out (B,OC,OH,OW). Images in parallel.
 static void conv2d_forward(real *out, const real *inp, const real *weight, const real *bias, int B, int C, int H,
-                           int W, int OC, int K, int stride, real *col) {
+                           int W, int OC, int K, int stride, const Workspace *ws) {
     int OH = conv_out_size(H, K, stride), OW = conv_out_size(W, K, stride), N = OH * OW, CKK = C * K * K;
+#pragma omp parallel for schedule(static)
     for (int b = 0; b < B; b++) {
-        const real *x = inp + (size_t)b * C * H * W;
+        const real *x = inp + (size_t)b * C * H * W, *col = x;  // a 1x1 convolution's col is the image itself
         real *y = out + (size_t)b * OC * N;
-        if (K == 1 && stride == 1) col = (real *)x;  // a 1x1 convolution's col is the image itself
-        else im2col(col, x, C, H, W, K, stride);
+        if (!(K == 1 && stride == 1)) {
+            real *mine = ws->col + (size_t)thread_id() * ws->col_size;
+            im2col(mine, x, C, H, W, K, stride);
+            col = mine;
+        }
         gemm(OC, N, CKK, weight, CKK, 1, col, N, 1, y, N, 0);  // y = W . col
         for (int o = 0; o < OC; o++)
             for (int p = 0; p < N; p++) y[o * N + p] += bias[o];
     }
 }
 // forward: out = W . col(inp) + b, so  dW += dout . col^T,  db += sum_p dout,  dcol = W^T . dout -> dinp.
-// dinp may be NULL (the network input needs no gradient). col, dcol: scratch of C*K*K*OH*OW each.
+// dinp may be NULL (the network input needs no gradient).
 static void conv2d_backward(real *dinp, real *dweight, real *dbias, const real *dout, const real *inp,
-                            const real *weight, int B, int C, int H, int W, int OC, int K, int stride, real *col,
-                            real *dcol) {
+                            const real *weight, int B, int C, int H, int W, int OC, int K, int stride, const Workspace *ws) {
     int OH = conv_out_size(H, K, stride), OW = conv_out_size(W, K, stride), N = OH * OW, CKK = C * K * K;
     int pointwise = K == 1 && stride == 1;
+#pragma omp parallel for schedule(static)
     for (int b = 0; b < B; b++) {
-        const real *x = inp + (size_t)b * C * H * W;
+        const real *x = inp + (size_t)b * C * H * W, *cols = x;
         const real *dy = dout + (size_t)b * OC * N;
-        for (int o = 0; o < OC; o++) {
-            real s = 0;
-            for (int p = 0; p < N; p++) s += dy[o * N + p];
-            dbias[o] += s;
-        }
-        const real *cols = x;
+        real *col = ws->col + (size_t)thread_id() * ws->col_size, *dcol = ws->dcol + (size_t)thread_id() * ws->col_size;
         if (!pointwise) { im2col(col, x, C, H, W, K, stride); cols = col; }
-        gemm(OC, CKK, N, dy, N, 1, cols, 1, N, dweight, CKK, 1);  // dW += dout . col^T
+        gemm(OC, CKK, N, dy, N, 1, cols, 1, N, ws->partial + (size_t)b * OC * CKK, CKK, 0);  // dW_b = dout . col^T
         if (!dinp) continue;
         real *dx = dinp + (size_t)b * C * H * W;
         if (pointwise) { gemm(C, N, OC, weight, 1, CKK, dy, N, 1, dx, N, 1); continue; }  // dx += W^T . dout
         gemm(CKK, N, OC, weight, 1, CKK, dy, N, 1, dcol, N, 0);                           // dcol = W^T . dout
         col2im(dx, dcol, C, H, W, K, stride);
     }
+#pragma omp parallel for schedule(static)
+    for (int e = 0; e < OC * CKK; e++) {  // dW += sum over images, always in the order b = 0, 1, ..., B-1
+        real s = 0;
+        for (int b = 0; b < B; b++) s += ws->partial[(size_t)b * OC * CKK + e];
+        dweight[e] += s;
+    }
+    for (int b = 0; b < B; b++)
+        for (int o = 0; o < OC; o++) {
+            real s = 0;
+            for (int p = 0; p < N; p++) s += dout[((size_t)b * OC + o) * N + p];
+            dbias[o] += s;
+        }
 }
 
 // ---- Linear --------------------------------------------------------------------------------------------------
@@ -636,13 +753,14 @@ static void linear_backward(real *dinp, real *dweight, real *dbias, const real *
 
 // ---- SiLU ------------------------------------------------------------------------------------------------------
 // out = x sigmoid(x) elementwise (n values). Smooth, and unlike ReLU it lets small negative values through.
+static real sigmoid(real x) { return sizeof(real) == sizeof(float) ? 1 / (1 + expf(-(float)x)) : 1 / (1 + exp(-x)); }
 static void silu_forward(real *out, const real *inp, size_t n) {
-    for (size_t i = 0; i < n; i++) out[i] = inp[i] / (1 + exp(-inp[i]));
+    for (size_t i = 0; i < n; i++) out[i] = inp[i] * sigmoid(inp[i]);
 }
 // forward: y = x s(x), s = sigmoid, so dy/dx = s + x s (1 - s)
 static void silu_backward(real *dinp, const real *dout, const real *inp, size_t n) {
     for (size_t i = 0; i < n; i++) {
-        real s = 1 / (1 + exp(-inp[i]));
+        real s = sigmoid(inp[i]);
         dinp[i] += dout[i] * s * (1 + inp[i] * (1 - s));
     }
 }
@@ -1050,7 +1168,8 @@ typedef struct {
     Params p, g;                   // named views into params and grads
     real *acts, *dacts;            // (n_acts) each
     Acts a, da;                    // named views
-    real *col, *dcol, *scratch;    // im2col buffers, attention scratch
+    Workspace ws;                  // convolution scratch
+    real *scratch;                 // attention scratch (2 N^2 at the lowest resolution)
 } Model;
 
 static const char *config_check(const Config *c) {
@@ -1095,11 +1214,19 @@ static Model *model_create(const Config *c, int max_batch) {
     acts_layout(&m->a, tmp, m->acts, c, max_batch);
     acts_layout(&m->da, tmp, m->dacts, c, max_batch);
     free(tmp);
-    // the largest im2col: a 3x3 conv over the widest concatenation (ch2 + max(ch1, ch2) channels) at full size
-    int widest = c->ch2 + (c->ch1 > c->ch2 ? c->ch1 : c->ch2);
-    size_t col = (size_t)widest * 9 * c->img_h * c->img_w;
-    m->col = xcalloc(col, sizeof(real));
-    m->dcol = xcalloc(col, sizeof(real));
+    // the largest im2col: a 3x3 conv over the widest concatenation (ch2 + max(ch1, ch2) channels) at full size;
+    // the largest weight: (widest output) x (widest input) x 3 x 3
+    int widest = c->ch2 + (c->ch1 > c->ch2 ? c->ch1 : c->ch2), widest_out = c->ch1 > c->ch2 ? c->ch1 : c->ch2;
+    m->ws.threads = 1;
+#ifdef _OPENMP
+    m->ws.threads = omp_get_max_threads();
+#endif
+    m->ws.col_size = (size_t)widest * 9 * c->img_h * c->img_w;
+    m->ws.weight_size = (size_t)widest * widest_out * 9;
+    if (m->ws.weight_size < (size_t)c->temb * c->temb) m->ws.weight_size = (size_t)c->temb * c->temb;
+    m->ws.col = xcalloc(m->ws.threads * m->ws.col_size, sizeof(real));
+    m->ws.dcol = xcalloc(m->ws.threads * m->ws.col_size, sizeof(real));
+    m->ws.partial = xcalloc((size_t)max_batch * m->ws.weight_size, sizeof(real));
     size_t n4 = (size_t)(c->img_h / 4) * (c->img_w / 4);
     m->scratch = xcalloc(2 * n4 * n4, sizeof(real));
     return m;
@@ -1107,7 +1234,7 @@ static Model *model_create(const Config *c, int max_batch) {
 static void model_free(Model *m) {
     if (!m) return;
     free(m->params), free(m->grads), free(m->adam_m), free(m->adam_v), free(m->ema);
-    free(m->acts), free(m->dacts), free(m->col), free(m->dcol), free(m->scratch);
+    free(m->acts), free(m->dacts), free(m->ws.col), free(m->ws.dcol), free(m->ws.partial), free(m->scratch);
     free(m);
 }
 
@@ -1145,14 +1272,14 @@ static void resblock_forward(const ResBlockParams *p, ResBlockActs *a, const rea
     size_t nin = (size_t)B * a->cin * N, nout = (size_t)B * a->cout * N;
     groupnorm_forward(a->gn1, a->mean1, a->rstd1, a->in, p->gn1_g, p->gn1_b, B, a->cin, N, G);
     silu_forward(a->act1, a->gn1, nin);
-    conv2d_forward(a->h1, a->act1, p->conv1.w, p->conv1.b, B, a->cin, a->H, a->W, a->cout, 3, 1, m->col);
+    conv2d_forward(a->h1, a->act1, p->conv1.w, p->conv1.b, B, a->cin, a->H, a->W, a->cout, 3, 1, &m->ws);
     linear_forward(a->tproj, emb_act, p->temb.w, p->temb.b, B, m->cfg.temb, a->cout);
     add_channel_vector_forward(a->h1, a->tproj, B, a->cout, N);
     groupnorm_forward(a->gn2, a->mean2, a->rstd2, a->h1, p->gn2_g, p->gn2_b, B, a->cout, N, G);
     silu_forward(a->act2, a->gn2, nout);
-    conv2d_forward(a->out, a->act2, p->conv2.w, p->conv2.b, B, a->cout, a->H, a->W, a->cout, 3, 1, m->col);
+    conv2d_forward(a->out, a->act2, p->conv2.w, p->conv2.b, B, a->cout, a->H, a->W, a->cout, 3, 1, &m->ws);
     if (p->skip.w) {
-        conv2d_forward(a->skip, a->in, p->skip.w, p->skip.b, B, a->cin, a->H, a->W, a->cout, 1, 1, m->col);
+        conv2d_forward(a->skip, a->in, p->skip.w, p->skip.b, B, a->cin, a->H, a->W, a->cout, 1, 1, &m->ws);
         residual_forward(a->out, a->out, a->skip, nout);
     } else {
         residual_forward(a->out, a->out, a->in, nout);
@@ -1164,15 +1291,15 @@ static void resblock_backward(const ResBlockParams *p, const ResBlockParams *g, 
     int N = a->H * a->W, G = m->cfg.groups;
     size_t nin = (size_t)B * a->cin * N, nout = (size_t)B * a->cout * N;
     if (p->skip.w)
-        conv2d_backward(d->in, g->skip.w, g->skip.b, d->out, a->in, p->skip.w, B, a->cin, a->H, a->W, a->cout, 1, 1, m->col, m->dcol);
+        conv2d_backward(d->in, g->skip.w, g->skip.b, d->out, a->in, p->skip.w, B, a->cin, a->H, a->W, a->cout, 1, 1, &m->ws);
     else
         for (size_t i = 0; i < nin; i++) d->in[i] += d->out[i];  // identity skip: out = h + x
-    conv2d_backward(d->act2, g->conv2.w, g->conv2.b, d->out, a->act2, p->conv2.w, B, a->cout, a->H, a->W, a->cout, 3, 1, m->col, m->dcol);
+    conv2d_backward(d->act2, g->conv2.w, g->conv2.b, d->out, a->act2, p->conv2.w, B, a->cout, a->H, a->W, a->cout, 3, 1, &m->ws);
     silu_backward(d->gn2, d->act2, a->gn2, nout);
     groupnorm_backward(d->h1, g->gn2_g, g->gn2_b, d->gn2, a->h1, a->mean2, a->rstd2, p->gn2_g, B, a->cout, N, G);
     add_channel_vector_backward(d->tproj, d->h1, B, a->cout, N);
     linear_backward(demb_act, g->temb.w, g->temb.b, d->tproj, emb_act, p->temb.w, B, m->cfg.temb, a->cout);
-    conv2d_backward(d->act1, g->conv1.w, g->conv1.b, d->h1, a->act1, p->conv1.w, B, a->cin, a->H, a->W, a->cout, 3, 1, m->col, m->dcol);
+    conv2d_backward(d->act1, g->conv1.w, g->conv1.b, d->h1, a->act1, p->conv1.w, B, a->cin, a->H, a->W, a->cout, 3, 1, &m->ws);
     silu_backward(d->gn1, d->act1, a->gn1, nin);
     groupnorm_backward(d->in, g->gn1_g, g->gn1_b, d->gn1, a->in, a->mean1, a->rstd1, p->gn1_g, B, a->cin, N, G);
 }
@@ -1186,9 +1313,9 @@ static void attention_forward(const AttnParams *p, AttnActs *a, Model *m, int B)
     int C = a->C, N = a->N;
     real scale = (real)(1 / sqrt((double)C));
     groupnorm_forward(a->gn, a->mean, a->rstd, a->in, p->gn_g, p->gn_b, B, C, N, m->cfg.groups);
-    conv2d_forward(a->q, a->gn, p->q.w, p->q.b, B, C, N, 1, C, 1, 1, m->col);
-    conv2d_forward(a->k, a->gn, p->k.w, p->k.b, B, C, N, 1, C, 1, 1, m->col);
-    conv2d_forward(a->v, a->gn, p->v.w, p->v.b, B, C, N, 1, C, 1, 1, m->col);
+    conv2d_forward(a->q, a->gn, p->q.w, p->q.b, B, C, N, 1, C, 1, 1, &m->ws);
+    conv2d_forward(a->k, a->gn, p->k.w, p->k.b, B, C, N, 1, C, 1, 1, &m->ws);
+    conv2d_forward(a->v, a->gn, p->v.w, p->v.b, B, C, N, 1, C, 1, 1, &m->ws);
     real *s = m->scratch;
     for (int b = 0; b < B; b++) {
         const real *q = a->q + (size_t)b * C * N, *k = a->k + (size_t)b * C * N, *v = a->v + (size_t)b * C * N;
@@ -1198,7 +1325,7 @@ static void attention_forward(const AttnParams *p, AttnActs *a, Model *m, int B)
         softmax_forward(pb, s, N, N);
         gemm(C, N, N, v, N, 1, pb, 1, N, a->o + (size_t)b * C * N, N, 0);  // o[c][i] = sum_j v[c][j] p_ij
     }
-    conv2d_forward(a->out, a->o, p->proj.w, p->proj.b, B, C, N, 1, C, 1, 1, m->col);
+    conv2d_forward(a->out, a->o, p->proj.w, p->proj.b, B, C, N, 1, C, 1, 1, &m->ws);
     residual_forward(a->out, a->out, a->in, (size_t)B * C * N);
 }
 static void attention_backward(const AttnParams *p, const AttnParams *g, const AttnActs *a, AttnActs *d,
@@ -1206,7 +1333,7 @@ static void attention_backward(const AttnParams *p, const AttnParams *g, const A
     int C = a->C, N = a->N;
     real scale = (real)(1 / sqrt((double)C));
     for (size_t i = 0; i < (size_t)B * C * N; i++) d->in[i] += d->out[i];  // residual: out = x + proj(o)
-    conv2d_backward(d->o, g->proj.w, g->proj.b, d->out, a->o, p->proj.w, B, C, N, 1, C, 1, 1, m->col, m->dcol);
+    conv2d_backward(d->o, g->proj.w, g->proj.b, d->out, a->o, p->proj.w, B, C, N, 1, C, 1, 1, &m->ws);
     real *dp = m->scratch, *ds = m->scratch + (size_t)N * N;
     for (int b = 0; b < B; b++) {
         size_t off = (size_t)b * C * N;
@@ -1219,9 +1346,9 @@ static void attention_backward(const AttnParams *p, const AttnParams *g, const A
         gemm(C, N, N, k, N, 1, ds, 1, N, d->q + off, N, 1);   //   dq[c][i] += sum_j ds_ij k[c][j]
         gemm(C, N, N, q, N, 1, ds, N, 1, d->k + off, N, 1);   //   dk[c][j] += sum_i ds_ij q[c][i]
     }
-    conv2d_backward(d->gn, g->q.w, g->q.b, d->q, a->gn, p->q.w, B, C, N, 1, C, 1, 1, m->col, m->dcol);
-    conv2d_backward(d->gn, g->k.w, g->k.b, d->k, a->gn, p->k.w, B, C, N, 1, C, 1, 1, m->col, m->dcol);
-    conv2d_backward(d->gn, g->v.w, g->v.b, d->v, a->gn, p->v.w, B, C, N, 1, C, 1, 1, m->col, m->dcol);
+    conv2d_backward(d->gn, g->q.w, g->q.b, d->q, a->gn, p->q.w, B, C, N, 1, C, 1, 1, &m->ws);
+    conv2d_backward(d->gn, g->k.w, g->k.b, d->k, a->gn, p->k.w, B, C, N, 1, C, 1, 1, &m->ws);
+    conv2d_backward(d->gn, g->v.w, g->v.b, d->v, a->gn, p->v.w, B, C, N, 1, C, 1, 1, &m->ws);
     groupnorm_backward(d->in, g->gn_g, g->gn_b, d->gn, a->in, a->mean, a->rstd, p->gn_g, B, C, N, m->cfg.groups);
 }
 
@@ -1243,11 +1370,11 @@ static void unet_forward(Model *m, const real *x, const real *t, const int *labe
     if (c->cond) embedding_forward(a->emb, p->class_table, label, B, c->temb);
     silu_forward(a->emb_act, a->emb, (size_t)B * c->temb);
     // down: HxW -> H/2 -> H/4
-    conv2d_forward(a->h0, a->x, p->conv_in.w, p->conv_in.b, B, c->img_c, H, W, c->ch1, 3, 1, m->col);
+    conv2d_forward(a->h0, a->x, p->conv_in.w, p->conv_in.b, B, c->img_c, H, W, c->ch1, 3, 1, &m->ws);
     resblock_forward(&p->d0, &a->d0, a->emb_act, m, B);
-    conv2d_forward(a->p0, a->d0.out, p->ds0.w, p->ds0.b, B, c->ch1, H, W, c->ch1, 3, 2, m->col);
+    conv2d_forward(a->p0, a->d0.out, p->ds0.w, p->ds0.b, B, c->ch1, H, W, c->ch1, 3, 2, &m->ws);
     resblock_forward(&p->d1, &a->d1, a->emb_act, m, B);
-    conv2d_forward(a->p1, a->d1.out, p->ds1.w, p->ds1.b, B, c->ch2, H / 2, W / 2, c->ch2, 3, 2, m->col);
+    conv2d_forward(a->p1, a->d1.out, p->ds1.w, p->ds1.b, B, c->ch2, H / 2, W / 2, c->ch2, 3, 2, &m->ws);
     resblock_forward(&p->d2, &a->d2, a->emb_act, m, B);
     // middle at H/4: ResBlock, attention, ResBlock
     resblock_forward(&p->m0, &a->m0, a->emb_act, m, B);
@@ -1258,17 +1385,17 @@ static void unet_forward(Model *m, const real *x, const real *t, const int *labe
     concat_forward(a->cat0, a->m1.out, a->d2.out, B, c->ch2, c->ch2, N4);
     resblock_forward(&p->u0, &a->u0, a->emb_act, m, B);
     upsample_forward(a->up0, a->u0.out, B * c->ch2, H / 4, W / 4);
-    conv2d_forward(a->q0, a->up0, p->us0.w, p->us0.b, B, c->ch2, H / 2, W / 2, c->ch2, 3, 1, m->col);
+    conv2d_forward(a->q0, a->up0, p->us0.w, p->us0.b, B, c->ch2, H / 2, W / 2, c->ch2, 3, 1, &m->ws);
     concat_forward(a->cat1, a->q0, a->d1.out, B, c->ch2, c->ch2, N2);
     resblock_forward(&p->u1, &a->u1, a->emb_act, m, B);
     upsample_forward(a->up1, a->u1.out, B * c->ch2, H / 2, W / 2);
-    conv2d_forward(a->q1, a->up1, p->us1.w, p->us1.b, B, c->ch2, H, W, c->ch2, 3, 1, m->col);
+    conv2d_forward(a->q1, a->up1, p->us1.w, p->us1.b, B, c->ch2, H, W, c->ch2, 3, 1, &m->ws);
     concat_forward(a->cat2, a->q1, a->d0.out, B, c->ch2, c->ch1, N);
     resblock_forward(&p->u2, &a->u2, a->emb_act, m, B);
     // out: conv(SiLU(GN(h)))
     groupnorm_forward(a->ogn, a->omean, a->orstd, a->u2.out, p->out_gn_g, p->out_gn_b, B, c->ch1, N, c->groups);
     silu_forward(a->oact, a->ogn, (size_t)B * c->ch1 * N);
-    conv2d_forward(a->pred, a->oact, p->out_conv.w, p->out_conv.b, B, c->ch1, H, W, c->img_c, 3, 1, m->col);
+    conv2d_forward(a->pred, a->oact, p->out_conv.w, p->out_conv.b, B, c->ch1, H, W, c->img_c, 3, 1, &m->ws);
 }
 
 // Given d loss / d pred in m->da.pred, fills m->grads (zeroed first) by running the forward pass backwards.
@@ -1279,16 +1406,16 @@ static void unet_backward(Model *m, const int *label, int B) {
     Acts *d = &m->da;
     int H = c->img_h, W = c->img_w, N4 = (H / 4) * (W / 4), N2 = (H / 2) * (W / 2), N = H * W;
     memset(m->grads, 0, m->n_params * sizeof(real));
-    conv2d_backward(d->oact, g->out_conv.w, g->out_conv.b, d->pred, a->oact, p->out_conv.w, B, c->ch1, H, W, c->img_c, 3, 1, m->col, m->dcol);
+    conv2d_backward(d->oact, g->out_conv.w, g->out_conv.b, d->pred, a->oact, p->out_conv.w, B, c->ch1, H, W, c->img_c, 3, 1, &m->ws);
     silu_backward(d->ogn, d->oact, a->ogn, (size_t)B * c->ch1 * N);
     groupnorm_backward(d->u2.out, g->out_gn_g, g->out_gn_b, d->ogn, a->u2.out, a->omean, a->orstd, p->out_gn_g, B, c->ch1, N, c->groups);
     resblock_backward(&p->u2, &g->u2, &a->u2, &d->u2, a->emb_act, d->emb_act, m, B);
     concat_backward(d->q1, d->d0.out, d->cat2, B, c->ch2, c->ch1, N);
-    conv2d_backward(d->up1, g->us1.w, g->us1.b, d->q1, a->up1, p->us1.w, B, c->ch2, H, W, c->ch2, 3, 1, m->col, m->dcol);
+    conv2d_backward(d->up1, g->us1.w, g->us1.b, d->q1, a->up1, p->us1.w, B, c->ch2, H, W, c->ch2, 3, 1, &m->ws);
     upsample_backward(d->u1.out, d->up1, B * c->ch2, H / 2, W / 2);
     resblock_backward(&p->u1, &g->u1, &a->u1, &d->u1, a->emb_act, d->emb_act, m, B);
     concat_backward(d->q0, d->d1.out, d->cat1, B, c->ch2, c->ch2, N2);
-    conv2d_backward(d->up0, g->us0.w, g->us0.b, d->q0, a->up0, p->us0.w, B, c->ch2, H / 2, W / 2, c->ch2, 3, 1, m->col, m->dcol);
+    conv2d_backward(d->up0, g->us0.w, g->us0.b, d->q0, a->up0, p->us0.w, B, c->ch2, H / 2, W / 2, c->ch2, 3, 1, &m->ws);
     upsample_backward(d->u0.out, d->up0, B * c->ch2, H / 4, W / 4);
     resblock_backward(&p->u0, &g->u0, &a->u0, &d->u0, a->emb_act, d->emb_act, m, B);
     concat_backward(d->m1.out, d->d2.out, d->cat0, B, c->ch2, c->ch2, N4);
@@ -1296,11 +1423,11 @@ static void unet_backward(Model *m, const int *label, int B) {
     attention_backward(&p->attn, &g->attn, &a->at, &d->at, m, B);
     resblock_backward(&p->m0, &g->m0, &a->m0, &d->m0, a->emb_act, d->emb_act, m, B);
     resblock_backward(&p->d2, &g->d2, &a->d2, &d->d2, a->emb_act, d->emb_act, m, B);
-    conv2d_backward(d->d1.out, g->ds1.w, g->ds1.b, d->p1, a->d1.out, p->ds1.w, B, c->ch2, H / 2, W / 2, c->ch2, 3, 2, m->col, m->dcol);
+    conv2d_backward(d->d1.out, g->ds1.w, g->ds1.b, d->p1, a->d1.out, p->ds1.w, B, c->ch2, H / 2, W / 2, c->ch2, 3, 2, &m->ws);
     resblock_backward(&p->d1, &g->d1, &a->d1, &d->d1, a->emb_act, d->emb_act, m, B);
-    conv2d_backward(d->d0.out, g->ds0.w, g->ds0.b, d->p0, a->d0.out, p->ds0.w, B, c->ch1, H, W, c->ch1, 3, 2, m->col, m->dcol);
+    conv2d_backward(d->d0.out, g->ds0.w, g->ds0.b, d->p0, a->d0.out, p->ds0.w, B, c->ch1, H, W, c->ch1, 3, 2, &m->ws);
     resblock_backward(&p->d0, &g->d0, &a->d0, &d->d0, a->emb_act, d->emb_act, m, B);
-    conv2d_backward(NULL, g->conv_in.w, g->conv_in.b, d->h0, a->x, p->conv_in.w, B, c->img_c, H, W, c->ch1, 3, 1, m->col, m->dcol);
+    conv2d_backward(NULL, g->conv_in.w, g->conv_in.b, d->h0, a->x, p->conv_in.w, B, c->img_c, H, W, c->ch1, 3, 1, &m->ws);
     silu_backward(d->emb, d->emb_act, a->emb, (size_t)B * c->temb);
     if (c->cond) embedding_backward(g->class_table, d->emb, label, B, c->temb);
     linear_backward(d->t1_act, g->time2.w, g->time2.b, d->emb, a->t1_act, p->time2.w, B, c->temb, c->temb);
@@ -1345,14 +1472,15 @@ enum { GC_CONV3, GC_CONV3S2, GC_CONV1, GC_LINEAR, GC_SILU, GC_GROUPNORM, GC_SINU
 // Runs the forward pass of case g on g->vars; with backward, also fills g->grads. Returns L.
 static double gradcase_run(GradCase *g, int backward) {
     int B = g->B, C = g->C, H = g->H, W = g->W, OC = g->OC, K = g->K, D = g->D, N = H * W;
-    real *v = g->vars, *gv = g->grads, *col = g->model->col, *dcol = g->model->dcol;
+    real *v = g->vars, *gv = g->grads;
+    const Workspace *ws = &g->model->ws;
     size_t nin = (size_t)B * C * N;
     if (backward) memset(gv, 0, g->nvars * sizeof(real));
     switch (g->kind) {
     case GC_CONV3: case GC_CONV3S2: case GC_CONV1: {  // vars: inp (B,C,H,W), weight (OC,C,K,K), bias (OC)
         real *w = v + nin, *b = w + (size_t)OC * C * K * K;
-        conv2d_forward(g->out, v, w, b, B, C, H, W, OC, K, g->stride, col);
-        if (backward) conv2d_backward(gv, gv + nin, gv + nin + (size_t)OC * C * K * K, g->R, v, w, B, C, H, W, OC, K, g->stride, col, dcol);
+        conv2d_forward(g->out, v, w, b, B, C, H, W, OC, K, g->stride, ws);
+        if (backward) conv2d_backward(gv, gv + nin, gv + nin + (size_t)OC * C * K * K, g->R, v, w, B, C, H, W, OC, K, g->stride, ws);
         break;
     }
     case GC_LINEAR: {  // vars: inp (B,C), weight (OC,C), bias (OC)
@@ -1653,29 +1781,360 @@ static int run_refcheck(const char *path, size_t default_params) {
     return failures ? 1 : 0;
 }
 
+// ---- Training: AdamW, gradient clipping, EMA ------------------------------------------------------------------
+// AdamW (Loshchilov & Hutter 2019): per parameter, running means of the gradient (m) and of its square (v), each
+// corrected for starting at 0, give a step lr * m_hat / (sqrt(v_hat) + eps): about lr in size whatever the
+// gradient's scale. Weight decay (0 by default) shrinks the weights directly, outside the adaptive step.
+typedef struct { double lr, beta1, beta2, eps, weight_decay, clip, ema_decay; } TrainHyper;
+static const TrainHyper DEFAULT_HYPER = {2e-4, 0.9, 0.999, 1e-8, 0.0, 1.0, 0.999};
+
+// Scales the gradient so that its global L2 norm is at most h->clip (one bad batch cannot throw the weights far),
+// then takes AdamW step number `step` (1, 2, ...) and updates the EMA. Returns the norm before clipping.
+static double adamw_step(Model *m, const TrainHyper *h, long step) {
+    double norm2 = 0;
+    for (size_t i = 0; i < m->n_params; i++) norm2 += (double)m->grads[i] * m->grads[i];
+    double norm = sqrt(norm2), scale = norm > h->clip ? h->clip / norm : 1.0;
+    double bc1 = 1 - pow(h->beta1, (double)step), bc2 = 1 - pow(h->beta2, (double)step);
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < m->n_params; i++) {
+        double g = m->grads[i] * scale;
+        double mi = h->beta1 * m->adam_m[i] + (1 - h->beta1) * g;
+        double vi = h->beta2 * m->adam_v[i] + (1 - h->beta2) * g * g;
+        m->adam_m[i] = (real)mi, m->adam_v[i] = (real)vi;
+        double p = m->params[i];
+        p -= h->lr * ((mi / bc1) / (sqrt(vi / bc2) + h->eps) + h->weight_decay * p);
+        m->params[i] = (real)p;
+        // The EMA (exponential moving average) of the weights, decay 0.999 ~ an average over the last ~1000 steps:
+        // it smooths out the noise of single steps, and sampling uses it (Ho et al. 2020 do the same).
+        m->ema[i] = (real)(h->ema_decay * m->ema[i] + (1 - h->ema_decay) * p);
+    }
+    return norm;
+}
+
+// ---- Checkpoints ---------------------------------------------------------------------------------------------
+// One file: a header (magic, format version, sizes of real, the config, schedule, T, step, RNG state, which
+// arrays follow), the arrays (params, EMA, and unless slim the AdamW moments m and v), and a CRC-32 of all of
+// it. Saved to path.tmp, flushed with fsync, then renamed over path: rename is atomic, so a crash or kill at any
+// moment leaves either the old or the new checkpoint, never a mixture.
+enum { CKPT_VERSION = 1 };
+typedef struct {
+    char magic[8];         // "DIFFUSNC"
+    int32_t version, real_size;
+    int32_t config[10];    // Config, field by field
+    int32_t schedule, T;
+    int64_t step;
+    uint64_t rng_state, n_params;
+    int32_t has_optimizer, reserved;
+} CkptHeader;
+
+static void config_to_ints(const Config *c, int32_t *v) {
+    int32_t t[10] = {c->img_c, c->img_h, c->img_w, c->ch1, c->ch2, c->tdim, c->temb, c->groups, c->n_classes, c->cond};
+    memcpy(v, t, sizeof t);
+}
+static Config config_from_ints(const int32_t *v) {
+    return (Config){v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9]};
+}
+
+static void checkpoint_save(const char *path, const Model *m, ScheduleKind sched, int T, long step, const Rng *rng, int slim) {
+    CkptHeader h;
+    memset(&h, 0, sizeof h);
+    memcpy(h.magic, "DIFFUSNC", 8);
+    h.version = CKPT_VERSION, h.real_size = (int32_t)sizeof(real);
+    config_to_ints(&m->cfg, h.config);
+    h.schedule = sched, h.T = T, h.step = step, h.rng_state = rng->state, h.n_params = m->n_params;
+    h.has_optimizer = !slim;
+    char tmp[4200];
+    FILE *f;
+    atomic_write_begin(path, tmp, sizeof tmp, &f);
+    const real *arrays[4] = {m->params, m->ema, m->adam_m, m->adam_v};
+    uint32_t crc = crc32_update(0, &h, sizeof h);
+    fwrite(&h, sizeof h, 1, f);
+    for (int k = 0; k < (slim ? 2 : 4); k++) {
+        fwrite(arrays[k], sizeof(real), m->n_params, f);
+        crc = crc32_update(crc, arrays[k], m->n_params * sizeof(real));
+    }
+    fwrite(&crc, sizeof crc, 1, f);
+    atomic_write_end(path, tmp, f);
+}
+
+// Reads and validates a checkpoint. Creates the model (for max_batch images) and fills params, EMA and, when
+// present, the AdamW moments. Anything wrong ends with a one-line message naming the file.
+static Model *checkpoint_load(const char *path, int max_batch, ScheduleKind *sched, int *T, long *step, Rng *rng, int *has_optimizer) {
+    size_t len;
+    unsigned char *buf = read_file(path, MAX_FILE_BYTES, &len);
+    CkptHeader h;
+    if (len < sizeof h + 4) { free(buf); die(path, "not a diffusion.c checkpoint (too short: %zu bytes)", len); }
+    memcpy(&h, buf, sizeof h);
+    if (memcmp(h.magic, "DIFFUSNC", 8)) { free(buf); die(path, "not a diffusion.c checkpoint (bad magic)"); }
+    if (h.version != CKPT_VERSION) { free(buf); die(path, "checkpoint format version %d, this program reads %d", h.version, CKPT_VERSION); }
+    if (h.real_size != (int32_t)sizeof(real)) { free(buf); die(path, "written by a %s build, this is a %s build", h.real_size == 8 ? "double" : "float", sizeof(real) == 8 ? "double" : "float"); }
+    Config c = config_from_ints(h.config);
+    const char *why = config_check(&c);
+    if (why) { free(buf); die(path, "bad network configuration in checkpoint: %s", why); }
+    if (h.schedule < 0 || h.schedule > 2 || h.T < 1 || h.T > 100000 || h.step < 0 || (h.has_optimizer != 0 && h.has_optimizer != 1)) {
+        free(buf);
+        die(path, "bad schedule, T, step or flags in checkpoint header");
+    }
+    size_t P = count_params(&c), narrays = h.has_optimizer ? 4 : 2;
+    if (h.n_params != P) { free(buf); die(path, "header says %llu parameters, its configuration has %zu", (unsigned long long)h.n_params, P); }
+    size_t want = sizeof h + narrays * P * sizeof(real) + 4;
+    if (len != want) { free(buf); die(path, "checkpoint is %zu bytes, expected %zu (truncated or corrupt)", len, want); }
+    uint32_t crc_file;
+    memcpy(&crc_file, buf + len - 4, 4);
+    uint32_t crc = crc32_update(0, buf, sizeof h);
+    crc = crc32_update(crc, buf + sizeof h, narrays * P * sizeof(real));
+    if (crc != crc_file) { free(buf); die(path, "checkpoint is corrupt (CRC-32 mismatch)"); }
+    Model *m = model_create(&c, max_batch);
+    real *arrays[4] = {m->params, m->ema, m->adam_m, m->adam_v};
+    for (size_t k = 0; k < narrays; k++) memcpy(arrays[k], buf + sizeof h + k * P * sizeof(real), P * sizeof(real));
+    free(buf);
+    *sched = (ScheduleKind)h.schedule, *T = h.T, *step = (long)h.step, rng->state = h.rng_state;
+    *has_optimizer = h.has_optimizer;
+    return m;
+}
+
+// Ctrl-C sets this flag (the one piece of global state: a signal handler can reach nothing else); the training
+// loop finishes its step, saves and exits.
+static volatile sig_atomic_t interrupted = 0;
+static void on_sigint(int sig) { (void)sig; interrupted = 1; }
+
+typedef struct {
+    const char *data, *ckpt, *log;
+    long steps;          // steps to run in this invocation (0: until `minutes` is up)
+    double minutes;      // wall-clock budget (0: none)
+    int batch, resume, uncond, width;
+    ScheduleKind schedule;
+    int T;
+    uint64_t seed;
+    TrainHyper hyper;
+    int save_every;      // steps between checkpoints
+} TrainOptions;
+
+static void format_duration(char *out, size_t n, double s) {
+    if (s < 0 || s > 1e7) s = 0;
+    snprintf(out, n, "%dh%02dm%02ds", (int)(s / 3600), (int)(s / 60) % 60, (int)s % 60);
+}
+
+// The training loop of step 4, on tuples drawn as in step 3.
+static int train(const TrainOptions *o) {
+    Rng rng = {o->seed};
+    ScheduleKind sched = o->schedule;
+    int T = o->T, has_opt = 1;
+    long step = 0;
+    Model *m;
+    if (o->resume) {
+        m = checkpoint_load(o->ckpt, o->batch, &sched, &T, &step, &rng, &has_opt);
+        if (!has_opt) die(o->ckpt, "has no optimizer state (an exported model): cannot resume training from it");
+        fprintf(stderr, "resuming %s at step %ld (schedule %s, T = %d)\n", o->ckpt, step, schedule_names[sched], T);
+    } else {
+        Config c = DEFAULT_CONFIG;
+        if (o->uncond) c.cond = 0;
+        if (o->width) c.ch1 = o->width, c.ch2 = 2 * o->width, c.tdim = o->width, c.temb = 4 * o->width;
+        if (o->width && o->width % c.groups) die("--width", "must be a multiple of %d (the GroupNorm groups)", c.groups);
+        m = model_create(&c, o->batch);
+        params_init(m, &rng, 0);
+    }
+    const Config *c = &m->cfg;
+    Dataset d = load_dataset(o->data, c->img_c, c->img_h);
+    if (d.c != c->img_c || d.h != c->img_h || d.w != c->img_w)
+        die(o->data, "images are %dx%dx%d, the model expects %dx%dx%d", d.c, d.h, d.w, c->img_c, c->img_h, c->img_w);
+    Schedule s = schedule_make(sched, T);
+    size_t n = (size_t)c->img_c * c->img_h * c->img_w;
+    int B = o->batch;
+    real *x0 = xmalloc(B * n * sizeof(real)), *eps = xmalloc(B * n * sizeof(real)), *xt = xmalloc(B * n * sizeof(real));
+    real *tr = xmalloc(B * sizeof(real));
+    int *t = xmalloc(B * sizeof(int)), *label = xmalloc(B * sizeof(int));
+    FILE *log = NULL;
+    if (o->log) {
+        log = fopen(o->log, o->resume ? "a" : "w");
+        if (!log) die(o->log, "cannot write: %s", strerror(errno));
+        if (!o->resume) fprintf(log, "step,loss,lr,grad_norm,seconds\n");
+    }
+    signal(SIGINT, on_sigint);
+    int tty = isatty(2);
+    double t_start = now_seconds(), t_print = 0, smooth = -1;
+    long first = step, last_saved = step;
+    fprintf(stderr, "training %zu parameters on %d images (%s), batch %d, schedule %s T=%d, %s\n", m->n_params, d.n,
+            o->data, B, schedule_names[sched], T, c->cond ? "class-conditional" : "unconditional");
+    while (!interrupted) {
+        double elapsed = now_seconds() - t_start;
+        if (o->steps && step - first >= o->steps) break;
+        if (!o->steps && o->minutes && elapsed >= 60 * o->minutes) break;
+        draw_training_batch(x0, t, eps, xt, label, &d, &s, B, &rng);
+        for (int b = 0; b < B; b++) {
+            tr[b] = (real)t[b];
+            // Classifier-free guidance needs one network for both eps(x,t,c) and eps(x,t,none): 10% of the time
+            // the label is hidden (row n_classes), so the network also learns to denoise without it.
+            if (label[b] < 0 || rng_uniform(&rng) < 0.1) label[b] = c->n_classes;
+        }
+        double loss = model_loss_and_grad(m, xt, tr, label, eps, B);
+        if (!isfinite(loss)) {
+            die("train", "loss is %g at step %ld: stopping; the last checkpoint (%s, step %ld) is untouched", loss,
+                step + 1, o->ckpt, last_saved);
+        }
+        double gnorm = adamw_step(m, &o->hyper, step + 1);
+        step++;
+        smooth = smooth < 0 ? loss : 0.98 * smooth + 0.02 * loss;
+        elapsed = now_seconds() - t_start;
+        if (log) fprintf(log, "%ld,%.6f,%g,%.4f,%.3f\n", step, loss, o->hyper.lr, gnorm, elapsed);
+        if (elapsed - t_print >= (tty ? 0.5 : 10) || (o->steps && step - first == o->steps)) {
+            t_print = elapsed;
+            double rate = (step - first) / elapsed, total = o->steps ? (double)o->steps : 60 * o->minutes * rate;
+            char el[32], eta[32];
+            format_duration(el, sizeof el, elapsed), format_duration(eta, sizeof eta, (total - (step - first)) / rate);
+            fprintf(stderr, "%sstep %ld/%ld  loss %.4f  %.1f img/s  elapsed %s  eta %s%s", tty ? "\r" : "", step - first,
+                    (long)total, smooth, rate * B, el, eta, tty ? "   " : "\n");
+        }
+        if (step - last_saved >= o->save_every) {
+            checkpoint_save(o->ckpt, m, sched, T, step, &rng, 0);
+            last_saved = step;
+        }
+    }
+    if (tty) fputc('\n', stderr);
+    checkpoint_save(o->ckpt, m, sched, T, step, &rng, 0);
+    if (log) fclose(log);
+    if (interrupted)
+        fprintf(stderr, "interrupted: saved %s at step %ld; continue with: ./diffusion train --resume --ckpt %s\n", o->ckpt, step, o->ckpt);
+    else
+        fprintf(stderr, "saved %s at step %ld (smoothed loss %.4f)\n", o->ckpt, step, smooth);
+    free(x0), free(eps), free(xt), free(tr), free(t), free(label);
+    dataset_free(&d);
+    schedule_free(&s);
+    model_free(m);
+    return 0;
+}
+
+// ============================================================================================================
+// Step 5. Simulate the reverse process in terms of eps_theta
+//     (2)  x0_hat(x_t, t) = (x_t - sqrt(1 - alpha_bar_t) eps_theta(x_t, t)) / sqrt(alpha_bar_t)
+//     (3)  mu_theta(x_t, t) = coef_x0 x0_hat + coef_xt x_t          (step 2's posterior mean, x_0 -> x0_hat)
+//     generation: x_T ~ N(0, I); for t = T..1: x_{t-1} = mu_theta(x_t, t) + sqrt(beta_tilde_t) z,  z ~ N(0, I)
+// We do not know x_0, but the network's noise estimate gives a guess of it (eq. 2), and the exact posterior of
+// step 2 tells how to step towards that guess (eq. 3) while keeping the right amount of randomness.
+// ============================================================================================================
+
+// eq. (2) for n values: x0_hat = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t).
+// With clip, x0_hat is clipped to [-1, 1], the range of the data. This is a heuristic (Ho et al.'s code does it):
+// early on, when alpha_bar_t ~ 0, dividing by sqrt(alpha_bar_t) makes x0_hat huge, and clipping keeps the steps
+// sane and the samples cleaner; but it is no longer the lecture's algorithm, and it biases the samples towards
+// saturated pixels. Off by default, so that `sample` runs exactly the slides' algorithm; on with --clip-x0.
+static void x0_hat_from_eps(real *x0_hat, const real *xt, const real *eps, double alpha_bar, double one_minus_alpha_bar,
+                            size_t n, int clip) {
+    double a = 1 / sqrt(alpha_bar), b = sqrt(one_minus_alpha_bar);
+    for (size_t i = 0; i < n; i++) {
+        double v = a * (xt[i] - b * eps[i]);
+        if (clip) v = v < -1 ? -1 : v > 1 ? 1 : v;
+        x0_hat[i] = (real)v;
+    }
+}
+
+typedef enum { SAMPLER_DDPM, SAMPLER_DDIM, SAMPLER_SDE } SamplerKind;
+typedef struct {
+    SamplerKind kind;
+    int steps;            // DDIM / SDE: number of network evaluations (DDPM always uses T)
+    double eta;           // DDIM: 0 deterministic, 1 = DDPM's variance
+    int clip;             // clip x0_hat to [-1, 1]
+    int guided;           // classifier-free guidance on: eps = eps(none) + w (eps(c) - eps(none))
+    double w;             // guidance weight
+    real *trajectory;     // if not NULL: (frames, B, C, H, W), x at `frames` evenly spaced moments, noise -> image
+    int frames;
+} SampleOptions;
+
+// The denoiser as the samplers see it: eps (B,C,H,W) at x (B,C,H,W), time t (the same for all B), labels.
+// With guidance, one forward pass of 2B images (x twice, in the scratch x2) computes eps(x, t, c) and
+// eps(x, t, none) together; the model must have room for 2B images.
+static void predict_eps(real *eps, Model *m, const real *x, real *x2, double t, const int *label, int B, const SampleOptions *o) {
+    size_t n = (size_t)B * m->cfg.img_c * m->cfg.img_h * m->cfg.img_w;
+    real tt[2 * 4096];
+    int lab[2 * 4096];
+    int copies = o->guided ? 2 : 1;
+    for (int b = 0; b < copies * B; b++) tt[b] = (real)t, lab[b] = b < B ? label[b] : m->cfg.n_classes;
+    if (!o->guided) {
+        unet_forward(m, x, tt, lab, B);
+        memcpy(eps, m->a.pred, n * sizeof(real));
+        return;
+    }
+    // BEYOND THE SLIDES (lecture 001): classifier-free guidance, eps = eps(x,t,none) + w (eps(x,t,c) - eps(x,t,none)).
+    // w = 1 is the conditional model, w = 0 the unconditional one, w > 1 pushes samples further towards class c.
+    memcpy(x2, x, n * sizeof(real));
+    memcpy(x2 + n, x, n * sizeof(real));
+    unet_forward(m, x2, tt, lab, 2 * B);
+    const real *ec = m->a.pred, *eu = m->a.pred + n;
+    for (size_t i = 0; i < n; i++) eps[i] = (real)(eu[i] + o->w * (ec[i] - eu[i]));
+}
+
+// Runs a sampler on B images: x (B,C,H,W) receives the samples. The model must hold 2B images when guided.
+static void sample_loop(real *x, Model *m, const Schedule *s, const int *label, int B, const SampleOptions *o, Rng *rng, int progress) {
+    size_t n = (size_t)B * m->cfg.img_c * m->cfg.img_h * m->cfg.img_w;
+    int T = s->T;
+    real *eps = xmalloc(n * sizeof(real)), *x0_hat = xmalloc(n * sizeof(real)), *z = xmalloc(n * sizeof(real));
+    real *x2 = o->guided ? xmalloc(2 * n * sizeof(real)) : NULL;
+    rng_normal_fill(rng, x, n);  // x_T ~ N(0, I)
+    int S = o->kind == SAMPLER_DDPM ? T : o->steps;
+    int next_frame = 0;  // trajectory: frames 0..frames-2 before evenly spaced steps, the last one at the end
+    for (int i = 0; i < S; i++) {
+        if (o->trajectory && next_frame < o->frames - 1 && i == (long)next_frame * S / (o->frames - 1))
+            memcpy(o->trajectory + (size_t)next_frame++ * n, x, n * sizeof(real));
+        if (progress && isatty(2) && i % 10 == 0) fprintf(stderr, "\rsampling: step %d/%d   ", i, S);
+        if (o->kind == SAMPLER_DDPM) {
+            int t = T - i;
+            predict_eps(eps, m, x, x2, t, label, B, o);
+            x0_hat_from_eps(x0_hat, x, eps, s->alpha_bar[t], s->one_minus_alpha_bar[t], n, o->clip);  // eq. (2)
+            posterior_mean(x, x, x0_hat, s, t, n);                                                     // eq. (3)
+            if (t > 1) {  // at t = 1, beta_tilde_1 = 0: the last step adds no noise
+                rng_normal_fill(rng, z, n);
+                double sd = sqrt(s->beta_tilde[t]);
+                for (size_t k = 0; k < n; k++) x[k] += (real)(sd * z[k]);
+            }
+        } else if (o->kind == SAMPLER_DDIM) {
+            // BEYOND THE SLIDES: DDIM (Song, Meng & Ermon 2021), lecture 001's "deterministic sampling, fewer
+            // steps". From t to an earlier t' (S evenly spaced times): keep x0_hat, and re-noise it to level t'
+            // using the network's eps as the direction of the noise, plus fresh noise of variance sigma^2:
+            //   x_t' = sqrt(alpha_bar_t') x0_hat + sqrt(1 - alpha_bar_t' - sigma^2) eps + sigma z,
+            //   sigma^2 = eta^2 (1 - alpha_bar_t')/(1 - alpha_bar_t) (1 - alpha_bar_t/alpha_bar_t').
+            // eta = 0 is a deterministic map from noise to image; eta = 1 with t' = t - 1 is exactly DDPM
+            // (sigma^2 = beta_tilde_t), which test.sh checks.
+            int t = T - (int)((long)i * T / S), tp = T - (int)((long)(i + 1) * T / S);
+            predict_eps(eps, m, x, x2, t, label, B, o);
+            x0_hat_from_eps(x0_hat, x, eps, s->alpha_bar[t], s->one_minus_alpha_bar[t], n, o->clip);
+            double ab = s->alpha_bar[t], abp = s->alpha_bar[tp], omab = s->one_minus_alpha_bar[t], omabp = s->one_minus_alpha_bar[tp];
+            double var = o->eta * o->eta * omabp / omab * (1 - ab / abp), dir = omabp - var;
+            double sd = sqrt(var > 0 ? var : 0), cd = sqrt(dir > 0 ? dir : 0), c0 = sqrt(abp);
+            if (sd > 0) rng_normal_fill(rng, z, n);
+            for (size_t k = 0; k < n; k++) x[k] = (real)(c0 * x0_hat[k] + cd * eps[k] + (sd > 0 ? sd * z[k] : 0));
+        } else {
+            // BEYOND THE SLIDES: Euler-Maruyama on the reverse VP-SDE (with the 1/2 the slide drops, see step 1),
+            //   dX = beta(u) (1/2 X + grad log p_u(X)) du + sqrt(beta(u)) dW_bar, run from u = 1 down to u = 1/T,
+            // with the score from the denoiser: x_u = sqrt(alpha_bar(u)) x_0 + sqrt(1 - alpha_bar(u)) eps gives
+            // grad log p_u(x) = -E[eps | x] / sqrt(1 - alpha_bar(u)) ~ -eps_theta / sqrt(1 - alpha_bar(u)).
+            // The network is asked at the fractional timestep u T. S evaluations at u = 1 ... 1/T, evenly spaced:
+            // S - 1 Euler-Maruyama steps, and at u = 1/T the noise-free x0_hat is returned.
+            double du = (1.0 - 1.0 / T) / (S - 1), u = 1.0 - i * du;
+            double beta = vp_beta(u), omab = -expm1(-vp_beta_integral(u));
+            predict_eps(eps, m, x, x2, u * T, label, B, o);
+            if (i == S - 1) {
+                x0_hat_from_eps(x, x, eps, 1 - omab, omab, n, o->clip);
+                break;
+            }
+            rng_normal_fill(rng, z, n);
+            double sd = sqrt(beta * du);
+            for (size_t k = 0; k < n; k++)
+                x[k] = (real)(x[k] + beta * (0.5 * x[k] - eps[k] / sqrt(omab)) * du + sd * z[k]);
+        }
+    }
+    if (o->trajectory) memcpy(o->trajectory + (size_t)(o->frames - 1) * n, x, n * sizeof(real));
+    if (progress && isatty(2)) fprintf(stderr, "\rsampling: done            \n");
+    free(eps), free(x0_hat), free(z), free(x2);
+}
+
 // ============================================================================================================
 // Pictures. Pixels in [-1, 1] become bytes 0..255; images are laid out in a grid, each scaled up by an integer
-// factor (nearest neighbour: 28x28 is too small to see). Files are written to "<path>.tmp", flushed to disk and
-// renamed, so an interrupted program never leaves half a picture (or, below, half a checkpoint).
+// factor (nearest neighbour: 28x28 is too small to see), written atomically (atomic_write_begin/end).
 // ============================================================================================================
 
 static void png_write_callback(void *context, void *data, int size) {
     FILE *f = context;
     if (fwrite(data, 1, (size_t)size, f) != (size_t)size) { /* ferror(f) is checked by the caller */ }
-}
-
-// Writes bytes to path via path.tmp + fsync + rename; returns 0 or dies with a message naming the path.
-static void atomic_write_begin(const char *path, char *tmp, size_t tmp_size, FILE **f) {
-    snprintf(tmp, tmp_size, "%s.tmp", path);
-    *f = fopen(tmp, "wb");
-    if (!*f) die(path, "cannot write: %s", strerror(errno));
-}
-static void atomic_write_end(const char *path, const char *tmp, FILE *f) {
-    int bad = fflush(f) != 0 || ferror(f) || fsync(fileno(f)) != 0;
-    int err = errno;
-    if (fclose(f) != 0) bad = 1, err = errno;
-    if (bad) { remove(tmp); die(path, "write failed: %s", strerror(err)); }
-    if (rename(tmp, path) != 0) { err = errno; remove(tmp); die(path, "cannot rename %s into place: %s", tmp, strerror(err)); }
 }
 
 // imgs (n, c, h, w) in [-1, 1] -> a PNG grid with `cols` columns, each image scaled by `scale`, 2-pixel gaps.
@@ -1895,7 +2354,7 @@ static int cmd_check(uint64_t seed) {
 
 typedef struct {
     ScheduleKind schedule;
-    int T, index, batch, n, label, uncond, resume, clip_x0, threads, steps_given;
+    int T, index, batch, n, label, uncond, resume, clip_x0, threads, steps_given, width, guided;
     long steps;
     uint64_t seed;
     double minutes, lr, eta, guidance;
@@ -1918,6 +2377,18 @@ static const Command commands[] = {
     {"gradcheck", " --seed ",
      "gradcheck [--seed S]\n"
      "  Compares every layer's hand-written backward with finite differences (build with -DDOUBLE for the 1e-6 proof)."},
+    {"train", " --data --steps --minutes --batch --lr --seed --schedule --T --ckpt --resume --uncond --log --width --threads ",
+     "train [--data fashion-mnist|DIR|FILE] [--steps N | --minutes M] [--batch 64] [--lr 2e-4] [--seed S]\n"
+     "      [--schedule linear|cosine|sde] [--T 1000] [--ckpt model.ckpt] [--resume] [--uncond] [--log loss.csv]\n"
+     "      [--width 32] [--threads N]\n"
+     "  Trains eps_theta (steps 3 and 4) with AdamW; Ctrl-C saves and stops. Default: 10 minutes."},
+    {"sample", " --ckpt --sampler --steps --eta --guidance --label --n --seed --out --trajectory --clip-x0 --batch --threads ",
+     "sample [--ckpt data/model.ckpt] [--sampler ddpm|ddim|sde] [--steps S] [--eta E] [--guidance W] [--label C]\n"
+     "       [--n N] [--seed S] [--out samples.png] [--trajectory traj.png] [--clip-x0] [--batch 64]\n"
+     "  Generates images from noise (step 5). Without --label, a class-conditional model gives one row per class."},
+    {"export", " --ckpt --out ",
+     "export --ckpt model.ckpt --out small.ckpt\n"
+     "  Writes the weights and EMA weights without the optimizer state (half the size; enough for sampling)."},
     {"refcheck", " --ref ",
      "refcheck [--ref data/unet_ref.bin]\n"
      "  Compares the network's output, loss and gradients with PyTorch's (notes/pytorch_mirror.py ref)."},
@@ -1952,7 +2423,7 @@ static ScheduleKind parse_schedule(const char *s) {
 static void parse_options(Options *o, const Command *cmd, int argc, char **argv) {
     *o = (Options){.schedule = SCHEDULE_LINEAR, .T = 1000, .index = 0, .batch = 64, .n = 0, .label = -1, .steps = 0,
                    .seed = 1, .lr = 2e-4, .eta = 0, .guidance = 1, .data = "fashion-mnist", .sampler = "ddpm",
-                   .ref = "data/unet_ref.bin", .threads = 0};
+                   .ref = "data/unet_ref.bin", .threads = 0, .width = 0};
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { printf("usage: ./diffusion %s\n", cmd->usage); exit(0); }
@@ -1975,7 +2446,8 @@ static void parse_options(Options *o, const Command *cmd, int argc, char **argv)
         else if (!strcmp(a, "--minutes")) o->minutes = parse_double(a, flag_value(argc, argv, &i), 1e-3, 1e6);
         else if (!strcmp(a, "--lr")) o->lr = parse_double(a, flag_value(argc, argv, &i), 1e-12, 1);
         else if (!strcmp(a, "--eta")) o->eta = parse_double(a, flag_value(argc, argv, &i), 0, 1);
-        else if (!strcmp(a, "--guidance")) o->guidance = parse_double(a, flag_value(argc, argv, &i), -100, 100);
+        else if (!strcmp(a, "--guidance")) o->guidance = parse_double(a, flag_value(argc, argv, &i), -100, 100), o->guided = 1;
+        else if (!strcmp(a, "--width")) o->width = (int)parse_long(a, flag_value(argc, argv, &i), 8, 256);
         else if (!strcmp(a, "--out")) o->out = flag_value(argc, argv, &i);
         else if (!strcmp(a, "--data")) o->data = flag_value(argc, argv, &i);
         else if (!strcmp(a, "--ckpt")) o->ckpt = flag_value(argc, argv, &i);
@@ -1987,6 +2459,64 @@ static void parse_options(Options *o, const Command *cmd, int argc, char **argv)
         else if (!strcmp(a, "--resume")) o->resume = 1;
         else if (!strcmp(a, "--clip-x0")) o->clip_x0 = 1;
     }
+}
+
+// `./diffusion sample`: step 5 on a trained checkpoint, in batches, with the pictures.
+static int cmd_sample(const Options *o) {
+    const char *path = o->ckpt ? o->ckpt : "data/model.ckpt";
+    SampleOptions so = {.kind = SAMPLER_DDPM, .steps = 0, .eta = o->eta, .clip = o->clip_x0, .guided = o->guided, .w = o->guidance};
+    if (!strcmp(o->sampler, "ddim")) so.kind = SAMPLER_DDIM;
+    else if (!strcmp(o->sampler, "sde")) so.kind = SAMPLER_SDE;
+    else if (strcmp(o->sampler, "ddpm")) die_usage("--sampler", "unknown sampler '%s' (ddpm, ddim or sde)", o->sampler);
+    int chunk = o->batch;
+    ScheduleKind sk;
+    int T, has_opt;
+    long step;
+    Rng unused;
+    Model *m = checkpoint_load(path, so.guided ? 2 * chunk : chunk, &sk, &T, &step, &unused, &has_opt);
+    const Config *c = &m->cfg;
+    if (so.kind != SAMPLER_DDPM) so.steps = o->steps_given ? (int)(o->steps < T ? o->steps : T) : 50;
+    if (so.kind == SAMPLER_SDE && so.steps < 2) die_usage("--steps", "the sde sampler needs at least 2 steps");
+    if (o->label >= 0 && !c->cond) die_usage("--label", "this model is unconditional (trained with --uncond)");
+    if (so.guided && !c->cond) die_usage("--guidance", "this model is unconditional (trained with --uncond)");
+    int per_class = c->cond && o->label < 0;  // one row per class
+    int n = o->n ? o->n : per_class ? 80 : 64, cols = per_class ? (n + 9) / 10 : (int)ceil(sqrt((double)n));
+    if (per_class) n = 10 * cols;
+    memcpy(m->params, m->ema, m->n_params * sizeof(real));  // sample with the EMA weights
+    Schedule s = schedule_make(sk, T);
+    size_t img = (size_t)c->img_c * c->img_h * c->img_w;
+    real *x = xmalloc((size_t)n * img * sizeof(real));
+    int *label = xmalloc((size_t)n * sizeof(int));
+    for (int i = 0; i < n; i++) label[i] = !c->cond ? 0 : per_class ? i / cols : o->label;
+    const int frames = 11, traj_rows = chunk < 8 ? chunk : 8;
+    real *traj = o->trajectory ? xmalloc((size_t)frames * chunk * img * sizeof(real)) : NULL;
+    Rng rng = {o->seed};
+    double t0 = now_seconds();
+    fprintf(stderr, "sampling %d images with %s (%d network evaluations each%s) from %s (step %ld, %s T=%d)\n", n, o->sampler,
+            so.kind == SAMPLER_DDPM ? T : so.steps, so.guided ? ", guided: x2" : "", path, step, schedule_names[sk], T);
+    for (int first = 0; first < n; first += chunk) {
+        int B = n - first < chunk ? n - first : chunk;
+        so.trajectory = first == 0 ? traj : NULL, so.frames = frames;
+        sample_loop(x + (size_t)first * img, m, &s, label + first, B, &so, &rng, 1);
+        if (first == 0 && traj) {  // rows: samples; columns: x at 11 moments from noise (left) to image (right)
+            int rows = B < traj_rows ? B : traj_rows;
+            real *grid = xmalloc((size_t)rows * frames * img * sizeof(real));
+            for (int r = 0; r < rows; r++)
+                for (int f = 0; f < frames; f++)
+                    memcpy(grid + ((size_t)r * frames + f) * img, traj + ((size_t)f * B + r) * img, img * sizeof(real));
+            write_image_grid(o->trajectory, grid, rows * frames, frames, c->img_c, c->img_h, c->img_w, 3);
+            free(grid);
+        }
+    }
+    double secs = now_seconds() - t0;
+    const char *out = o->out ? o->out : "samples.png";
+    write_image_grid(out, x, n, cols, c->img_c, c->img_h, c->img_w, 3);
+    printf("wrote %s: %d samples in %.1f s%s\n", out, n, secs, per_class ? " (one row per class: T-shirt/top, Trouser, Pullover, Dress, Coat, Sandal, Shirt, Sneaker, Bag, Ankle boot)" : "");
+    if (traj) printf("wrote %s: noise (left) to image (right) at 11 moments\n", o->trajectory);
+    free(x), free(label), free(traj);
+    schedule_free(&s);
+    model_free(m);
+    return 0;
 }
 
 static void print_usage(void) {
@@ -2039,5 +2569,25 @@ int main(int argc, char **argv) {
     else if (!strcmp(cmd->name, "info")) cmd_info(&cfg);
     else if (!strcmp(cmd->name, "gradcheck")) return run_gradcheck(o.seed);
     else if (!strcmp(cmd->name, "refcheck")) return run_refcheck(o.ref, count_params(&DEFAULT_CONFIG));
+    else if (!strcmp(cmd->name, "train")) {
+        TrainOptions t = {.data = o.data, .ckpt = o.ckpt ? o.ckpt : "model.ckpt", .log = o.log, .steps = o.steps,
+                          .minutes = o.minutes, .batch = o.batch, .resume = o.resume, .uncond = o.uncond,
+                          .width = o.width, .schedule = o.schedule, .T = o.T, .seed = o.seed, .hyper = DEFAULT_HYPER,
+                          .save_every = 500};
+        if (!o.steps && !o.minutes) t.minutes = 10;
+        t.hyper.lr = o.lr;
+        return train(&t);
+    } else if (!strcmp(cmd->name, "sample")) return cmd_sample(&o);
+    else if (!strcmp(cmd->name, "export")) {
+        if (!o.ckpt || !o.out) die_usage("export", "needs --ckpt and --out");
+        ScheduleKind sk;
+        int T, has_opt;
+        long step;
+        Rng r;
+        Model *m = checkpoint_load(o.ckpt, 1, &sk, &T, &step, &r, &has_opt);
+        checkpoint_save(o.out, m, sk, T, step, &r, 1);
+        printf("wrote %s (step %ld, weights and EMA weights, no optimizer state)\n", o.out, step);
+        model_free(m);
+    }
     return 0;
 }
