@@ -1,0 +1,62 @@
+# diffusion.c — build, install what is missing, run the demo, test.
+#   make        ./diffusion with -O2 -Wall (what `cc diffusion.c -lm -O2` gives, plus warnings)
+#   make fast   ./diffusion with -O3 and whichever of -march=native -fopenmp the compiler accepts
+#   make deps   installs Debian's libstb-dev and dataset-fashion-mnist when they are missing
+#   make run    deps + fast build + the demo: train ~7 minutes, then samples.png and traj.png
+#   make test   deps + ./test.sh
+#   make bench  the benchmark, side by side with PyTorch when python3-torch is installed
+#   make fuzz   the fuzzers of notes/fuzz (long; see notes/fuzz/README.md)
+CC ?= cc
+CFLAGS ?= -O2 -Wall
+# Optional flags, each kept only if a trial compile accepts it, so that one Makefile builds everywhere.
+FAST_FLAGS := $(shell for f in -march=native -fopenmp; do \
+  echo 'int main(void){return 0;}' | $(CC) $$f -x c - -o /dev/null 2>/dev/null && printf '%s ' $$f; done)
+PACKAGES = libstb-dev dataset-fashion-mnist
+STB = /usr/include/stb/stb_image.h
+FASHION = /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+
+.PHONY: all fast deps run test bench fuzz clean
+all: diffusion
+diffusion: diffusion.c
+	$(CC) $(CFLAGS) diffusion.c -lm -o diffusion
+
+fast:
+	@echo "fast build: -O3 $(FAST_FLAGS)"
+	$(CC) -O3 -Wall $(FAST_FLAGS) diffusion.c -lm -o diffusion
+
+# A fresh Debian machine knows no packages until `apt-get update` has run, so update first, then install.
+deps:
+	@missing=""; \
+	[ -f $(STB) ] || [ -f stb_image.h ] || missing="$$missing libstb-dev"; \
+	[ -f $(FASHION) ] || missing="$$missing dataset-fashion-mnist"; \
+	if [ -z "$$missing" ]; then echo "deps: all present ($(PACKAGES))"; exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then SUDO=""; \
+	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then SUDO="sudo"; \
+	else echo "deps: missing$$missing; please install them: sudo apt-get update && sudo apt-get install$$missing" >&2; exit 1; fi; \
+	echo "deps: installing$$missing"; \
+	$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing || \
+	{ echo "deps: apt-get failed; install by hand:$$missing" >&2; exit 1; }
+
+run: deps fast
+	./diffusion forward --data fashion-mnist --index 0 --out forward.png
+	./diffusion train --minutes 7 --lr 1e-3 --ckpt demo.ckpt --log demo_loss.csv
+	./diffusion sample --ckpt demo.ckpt --sampler ddim --steps 100 --guidance 3 --n 80 --out samples.png --trajectory traj.png
+	@echo
+	@echo "Open samples.png (one row per class), traj.png (noise to image) and forward.png (image to noise)."
+	@echo "The shipped model, trained for longer:  ./diffusion sample --out shipped.png --trajectory shipped_traj.png"
+	@echo "Next: read diffusion.c beside the slides (notes/README.md maps each equation to its function)."
+
+test: deps
+	./test.sh
+
+bench: fast
+	./diffusion bench --threads 1
+	./diffusion bench
+	-@python3 -c 'import torch' 2>/dev/null && python3 notes/pytorch_mirror.py bench --threads 1 && python3 notes/pytorch_mirror.py bench --threads $$(nproc) || echo "bench: python3-torch not installed: C numbers only"
+
+fuzz:
+	$(MAKE) -C notes/fuzz run
+
+clean:
+	rm -f diffusion *.tmp forward.png samples.png traj.png demo.ckpt demo_loss.csv model.ckpt
