@@ -566,8 +566,18 @@ static void draw_training_batch(real *x0, int *t, real *eps, real *xt, int *labe
 // Threads share the tiles of C: every C element is summed over k in the same order whatever the thread count,
 // so results do not depend on it. The vectors are GCC vector extensions: plain C that the compiler maps onto
 // whatever the target has (SSE, AVX2, AVX-512).
-typedef real vec __attribute__((vector_size(64)));  // 16 floats or 8 doubles
-enum { VL = 64 / sizeof(real), MR = 6, NR = 2 * VL, KC = 256, MC = 96, NC = 512 };
+// The vector width is the widest the build targets: 64 bytes with AVX-512 (make fast: -march=native on this
+// machine), 32 with AVX2, 16 otherwise (SSE2, which every x86-64 has, or NEON). MR x 2 = 12 accumulators fit the
+// register file in every case (16 registers for SSE/AVX2, 32 for AVX-512) so the tile never spills to memory.
+#if defined(__AVX512F__)
+enum { VEC_BYTES = 64 };
+#elif defined(__AVX__)
+enum { VEC_BYTES = 32 };
+#else
+enum { VEC_BYTES = 16 };
+#endif
+typedef real vec __attribute__((vector_size(VEC_BYTES)));
+enum { VL = VEC_BYTES / sizeof(real), MR = 6, NR = 2 * VL, KC = 256, MC = 96, NC = 512 };
 
 // acc (MR x NR) = a-panel (KC x MR) . b-panel (KC x NR) for kc steps
 static void gemm_kernel(int kc, const real *a, const real *b, vec acc[MR][2]) {
@@ -2267,13 +2277,19 @@ static int cmd_check(uint64_t seed) {
     const double x0 = 1.0;  // everything below is conditional on a fixed clean value X_0 = 1
 
     printf("(a) one-step chain = one-shot form: X_k | X_0 ~ N(sqrt(alpha_bar_k) X_0, 1 - alpha_bar_k)  [linear, T=%d, n=%d]\n", T, NS);
-    for (int i = 0; i < NS; i++) x[i] = x0;
+    // the program's own forward_one_step / forward_one_shot, on NS copies of the pixel X_0 = 1
+    real *chain = xmalloc(NS * sizeof(real)), *shot = xmalloc(NS * sizeof(real)), *e = xmalloc(NS * sizeof(real));
+    real *ones = xmalloc(NS * sizeof(real));
+    for (int i = 0; i < NS; i++) chain[i] = ones[i] = (real)x0;
     int marks[] = {1, 10, 100, 500, 1000};
     for (int k = 1, mi = 0; k <= T; k++) {
-        for (int i = 0; i < NS; i++) x[i] = sqrt(lin.alpha[k]) * x[i] + sqrt(lin.beta[k]) * rng_normal(&rng);
+        rng_normal_fill(&rng, e, NS);
+        forward_one_step(chain, e, &lin, k, NS);
         if (k != marks[mi]) continue;
         mi++;
-        for (int i = 0; i < NS; i++) y[i] = sqrt(lin.alpha_bar[k]) * x0 + sqrt(lin.one_minus_alpha_bar[k]) * rng_normal(&rng);
+        rng_normal_fill(&rng, e, NS);
+        forward_one_shot(shot, ones, e, &lin, k, NS);
+        for (int i = 0; i < NS; i++) x[i] = chain[i], y[i] = shot[i];
         double mc, vc, ms, vs, v = lin.one_minus_alpha_bar[k];
         mean_var(x, NS, &mc, &vc), mean_var(y, NS, &ms, &vs);
         char claim[64];
@@ -2283,6 +2299,7 @@ static int cmd_check(uint64_t seed) {
         snprintf(claim, sizeof claim, "k=%4d one-step variance", k), fails += !check_line(claim, vc, v, tv);
         snprintf(claim, sizeof claim, "k=%4d one-shot variance", k), fails += !check_line(claim, vs, v, tv);
     }
+    free(chain), free(shot), free(e), free(ones);
 
     // (b) Euler-Maruyama on u in [0, 1] with M steps. The EM scheme's own exact mean and variance are computed
     // alongside (m <- (1 - a du) m, v <- (1 - a du)^2 v + beta du) and their gap to the continuous answer is
@@ -2432,6 +2449,9 @@ static const Command commands[] = {
     {"export", " --ckpt --out ",
      "export --ckpt model.ckpt --out small.ckpt\n"
      "  Writes the weights and EMA weights without the optimizer state (half the size; enough for sampling)."},
+    {"bench", " --threads --steps ",
+     "bench [--threads N] [--steps REPS]\n"
+     "  Speed of the default network at batch 64: training and sampling images/s, GFLOP/s against the FMA peak, memory."},
     {"refcheck", " --ref ",
      "refcheck [--ref data/unet_ref.bin]\n"
      "  Compares the network's output, loss and gradients with PyTorch's (notes/pytorch_mirror.py ref)."},
@@ -2554,10 +2574,137 @@ static int cmd_sample(const Options *o) {
     double secs = now_seconds() - t0;
     const char *out = o->out ? o->out : "samples.png";
     write_image_grid(out, x, n, cols, c->img_c, c->img_h, c->img_w, 3);
-    printf("wrote %s: %d samples in %.1f s%s\n", out, n, secs, per_class ? " (one row per class: T-shirt/top, Trouser, Pullover, Dress, Coat, Sandal, Shirt, Sneaker, Bag, Ankle boot)" : "");
+    printf("wrote %s: %d samples in %.1f s\n", out, n, secs);
+    if (per_class)
+        for (int k = 0; k < 10; k++) printf("  row %d: %s\n", k + 1, c->n_classes == 10 ? fashion_class_names[k] : "class");
     if (traj) printf("wrote %s: noise (left) to image (right) at 11 moments\n", o->trajectory);
     free(x), free(label), free(traj);
     schedule_free(&s);
+    model_free(m);
+    return 0;
+}
+
+// ============================================================================================================
+// BEYOND THE SLIDES: `./diffusion bench`, the speed of the default network (batch 64), beside the machine's peak
+// ============================================================================================================
+
+// Multiply-adds the model does per image (every FLOP that goes through gemm; elementwise layers, ~1%, are left
+// out): a convolution is 2 OC C K^2 N' FLOPs, attention's two products 2 N^2 C each, a linear layer 2 O I.
+static double conv_flops(int C, int OC, int K, int N) { return 2.0 * OC * C * K * K * N; }
+static double resblock_flops(int cin, int cout, int N, int temb) {
+    return conv_flops(cin, cout, 3, N) + conv_flops(cout, cout, 3, N) + (cin != cout ? conv_flops(cin, cout, 1, N) : 0) + 2.0 * temb * cout;
+}
+static double unet_flops(const Config *c) {
+    int N = c->img_h * c->img_w, N2 = N / 4, N4 = N / 16, e = c->temb;
+    return 2.0 * (c->tdim * e + e * e) + conv_flops(c->img_c, c->ch1, 3, N) + resblock_flops(c->ch1, c->ch1, N, e) +
+           conv_flops(c->ch1, c->ch1, 3, N2) + resblock_flops(c->ch1, c->ch2, N2, e) + conv_flops(c->ch2, c->ch2, 3, N4) +
+           3 * resblock_flops(c->ch2, c->ch2, N4, e) + 4 * conv_flops(c->ch2, c->ch2, 1, N4) + 4.0 * N4 * N4 * c->ch2 +
+           resblock_flops(2 * c->ch2, c->ch2, N4, e) + conv_flops(c->ch2, c->ch2, 3, N2) + resblock_flops(2 * c->ch2, c->ch2, N2, e) +
+           conv_flops(c->ch2, c->ch2, 3, N) + resblock_flops(c->ch2 + c->ch1, c->ch1, N, e) + conv_flops(c->ch1, c->img_c, 3, N);
+}
+
+// The FMA peak: 12 independent chains of vector multiply-adds (enough to hide the FMA latency), per thread.
+static double fma_peak_gflops(int threads) {
+    const long iters = 20000000;
+    double best = 0;
+    for (int rep = 0; rep < 3; rep++) {
+        double t0 = now_seconds(), sink = 0;
+#pragma omp parallel for num_threads(threads) reduction(+ : sink)
+        for (int th = 0; th < threads; th++) {
+            vec acc[12], x, y;
+            for (int i = 0; i < 12; i++) acc[i] = (vec){0} + (real)i;
+            x = (vec){0} + (real)0.999999, y = (vec){0} + (real)1e-7;
+            for (long k = 0; k < iters; k++)
+                for (int i = 0; i < 12; i++) acc[i] = acc[i] * x + y;
+            for (int i = 0; i < 12; i++) sink += acc[i][0];
+        }
+        double gf = 2.0 * 12 * VL * iters * threads / (now_seconds() - t0) / 1e9;
+        if (gf > best) best = gf;
+        if (sink == 12345) printf(" ");  // keeps the loop from being optimised away
+    }
+    return best;
+}
+
+static int compare_doubles(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof(double), compare_doubles);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static int cmd_bench(int reps) {
+    const Config *c = &DEFAULT_CONFIG;
+    int B = 64, threads = 1;
+#ifdef _OPENMP
+    threads = omp_get_max_threads();
+#endif
+    Rng rng = {1};
+    Model *m = model_create(c, B);
+    params_init(m, &rng, 1);
+    size_t n = (size_t)B * c->img_c * c->img_h * c->img_w;
+    real *x = random_array(n, &rng), *eps = random_array(n, &rng), t[64];
+    int label[64];
+    for (int b = 0; b < B; b++) t[b] = (real)(1 + rng_int(&rng, 1000)), label[b] = rng_int(&rng, 11);
+    double fwd_flops = unet_flops(c), train_flops = 3 * fwd_flops;  // backward: dW and dx, each ~ the forward
+    double tt[32], tf[32];
+    if (reps > 32) reps = 32;
+    for (int r = -2; r < reps; r++) {  // two warm-up rounds (first-touch page faults, caches), then timed
+        double t0 = now_seconds();
+        model_loss_and_grad(m, x, t, label, eps, B);
+        adamw_step(m, &DEFAULT_HYPER, 1);
+        double t1 = now_seconds();
+        unet_forward(m, x, t, label, B);
+        double t2 = now_seconds();
+        if (r >= 0) tt[r] = t1 - t0, tf[r] = t2 - t1;
+    }
+    double train_s = median(tt, reps), fwd_s = median(tf, reps);
+    // the convolutions alone, forward and backward, on the largest one (u2.conv1: 96 -> 32 channels at 28x28)
+    const ResBlockActs *u2 = &m->a.u2;
+    double tcf[32], tcb[32], cf = B * conv_flops(u2->cin, u2->cout, 3, c->img_h * c->img_w);
+    for (int r = -1; r < reps; r++) {
+        double t0 = now_seconds();
+        conv2d_forward(u2->h1, u2->act1, m->p.u2.conv1.w, m->p.u2.conv1.b, B, u2->cin, u2->H, u2->W, u2->cout, 3, 1, &m->ws);
+        double t1 = now_seconds();
+        conv2d_backward(m->da.u2.act1, m->g.u2.conv1.w, m->g.u2.conv1.b, u2->h1, u2->act1, m->p.u2.conv1.w, B, u2->cin, u2->H,
+                        u2->W, u2->cout, 3, 1, &m->ws);
+        double t2 = now_seconds();
+        if (r >= 0) tcf[r] = t1 - t0, tcb[r] = t2 - t1;
+    }
+    double conv_f = cf / median(tcf, reps) / 1e9, conv_b = 2 * cf / median(tcb, reps) / 1e9;
+    double peak = fma_peak_gflops(threads);
+    struct rusage_like { long maxrss_kb; } ru = {0};
+    FILE *st = fopen("/proc/self/status", "r");
+    char line[256];
+    while (st && fgets(line, sizeof line, st))
+        if (!strncmp(line, "VmHWM:", 6)) ru.maxrss_kb = atol(line + 6);
+    if (st) fclose(st);
+    const char *isa = "generic";
+#if defined(__AVX512F__)
+    isa = "AVX-512";
+#elif defined(__AVX2__)
+    isa = "AVX2";
+#elif defined(__SSE2__)
+    isa = "SSE2";
+#endif
+    printf("# diffusion.c bench: default U-Net (%zu parameters), batch %d, %d thread(s), %s build, vector ISA %s, OpenMP %s\n",
+           m->n_params, B, threads, sizeof(real) == 4 ? "float" : "double", isa, threads > 1 || m->ws.threads > 1 ? "on" : "off/1");
+    printf("# FLOPs per image: forward %.1f M, training step ~3x = %.1f M (backward = weight + input gradients)\n", fwd_flops / 1e6, train_flops / 1e6);
+    printf("# FMA peak (12 independent vector FMA chains): %.1f GFLOP/s on %d thread(s)\n", peak, threads);
+    printf("training step (fwd+bwd+AdamW+EMA): %7.1f images/s  %6.1f GFLOP/s  (%4.1f%% of peak)  median of %d\n", B / train_s,
+           B * train_flops / train_s / 1e9, 100 * B * train_flops / train_s / 1e9 / peak, reps);
+    printf("denoiser forward (sampling)      : %7.1f images/s  %6.1f GFLOP/s  (%4.1f%% of peak)\n", B / fwd_s,
+           B * fwd_flops / fwd_s / 1e9, 100 * B * fwd_flops / fwd_s / 1e9 / peak);
+    printf("conv 3x3 96->32 @28x28 forward   : %6.1f GFLOP/s (%4.1f%% of peak); backward (weights + input): %6.1f GFLOP/s (%4.1f%%)\n",
+           conv_f, 100 * conv_f / peak, conv_b, 100 * conv_b / peak);
+    double mb = 1e6;
+    printf("memory: peak resident %.1f MB = parameters %.1f + gradients %.1f + AdamW %.1f + EMA %.1f + activations %.1f (+ their gradients %.1f) + conv scratch %.1f MB + program\n",
+           ru.maxrss_kb / 1e3, m->n_params * sizeof(real) / mb, m->n_params * sizeof(real) / mb, 2 * m->n_params * sizeof(real) / mb,
+           m->n_params * sizeof(real) / mb, m->n_acts * sizeof(real) / mb, m->n_acts * sizeof(real) / mb,
+           ((2 * m->ws.threads * m->ws.col_size) + (size_t)B * m->ws.weight_size) * sizeof(real) / mb);
+    printf("c threads=%d batch=%d train_img_s=%.1f fwd_img_s=%.1f peak_gflops=%.1f\n", threads, B, B / train_s, B / fwd_s, peak);
+    free(x), free(eps);
     model_free(m);
     return 0;
 }
@@ -2621,6 +2768,7 @@ int main(int argc, char **argv) {
         t.hyper.lr = o.lr;
         return train(&t);
     } else if (!strcmp(cmd->name, "sample")) return cmd_sample(&o);
+    else if (!strcmp(cmd->name, "bench")) return cmd_bench(o.steps_given ? (int)o.steps : 7);
     else if (!strcmp(cmd->name, "export")) {
         if (!o.ckpt || !o.out) die_usage("export", "needs --ckpt and --out");
         ScheduleKind sk;

@@ -1,0 +1,82 @@
+// Grading harness for exercise 6 (DDIM). grade.sh compiles it with -DDOUBLE and
+// -DSTUDENT_C='"path/to/student/diffusion.c"': the student's file is included whole, its main renamed, so the
+// harness can call its static functions.
+//   harness ddim          the student's DDIM (sample_loop) vs this file's own DDIM, then claims (f) and (g)
+//   harness ckpt OUT T    writes a small random-weight checkpoint (8x8 images, cosine schedule, T steps) to try
+//                         the measurement of part 2 quickly (selftest.sh uses it); its "samples" are not images
+#define main student_main
+#include STUDENT_C
+#undef main
+
+// DDIM as in the README, written out separately: times t_i = T - floor(i T / S), i = 0..S; one network call per
+// step; z drawn (one rng_normal_fill of n values) only when sigma > 0.
+static void reference_ddim(real *x, Model *m, const Schedule *s, const int *label, int B, int S, double eta, Rng *rng) {
+    size_t n = (size_t)B * m->cfg.img_c * m->cfg.img_h * m->cfg.img_w;
+    int T = s->T;
+    real *z = malloc(n * sizeof(real)), tt[64];
+    rng_normal_fill(rng, x, n);
+    for (int i = 0; i < S; i++) {
+        int t = T - (int)((long)i * T / S), tp = T - (int)((long)(i + 1) * T / S);
+        for (int b = 0; b < B; b++) tt[b] = (real)t;
+        unet_forward(m, x, tt, label, B);
+        const real *eps = m->a.pred;
+        double ab = s->alpha_bar[t], abp = s->alpha_bar[tp];
+        double var = eta * eta * (1 - abp) / (1 - ab) * (1 - ab / abp);
+        if (var > 0) rng_normal_fill(rng, z, n);
+        for (size_t k = 0; k < n; k++) {
+            double x0 = (x[k] - sqrt(1 - ab) * eps[k]) / sqrt(ab);
+            double dir = 1 - abp - var;
+            x[k] = (real)(sqrt(abp) * x0 + sqrt(dir > 0 ? dir : 0) * eps[k] + (var > 0 ? sqrt(var) * z[k] : 0));
+        }
+    }
+    free(z);
+}
+
+static int check_ddim(void) {
+    Config small = {1, 8, 8, 8, 16, 8, 16, 4, 10, 1};
+    enum { B = 4, T = 100 };
+    Rng rng = {11};
+    Model *m = model_create(&small, 2 * B);
+    params_init(m, &rng, 1);
+    Schedule s = schedule_make(SCHEDULE_LINEAR, T);
+    size_t n = (size_t)B * 64;
+    real *a = malloc(n * sizeof(real)), *b = malloc(n * sizeof(real));
+    int label[B] = {0, 2, 4, 6}, fails = 0;
+    struct { int S; double eta; } cases[] = {{1, 0}, {3, 0}, {10, 0}, {30, 0}, {100, 0}, {7, 0.5}, {100, 1}};
+    printf("DDIM on a random small network (8x8, linear T = %d, %d samples): max |yours - grader's| of x_0\n", T, B);
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        SampleOptions o = {.kind = SAMPLER_DDIM, .steps = cases[k].S, .eta = cases[k].eta};
+        Rng r1 = {99}, r2 = {99};
+        sample_loop(a, m, &s, label, B, &o, &r1, 0);
+        reference_ddim(b, m, &s, label, B, cases[k].S, cases[k].eta, &r2);
+        double worst = 0;
+        for (size_t i = 0; i < n; i++) worst = fmax(worst, fabs((double)a[i] - b[i]));
+        if (!(worst <= 1e-9)) fails++;  // both in double from the same draws: only rounding separates them
+        printf("  S = %3d, eta = %.1f   %.3e  %s\n", cases[k].S, cases[k].eta, worst, worst <= 1e-9 ? "PASS" : "FAIL");
+    }
+    free(a), free(b);
+    schedule_free(&s);
+    model_free(m);
+    Rng r = {1};
+    int f = check_samplers(&r);  // claims (f) and (g) of ./diffusion check
+    return fails || f ? 1 : 0;
+}
+
+static int write_ckpt(const char *path, int T) {
+    Config small = {1, 8, 8, 8, 16, 8, 16, 4, 10, 1};
+    Rng rng = {5};
+    Model *m = model_create(&small, 1);
+    params_init(m, &rng, 1);
+    memcpy(m->ema, m->params, m->n_params * sizeof(real));
+    checkpoint_save(path, m, SCHEDULE_COSINE, T, 0, &rng, 1);
+    model_free(m);
+    printf("wrote %s: random weights, 8x8 images, cosine schedule, T = %d\n", path, T);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc >= 2 && !strcmp(argv[1], "ddim")) return check_ddim();
+    if (argc >= 4 && !strcmp(argv[1], "ckpt")) return write_ckpt(argv[2], atoi(argv[3]));
+    fprintf(stderr, "usage: harness ddim | ckpt OUT T\n");
+    return 2;
+}

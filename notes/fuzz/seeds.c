@@ -1,0 +1,126 @@
+// seeds.c — writes the seed corpus of the four fuzzers (corpus/<target>/seed-*), with diffusion.c's own writers
+// (checkpoint_save, stb_image_write) so that every seed is a file the program itself could have made:
+//
+//     make seeds          (cc seeds.c -lm, run in notes/fuzz)
+//
+// The seeds are small on purpose (a fuzzer mutates small files faster): 4x4 and 28x28 idx images, 2x2 and 3x3
+// pictures, and checkpoints of a toy network (4x4 images, 1 and 2 channels: a few hundred parameters) instead
+// of the real 28x28 one (200 KB and up).
+#define FUZZ_REPLAY
+#include "fuzz.h"
+
+static void put(const char *path, const void *data, size_t n) {
+    FILE *f = fopen(path, "wb");
+    if (!f || fwrite(data, 1, n, f) != n || fclose(f) != 0) { fprintf(stderr, "seeds: cannot write %s\n", path); abort(); }
+}
+static void put_be32(unsigned char *p, uint32_t v) { p[0] = v >> 24, p[1] = v >> 16, p[2] = v >> 8, p[3] = (unsigned char)v; }
+static void put_le32(unsigned char *p, uint32_t v) { p[0] = (unsigned char)v, p[1] = v >> 8, p[2] = v >> 16, p[3] = v >> 24; }
+
+// A gzip member (RFC 1952) around stb_image_write's zlib stream (whose 2-byte header and Adler-32 we drop).
+// extra_flags: 8 adds a file name, 4|8|16|2 every optional header field that read_maybe_gzip must skip.
+static size_t gzip(unsigned char *out, const unsigned char *in, size_t n, int extra_flags) {
+    int zlen;
+    unsigned char *z = stbi_zlib_compress((unsigned char *)in, (int)n, &zlen, 8);
+    size_t pos = 0;
+    unsigned char head[10] = {0x1f, 0x8b, 8, (unsigned char)extra_flags, 0, 0, 0, 0, 0, 3};
+    memcpy(out, head, 10), pos = 10;
+    if (extra_flags & 4) { out[pos++] = 3, out[pos++] = 0; memcpy(out + pos, "xyz", 3), pos += 3; }
+    if (extra_flags & 8) { memcpy(out + pos, "seed.idx", 9), pos += 9; }
+    if (extra_flags & 16) { memcpy(out + pos, "a comment", 10), pos += 10; }
+    if (extra_flags & 2) { out[pos++] = 0x12, out[pos++] = 0x34; }
+    memcpy(out + pos, z + 2, (size_t)zlen - 6), pos += (size_t)zlen - 6;
+    put_le32(out + pos, crc32_update(0, in, n)), put_le32(out + pos + 4, (uint32_t)n), pos += 8;
+    STBIW_FREE(z);
+    return pos;
+}
+
+// An idx image file of n images h x w (a diagonal-stripe pattern), and its labels file.
+static size_t idx_images_file(unsigned char *out, int n, int h, int w) {
+    put_be32(out, 2051), put_be32(out + 4, (uint32_t)n), put_be32(out + 8, (uint32_t)h), put_be32(out + 12, (uint32_t)w);
+    for (int i = 0; i < n * h * w; i++) out[16 + i] = (unsigned char)(((i % w) + (i / w) * 3 + i / (h * w) * 40) * 7);
+    return 16 + (size_t)n * h * w;
+}
+static size_t idx_labels_file(unsigned char *out, int n) {
+    put_be32(out, 2049), put_be32(out + 4, (uint32_t)n);
+    for (int i = 0; i < n; i++) out[8 + i] = (unsigned char)(i % 10);
+    return 8 + (size_t)n;
+}
+// images, then "#labels#", then labels (see fuzz_idx.c); either part gzipped or not, with gzip header flags
+static void idx_seed(const char *name, int n, int h, int w, int labels, int gz, int flags) {
+    static unsigned char a[1 << 16], b[1 << 16], out[1 << 17];
+    size_t na = idx_images_file(a, n, h, w), pos = gz ? gzip(out, a, na, flags) : (memcpy(out, a, na), na);
+    if (labels) {
+        memcpy(out + pos, "#labels#", 8), pos += 8;
+        size_t nb = idx_labels_file(b, n);
+        pos += gz ? gzip(out + pos, b, nb, flags) : (memcpy(out + pos, b, nb), nb);
+    }
+    char path[256];
+    snprintf(path, sizeof path, "corpus/idx/%s", name);
+    put(path, out, pos);
+}
+
+static void image_seeds(void) {
+    unsigned char px[3 * 3 * 3];
+    for (int i = 0; i < 27; i++) px[i] = (unsigned char)(i * 9);
+    stbi_write_png("corpus/image/seed-2x2-gray.png", 2, 2, 1, px, 2);
+    stbi_write_png("corpus/image/seed-2x2-gray-alpha.png", 2, 2, 2, px, 4);
+    stbi_write_png("corpus/image/seed-3x3-rgb.png", 3, 3, 3, px, 9);
+    stbi_write_png("corpus/image/seed-2x2-rgba.png", 2, 2, 4, px, 8);
+    stbi_write_jpg("corpus/image/seed-3x3-rgb.jpg", 3, 3, 3, px, 90);
+    stbi_write_jpg("corpus/image/seed-2x2-gray.jpg", 2, 2, 1, px, 50);
+    // stb_image reads more formats than the PNG/JPEG we promise; a file's name does not choose its decoder, so
+    // these decoders are reachable too (`./diffusion forward some.png` that is really a BMP), and are seeded.
+    stbi_write_bmp("corpus/image/seed-2x2-rgb.bmp", 2, 2, 3, px);
+    stbi_write_tga("corpus/image/seed-2x2-rgb.tga", 2, 2, 3, px);
+    static const unsigned char pgm[] = "P5\n2 2\n255\n\x10\x80\xc0\xff";
+    put("corpus/image/seed-2x2.pgm", pgm, sizeof pgm - 1);
+    static const unsigned char gif[] = {  // the classic 1x1 GIF89a
+        'G', 'I', 'F', '8', '9', 'a', 1, 0, 1, 0, 0x80, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0x21, 0xf9, 4, 1, 0, 0, 0, 0,
+        0x2c, 0, 0, 0, 0, 1, 0, 1, 0, 0, 2, 2, 0x44, 1, 0, 0x3b};
+    put("corpus/image/seed-1x1.gif", gif, sizeof gif);
+}
+
+// A checkpoint of a toy network, written by checkpoint_save exactly as train and export write theirs.
+static void ckpt_seed(const char *name, Config c, ScheduleKind sched, int T, int slim) {
+    Model *m = model_create(&c, 1);
+    Rng rng = {7};
+    params_init(m, &rng, 1);
+    memcpy(m->ema, m->params, m->n_params * sizeof(real));
+    char path[256];
+    snprintf(path, sizeof path, "corpus/ckpt/%s", name);
+    checkpoint_save(path, m, sched, T, 3, &rng, slim);
+    model_free(m);
+}
+
+static void args_seed(const char *name, const char *lines) {
+    char path[256];
+    snprintf(path, sizeof path, "corpus/args/%s", name);
+    put(path, lines, strlen(lines));
+}
+
+int main(void) {
+    idx_seed("seed-4x4-raw", 2, 4, 4, 1, 0, 0);
+    idx_seed("seed-4x4-raw-nolabels", 3, 4, 4, 0, 0, 0);
+    idx_seed("seed-4x4-gz", 2, 4, 4, 1, 1, 0);
+    idx_seed("seed-4x4-gz-allflags", 2, 4, 4, 1, 1, 2 | 4 | 8 | 16);
+    idx_seed("seed-28x28-gz-name", 1, 28, 28, 1, 1, 8);
+    image_seeds();
+    Config tiny = {1, 4, 4, 1, 1, 2, 2, 1, 2, 1};    // 4x4 gray, widths 1/1, 2 classes: conditional
+    Config tiny2 = {3, 8, 4, 2, 2, 2, 1, 2, 1, 0};   // RGB, 8x4 (not square), widths 2/2 in 2 groups, unconditional
+    ckpt_seed("seed-tiny-cond.ckpt", tiny, SCHEDULE_LINEAR, 10, 0);
+    ckpt_seed("seed-tiny-cond-slim.ckpt", tiny, SCHEDULE_COSINE, 1000, 1);
+    ckpt_seed("seed-tiny-rgb-8x4-uncond-sde-slim.ckpt", tiny2, SCHEDULE_SDE, 50, 1);
+    args_seed("seed-train", "train\n--data\nfashion-mnist\n--steps\n100\n--batch\n4\n--lr\n1e-3\n--seed\n7\n--schedule\ncosine\n"
+                            "--T\n500\n--ckpt\nm.ckpt\n--resume\n--uncond\n--log\nl.csv\n--width\n8\n--threads\n2\n--minutes\n0.5");
+    args_seed("seed-sample", "sample\n--ckpt\nm.ckpt\n--sampler\nddim\n--steps\n50\n--eta\n0.5\n--guidance\n3\n--label\n2\n"
+                             "--n\n16\n--seed\n1\n--out\ns.png\n--trajectory\nt.png\n--clip-x0\n--batch\n8");
+    args_seed("seed-forward", "forward\nphoto.png\n--schedule\nsde\n--T\n10\n--index\n3\n--seed\n0\n--out\nstrip.png");
+    args_seed("seed-forward-data", "forward\n--data\nfashion-mnist\n--index\n59999\n--out\n/dev/full");
+    args_seed("seed-schedule", "schedule\n--schedule\nlinear\n--T\n1000");
+    args_seed("seed-export", "export\n--ckpt\nm.ckpt\n--out\nsmall.ckpt");
+    args_seed("seed-misc", "check\n--seed\n18446744073709551615");
+    args_seed("seed-help", "gradcheck\n--help");
+    args_seed("seed-refcheck", "refcheck\n--ref\nx.bin");
+    args_seed("seed-info", "info\n--uncond");
+    return 0;
+}

@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# test.sh — every claim diffusion.c makes, checked. Plain bash: one function per check, a counter, and a last
+# line "N passed, N failed"; the exit status is non-zero on any failure.
+#   ./test.sh                  everything (a few minutes)
+#   ./test.sh --exercise N F   grade course exercise N on the student's copy F (see notes/exercises/README.md)
+set -u
+cd "$(dirname "$0")"
+if [ "${1:-}" = "--exercise" ]; then shift; exec notes/exercises/grade.sh "$@"; fi
+
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+passed=0 failed=0
+pass() { passed=$((passed + 1)); echo "PASS  $1"; }
+fail() { failed=$((failed + 1)); echo "FAIL  $1"; [ -s "$TMP/log" ] && sed 's/^/      /' "$TMP/log" | tail -15; }
+# run NAME CMD...: passes when CMD exits 0; its output goes to $TMP/log (shown on failure)
+run() { local name=$1; shift; if "$@" >"$TMP/log" 2>&1; then pass "$name"; else fail "$name"; fi; }
+
+D=$TMP/diffusion          # the student's build: cc diffusion.c -lm -O2
+FASHION=/usr/share/datasets/fashion-mnist
+
+# ---- builds ------------------------------------------------------------------------------------------------
+test_builds() {
+    cc diffusion.c -lm -O2 -o "$D" 2>"$TMP/log" && [ ! -s "$TMP/log" ] && pass "cc diffusion.c -lm -O2: builds, no warnings" || fail "cc diffusion.c -lm -O2: builds, no warnings"
+    cc -std=c11 -Wall -Wextra -O2 diffusion.c -lm -o "$TMP/strict" 2>"$TMP/log" && [ ! -s "$TMP/log" ] && pass "cc -std=c11 -Wall -Wextra: no warnings" || fail "cc -std=c11 -Wall -Wextra: no warnings"
+    cc -O2 -DDOUBLE diffusion.c -lm -o "$TMP/double" 2>"$TMP/log" && pass "cc -DDOUBLE builds" || fail "cc -DDOUBLE builds"
+}
+
+# ---- step 1 and 2: the schedule against float64 tables written by notes/schedule_reference.py -----------------
+# Tolerance 1e-9 relative per entry: both sides are float64 (~1e-16), and the reference rounds 1 - alpha_bar in a
+# different order (~1e-12 near t = 1); a wrong formula is off by far more than 1e-9.
+compare_table() {  # compare_table MINE REFERENCE
+    awk 'NR == FNR { if ($1 !~ /^#/) ref[$1] = $0; next }
+         $1 ~ /^#/ { next }
+         { n++; split(ref[$1], r, " "); if (!($1 in ref)) { print "t=" $1 " missing in reference"; bad++; next }
+           for (i = 2; i <= 7; i++) { d = $i - r[i]; if (d < 0) d = -d; s = r[i] < 0 ? -r[i] : r[i];
+             if (d > 1e-9 * s + 1e-300) { print "t=" $1 " column " i ": " $i " vs " r[i]; bad++ } } }
+         END { if (n != length(ref)) { print n " rows vs " length(ref) " in reference"; bad++ } exit bad > 0 }' "$2" "$1"
+}
+test_schedules() {
+    for s in linear cosine sde; do for T in 1000 10; do
+        "$D" schedule --schedule $s --T $T >"$TMP/sched" 2>"$TMP/log"
+        if compare_table "$TMP/sched" data/schedule_${s}_T${T}.txt >"$TMP/log" 2>&1; then pass "schedule $s T=$T matches the float64 reference (rel 1e-9)"
+        else fail "schedule $s T=$T matches the float64 reference (rel 1e-9)"; fi
+    done; done
+    # Ho et al. (2020), linear schedule, T = 1000: alpha_bar_T = 4.0358e-05 (published to 5 digits)
+    ab=$("$D" schedule --schedule linear --T 1000 | awk '$1 == 1000 { print $4 }')
+    awk -v a="$ab" 'BEGIN { exit !(a > 4.03575e-05 && a < 4.03585e-05) }' && pass "linear alpha_bar_1000 = $ab ~ 4.0358e-05 (Ho et al.)" || fail "linear alpha_bar_1000 = $ab, expected 4.0358e-05"
+    # the sde schedule integrates the same beta(u) over [0,1] for any T: alpha_bar_T = exp(-(0.1 + 19.9/2))
+    ab=$("$D" schedule --schedule sde --T 7 | awk '$1 == 7 { print $4 }')
+    awk -v a="$ab" 'BEGIN { e = exp(-10.05); d = a - e; if (d < 0) d = -d; exit !(d < 1e-15) }' && pass "sde alpha_bar_T = exp(-10.05) for T=7" || fail "sde alpha_bar_T = $ab, expected exp(-10.05)"
+}
+
+# ---- the lecture's exactness claims, the backward passes, PyTorch ---------------------------------------------
+test_claims() {
+    run "./diffusion check: every claim of the lecture (Monte Carlo, 1e5 samples)" "$D" check
+    run "gradcheck, -DDOUBLE build: every layer and the whole U-Net within 1e-6" "$TMP/double" gradcheck
+    run "gradcheck, float build (indicative tolerance 5e-2)" "$D" gradcheck
+    run "refcheck: output, loss, every gradient and the parameter count vs PyTorch (data/unet_ref.bin)" "$D" refcheck
+    "$D" info >"$TMP/log" 2>&1 && grep -q "^parameters: 795105$" "$TMP/log" && pass "info: 795105 parameters (the PyTorch mirror's count)" || fail "info: 795105 parameters"
+    grep -q "memory: parameters" "$TMP/log" && pass "info: memory per part" || fail "info: memory per part"
+    if [ -x notes/check_map.sh ]; then run "notes/README.md: every function the map names exists" notes/check_map.sh; fi
+}
+
+# ---- bad input: one line "diffusion: ...", non-zero exit, never a sanitizer report ----------------------------
+# expect_error NAME PATTERN CMD...: under ASan/UBSan, CMD must fail with exactly one stderr line that starts with
+# "diffusion: " and contains PATTERN.
+expect_error() {
+    local name=$1 pattern=$2; shift 2
+    "$@" >/dev/null 2>"$TMP/err"; local rc=$?
+    local lines; lines=$(wc -l <"$TMP/err")
+    if [ $rc -ne 0 ] && [ $rc -lt 128 ] && [ "$lines" -eq 1 ] && grep -q "^diffusion: .*$pattern" "$TMP/err"; then
+        pass "bad input: $name -> $(cat "$TMP/err")"
+    else
+        cp "$TMP/err" "$TMP/log"; echo "exit $rc, $lines stderr lines" >>"$TMP/log"; fail "bad input: $name"
+    fi
+}
+test_bad_input() {
+    local S=$TMP/asan
+    if ! cc -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all diffusion.c -lm -o "$S" 2>"$TMP/log"; then
+        fail "ASan/UBSan build"; return
+    fi
+    local B=$TMP/bad; mkdir -p "$B"
+    echo "hello, I am text" >"$B/text.png"
+    : >"$B/empty.png"
+    : >"$B/empty-images-idx3-ubyte"
+    head -c 20000 "$FASHION/train-images-idx3-ubyte.gz" >"$B/trunc-images-idx3-ubyte.gz"
+    printf '\x00\x00\x08\x04\x00\x00\x00\x01\x00\x00\x00\x1c\x00\x00\x00\x1c' >"$B/magic-images-idx3-ubyte"
+    head -c 784 /dev/zero >>"$B/magic-images-idx3-ubyte"   # magic 2052 instead of 2051
+    printf '\x00\x00\x08\x03\x00\x00\x00\x64\x00\x00\x00\x1c\x00\x00\x00\x1c' >"$B/short-images-idx3-ubyte"
+    head -c 7840 /dev/zero >>"$B/short-images-idx3-ubyte"  # claims 100 images, holds 10
+    printf '\x00\x00\x08\x01\x00\x00\x00\x02\x03\x0c' >"$B/labels-idx1-ubyte"; cp "$B/labels-idx1-ubyte" "$B/bad-labels-idx1-ubyte"
+    local F="forward --out $B/x.png"
+    expect_error "missing image file" "cannot open" "$S" $F "$B/nope.png"
+    expect_error "a text file as an image" "not a readable PNG/JPEG" "$S" $F "$B/text.png"
+    expect_error "an empty image file" "not a readable" "$S" $F "$B/empty.png"
+    expect_error "an empty idx file" "too short" "$S" $F --data "$B/empty-images-idx3-ubyte"
+    expect_error "a truncated .gz" "truncated or corrupt" "$S" $F --data "$B/trunc-images-idx3-ubyte.gz"
+    expect_error "idx with a wrong magic" "bad idx magic 2052" "$S" $F --data "$B/magic-images-idx3-ubyte"
+    expect_error "idx claiming more images than it holds" "claims 100 images" "$S" $F --data "$B/short-images-idx3-ubyte"
+    expect_error "missing data folder" "cannot open" "$S" $F --data "$B/no/such/folder"
+    expect_error "index out of range" "out of range" "$S" $F --data "$FASHION" --index 60000
+    expect_error "unknown command" "unknown command" "$S" frobnicate
+    expect_error "unknown flag" "unknown flag" "$S" schedule --frob 3
+    expect_error "flag without its value" "missing value" "$S" schedule --T
+    expect_error "T = 0" "not an integer in 1..100000" "$S" schedule --T 0
+    expect_error "negative T" "not an integer in 1..100000" "$S" schedule --T -5
+    expect_error "absurd T" "not an integer in 1..100000" "$S" schedule --T 1000000000000
+    expect_error "T not a number" "not an integer" "$S" schedule --T 12abc
+    expect_error "unknown schedule" "unknown schedule 'quadratic'" "$S" schedule --schedule quadratic
+    expect_error "unknown sampler" "unknown sampler" "$S" sample --sampler euler
+    expect_error "forward without --out" "required" "$S" forward
+    expect_error "checkpoint that is not one" "not a diffusion.c checkpoint" "$S" sample --ckpt "$B/text.png"
+    expect_error "missing checkpoint" "cannot open" "$S" sample --ckpt "$B/none.ckpt"
+    expect_error "unwritable output" "cannot write" "$S" $F --data "$FASHION" --index 0 --out /nonexistent/x.png
+    expect_error "output to a full disk (/dev/full)" "write failed: No space left" "$S" forward --data "$FASHION" --index 0 --out /dev/full
+}
+
+# ---- training, checkpoints, sampling (tiny widths, a few hundred steps) ----------------------------------------
+tiny() { "$D" train --width 8 --batch 8 --seed 7 "$@"; }
+test_training() {
+    # The loss falls. With eps_theta = 0 (the zero-initialised output layer) the loss is E[eps^2] = 1, and no
+    # network that ignores x_t can do better than 1 (eps is independent of t and the label). Ending below 0.5 means
+    # it has learned to read the noise off x_t; a 300-step run of the tiny net reaches ~0.15-0.25.
+    tiny --steps 300 --ckpt "$TMP/a.ckpt" --log "$TMP/loss.csv" >"$TMP/log" 2>&1
+    if awk -F, 'NR > 1 && NR <= 11 { a += $2 } NR > 251 { b += $2; n++ }
+                END { printf "first 10 steps %.3f, last 50 steps %.3f\n", a / 10, b / n; exit !(a / 10 > 0.9 && b / n < 0.5) }' "$TMP/loss.csv" >"$TMP/log"
+    then pass "training: loss falls from ~1 to below 0.5 in 300 steps ($(cat "$TMP/log"))"; else fail "training: loss falls below 0.5"; fi
+    head -1 "$TMP/loss.csv" | grep -q "^step,loss,lr,grad_norm,seconds$" && pass "training: CSV log columns" || fail "training: CSV log columns"
+    # determinism and resume
+    tiny --steps 20 --ckpt "$TMP/b1.ckpt" >/dev/null 2>&1
+    tiny --steps 20 --ckpt "$TMP/b2.ckpt" >/dev/null 2>&1
+    cmp -s "$TMP/b1.ckpt" "$TMP/b2.ckpt" && pass "same seed: identical checkpoint bytes" || fail "same seed: identical checkpoint bytes"
+    tiny --steps 12 --ckpt "$TMP/r.ckpt" >/dev/null 2>&1
+    "$D" train --resume --steps 8 --ckpt "$TMP/r.ckpt" >/dev/null 2>&1
+    cmp -s "$TMP/b1.ckpt" "$TMP/r.ckpt" && pass "12 steps + resume 8 = 20 steps, bit for bit" || fail "12 steps + resume 8 = 20 steps, bit for bit"
+    # corrupted and truncated checkpoints are refused
+    cp "$TMP/b1.ckpt" "$TMP/c.ckpt"; printf '\xff' | dd of="$TMP/c.ckpt" bs=1 seek=5000 conv=notrunc 2>/dev/null
+    expect_error "a corrupted checkpoint (one byte)" "CRC-32 mismatch" "$D" sample --ckpt "$TMP/c.ckpt" --n 1
+    head -c 3000 "$TMP/b1.ckpt" >"$TMP/t.ckpt"
+    expect_error "a truncated checkpoint" "truncated or corrupt" "$D" sample --ckpt "$TMP/t.ckpt" --n 1
+    # SIGINT finishes the step, saves, exits 0, and the checkpoint loads
+    tiny --minutes 5 --ckpt "$TMP/i.ckpt" >"$TMP/log" 2>&1 &
+    local pid=$!; sleep 4; kill -INT $pid; wait $pid; local rc=$?
+    if [ $rc -eq 0 ] && grep -q "resume" "$TMP/log" && "$D" sample --ckpt "$TMP/i.ckpt" --sampler ddim --steps 3 --n 2 --out "$TMP/i.png" >>"$TMP/log" 2>&1
+    then pass "Ctrl-C during training: exit 0, checkpoint saved and loadable"; else fail "Ctrl-C during training: exit 0, checkpoint saved and loadable"; fi
+    # sampling from the trained tiny model: every sampler runs and writes its pictures
+    for smp in "ddpm" "ddim --steps 20" "ddim --steps 20 --eta 1" "sde --steps 20" "ddpm --guidance 3 --label 2" "ddim --steps 10 --clip-x0"; do
+        run "sample --sampler $smp" "$D" sample --ckpt "$TMP/a.ckpt" --sampler $smp --n 10 --out "$TMP/s.png" --trajectory "$TMP/tr.png"
+    done
+    "$D" sample --ckpt "$TMP/a.ckpt" --sampler ddim --steps 5 --seed 3 --n 10 --out "$TMP/s1.png" >/dev/null 2>&1
+    "$D" sample --ckpt "$TMP/a.ckpt" --sampler ddim --steps 5 --seed 3 --n 10 --out "$TMP/s2.png" >/dev/null 2>&1
+    cmp -s "$TMP/s1.png" "$TMP/s2.png" && pass "sampling: same seed, same picture" || fail "sampling: same seed, same picture"
+    run "export: a slim checkpoint without optimizer state" "$D" export --ckpt "$TMP/a.ckpt" --out "$TMP/slim.ckpt"
+    expect_error "resuming an exported checkpoint" "no optimizer state" "$D" train --resume --ckpt "$TMP/slim.ckpt" --steps 1
+    if [ -f data/model.ckpt ]; then
+        run "the shipped model loads and samples" "$D" sample --sampler ddim --steps 5 --n 10 --out "$TMP/shipped.png"
+    fi
+}
+
+# ---- threads: results do not depend on the thread count ------------------------------------------------------
+test_threads() {
+    if ! cc -O2 -fopenmp diffusion.c -lm -o "$TMP/omp" 2>"$TMP/log"; then fail "OpenMP build"; return; fi
+    "$TMP/omp" train --width 8 --batch 8 --steps 10 --threads 1 --ckpt "$TMP/t1.ckpt" >/dev/null 2>&1
+    "$TMP/omp" train --width 8 --batch 8 --steps 10 --threads 2 --ckpt "$TMP/t2.ckpt" >/dev/null 2>&1
+    cmp -s "$TMP/t1.ckpt" "$TMP/t2.ckpt" && pass "1 and 2 threads: identical weights after 10 steps (to the last bit)" || fail "1 and 2 threads: identical weights"
+}
+
+# ---- reliability: fuzz corpus replay under sanitizers, faults and kills (notes/fuzz, notes/reliability.sh) ----
+test_reliability() {
+    if [ -x notes/fuzz/replay.sh ]; then run "fuzz corpus (and every crash found) replayed under ASan/UBSan" notes/fuzz/replay.sh; fi
+    if [ -x notes/reliability.sh ]; then run "faults: full disk, unwritable paths, kill -9 x20, NaN loss" notes/reliability.sh "$D"; fi
+}
+
+test_builds
+[ -x "$D" ] || { echo "0 passed, 1 failed"; exit 1; }
+test_schedules
+test_claims
+test_bad_input
+test_training
+test_threads
+test_reliability
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
