@@ -358,7 +358,7 @@ static unsigned char *read_maybe_gzip(const char *path, size_t *len) {
     if (flags & 2) pos += 2;                                                     // FHCRC
     if (pos + 8 > n) { free(raw); die(path, "truncated gzip header"); }
     uint32_t want_crc = read_le32(raw + n - 8), want_size = read_le32(raw + n - 4);
-    if (want_size > (uint32_t)MAX_FILE_BYTES) { free(raw); die(path, "gzip claims %u bytes unpacked (limit %d)", want_size, MAX_FILE_BYTES); }
+    if (want_size > (uint32_t)MAX_FILE_BYTES) { free(raw); die(path, "gzip data is truncated or corrupt (its trailer claims %u bytes unpacked, limit %d)", want_size, MAX_FILE_BYTES); }
     int out_len = 0;
     char *out = stbi_zlib_decode_malloc_guesssize_headerflag((const char *)raw + pos, (int)(n - 8 - pos),
                                                              want_size ? (int)want_size : 1, &out_len, 0);
@@ -1844,7 +1844,7 @@ typedef struct {
     int32_t schedule, T;
     int64_t step;
     uint64_t rng_state, n_params;
-    int32_t has_optimizer, reserved;
+    int32_t has_optimizer, batch;  // batch: the training batch size, so that --resume continues identically
 } CkptHeader;
 
 static void config_to_ints(const Config *c, int32_t *v) {
@@ -1855,14 +1855,14 @@ static Config config_from_ints(const int32_t *v) {
     return (Config){v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9]};
 }
 
-static void checkpoint_save(const char *path, const Model *m, ScheduleKind sched, int T, long step, const Rng *rng, int slim) {
+static void checkpoint_save(const char *path, const Model *m, ScheduleKind sched, int T, long step, const Rng *rng, int batch, int slim) {
     CkptHeader h;
     memset(&h, 0, sizeof h);
     memcpy(h.magic, "DIFFUSNC", 8);
     h.version = CKPT_VERSION, h.real_size = (int32_t)sizeof(real);
     config_to_ints(&m->cfg, h.config);
     h.schedule = sched, h.T = T, h.step = step, h.rng_state = rng->state, h.n_params = m->n_params;
-    h.has_optimizer = !slim;
+    h.has_optimizer = !slim, h.batch = batch;
     char tmp[4200];
     FILE *f;
     atomic_write_begin(path, tmp, sizeof tmp, &f);
@@ -1879,7 +1879,8 @@ static void checkpoint_save(const char *path, const Model *m, ScheduleKind sched
 
 // Reads and validates a checkpoint. Creates the model (for max_batch images) and fills params, EMA and, when
 // present, the AdamW moments. Anything wrong ends with a one-line message naming the file.
-static Model *checkpoint_load(const char *path, int max_batch, ScheduleKind *sched, int *T, long *step, Rng *rng, int *has_optimizer) {
+// max_batch 0: the batch size saved in the checkpoint (*batch receives it).
+static Model *checkpoint_load(const char *path, int max_batch, ScheduleKind *sched, int *T, long *step, Rng *rng, int *has_optimizer, int *batch) {
     size_t len;
     unsigned char *buf = read_file(path, MAX_FILE_BYTES, &len);
     CkptHeader h;
@@ -1891,7 +1892,8 @@ static Model *checkpoint_load(const char *path, int max_batch, ScheduleKind *sch
     Config c = config_from_ints(h.config);
     const char *why = config_check(&c);
     if (why) { free(buf); die(path, "bad network configuration in checkpoint: %s", why); }
-    if (h.schedule < 0 || h.schedule > 2 || h.T < 1 || h.T > 100000 || h.step < 0 || (h.has_optimizer != 0 && h.has_optimizer != 1)) {
+    if (h.schedule < 0 || h.schedule > 2 || h.T < 1 || h.T > 100000 || h.step < 0 || (h.has_optimizer != 0 && h.has_optimizer != 1) ||
+        h.batch < 1 || h.batch > 4096) {
         free(buf);
         die(path, "bad schedule, T, step or flags in checkpoint header");
     }
@@ -1904,12 +1906,12 @@ static Model *checkpoint_load(const char *path, int max_batch, ScheduleKind *sch
     uint32_t crc = crc32_update(0, buf, sizeof h);
     crc = crc32_update(crc, buf + sizeof h, narrays * P * sizeof(real));
     if (crc != crc_file) { free(buf); die(path, "checkpoint is corrupt (CRC-32 mismatch)"); }
-    Model *m = model_create(&c, max_batch);
+    Model *m = model_create(&c, max_batch ? max_batch : h.batch);
     real *arrays[4] = {m->params, m->ema, m->adam_m, m->adam_v};
     for (size_t k = 0; k < narrays; k++) memcpy(arrays[k], buf + sizeof h + k * P * sizeof(real), P * sizeof(real));
     free(buf);
     *sched = (ScheduleKind)h.schedule, *T = h.T, *step = (long)h.step, rng->state = h.rng_state;
-    *has_optimizer = h.has_optimizer;
+    *has_optimizer = h.has_optimizer, *batch = h.batch;
     return m;
 }
 
@@ -1922,7 +1924,8 @@ typedef struct {
     const char *data, *ckpt, *log;
     long steps;          // steps to run in this invocation (0: until `minutes` is up)
     double minutes;      // wall-clock budget (0: none)
-    int batch, resume, uncond, width;
+    int batch;           // 0: 64, or on --resume the checkpoint's batch size
+    int resume, uncond, width;
     ScheduleKind schedule;
     int T;
     uint64_t seed;
@@ -1937,21 +1940,27 @@ static void format_duration(char *out, size_t n, double s) {
 
 // The training loop of step 4, on tuples drawn as in step 3.
 static int train(const TrainOptions *o) {
+    signal(SIGINT, on_sigint);
     Rng rng = {o->seed};
     ScheduleKind sched = o->schedule;
     int T = o->T, has_opt = 1;
     long step = 0;
     Model *m;
+    int B = o->batch ? o->batch : 64;
     if (o->resume) {
-        m = checkpoint_load(o->ckpt, o->batch, &sched, &T, &step, &rng, &has_opt);
+        int saved_batch;
+        m = checkpoint_load(o->ckpt, o->batch, &sched, &T, &step, &rng, &has_opt, &saved_batch);
         if (!has_opt) die(o->ckpt, "has no optimizer state (an exported model): cannot resume training from it");
+        if (!o->batch) B = saved_batch;
+        else if (o->batch != saved_batch)
+            fprintf(stderr, "note: batch %d differs from the checkpoint's %d: training continues, but not as one run would\n", o->batch, saved_batch);
         fprintf(stderr, "resuming %s at step %ld (schedule %s, T = %d)\n", o->ckpt, step, schedule_names[sched], T);
     } else {
         Config c = DEFAULT_CONFIG;
         if (o->uncond) c.cond = 0;
         if (o->width) c.ch1 = o->width, c.ch2 = 2 * o->width, c.tdim = o->width, c.temb = 4 * o->width;
         if (o->width && o->width % c.groups) die("--width", "must be a multiple of %d (the GroupNorm groups)", c.groups);
-        m = model_create(&c, o->batch);
+        m = model_create(&c, B);
         params_init(m, &rng, 0);
     }
     const Config *c = &m->cfg;
@@ -1960,7 +1969,6 @@ static int train(const TrainOptions *o) {
         die(o->data, "images are %dx%dx%d, the model expects %dx%dx%d", d.c, d.h, d.w, c->img_c, c->img_h, c->img_w);
     Schedule s = schedule_make(sched, T);
     size_t n = (size_t)c->img_c * c->img_h * c->img_w;
-    int B = o->batch;
     real *x0 = xmalloc(B * n * sizeof(real)), *eps = xmalloc(B * n * sizeof(real)), *xt = xmalloc(B * n * sizeof(real));
     real *tr = xmalloc(B * sizeof(real));
     int *t = xmalloc(B * sizeof(int)), *label = xmalloc(B * sizeof(int));
@@ -1970,7 +1978,6 @@ static int train(const TrainOptions *o) {
         if (!log) die(o->log, "cannot write: %s", strerror(errno));
         if (!o->resume) fprintf(log, "step,loss,lr,grad_norm,seconds\n");
     }
-    signal(SIGINT, on_sigint);
     int tty = isatty(2);
     double t_start = now_seconds(), t_print = 0, smooth = -1;
     long first = step, last_saved = step;
@@ -2006,12 +2013,12 @@ static int train(const TrainOptions *o) {
                     (long)total, smooth, rate * B, el, eta, tty ? "   " : "\n");
         }
         if (step - last_saved >= o->save_every) {
-            checkpoint_save(o->ckpt, m, sched, T, step, &rng, 0);
+            checkpoint_save(o->ckpt, m, sched, T, step, &rng, B, 0);
             last_saved = step;
         }
     }
     if (tty) fputc('\n', stderr);
-    checkpoint_save(o->ckpt, m, sched, T, step, &rng, 0);
+    checkpoint_save(o->ckpt, m, sched, T, step, &rng, B, 0);
     if (log) fclose(log);
     if (interrupted)
         fprintf(stderr, "interrupted: saved %s at step %ld; continue with: ./diffusion train --resume --ckpt %s\n", o->ckpt, step, o->ckpt);
@@ -2487,6 +2494,7 @@ static void parse_options(Options *o, const Command *cmd, int argc, char **argv)
     *o = (Options){.schedule = SCHEDULE_LINEAR, .T = 1000, .index = 0, .batch = 64, .n = 0, .label = -1, .steps = 0,
                    .seed = 1, .lr = 2e-4, .eta = 0, .guidance = 1, .data = "fashion-mnist", .sampler = "ddpm",
                    .ref = "data/unet_ref.bin", .threads = 0, .width = 0};
+    o->batch = 0;  // 0: the command's default (64; on train --resume, the checkpoint's)
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { printf("usage: ./diffusion %s\n", cmd->usage); exit(0); }
@@ -2531,12 +2539,12 @@ static int cmd_sample(const Options *o) {
     if (!strcmp(o->sampler, "ddim")) so.kind = SAMPLER_DDIM;
     else if (!strcmp(o->sampler, "sde")) so.kind = SAMPLER_SDE;
     else if (strcmp(o->sampler, "ddpm")) die_usage("--sampler", "unknown sampler '%s' (ddpm, ddim or sde)", o->sampler);
-    int chunk = o->batch;
+    int chunk = o->batch ? o->batch : 64;
     ScheduleKind sk;
-    int T, has_opt;
+    int T, has_opt, batch;
     long step;
     Rng unused;
-    Model *m = checkpoint_load(path, so.guided ? 2 * chunk : chunk, &sk, &T, &step, &unused, &has_opt);
+    Model *m = checkpoint_load(path, so.guided ? 2 * chunk : chunk, &sk, &T, &step, &unused, &has_opt, &batch);
     const Config *c = &m->cfg;
     if (so.kind != SAMPLER_DDPM) so.steps = o->steps_given ? (int)(o->steps < T ? o->steps : T) : 50;
     if (so.kind == SAMPLER_SDE && so.steps < 2) die_usage("--steps", "the sde sampler needs at least 2 steps");
@@ -2772,11 +2780,11 @@ int main(int argc, char **argv) {
     else if (!strcmp(cmd->name, "export")) {
         if (!o.ckpt || !o.out) die_usage("export", "needs --ckpt and --out");
         ScheduleKind sk;
-        int T, has_opt;
+        int T, has_opt, batch;
         long step;
         Rng r;
-        Model *m = checkpoint_load(o.ckpt, 1, &sk, &T, &step, &r, &has_opt);
-        checkpoint_save(o.out, m, sk, T, step, &r, 1);
+        Model *m = checkpoint_load(o.ckpt, 1, &sk, &T, &step, &r, &has_opt, &batch);
+        checkpoint_save(o.out, m, sk, T, step, &r, batch, 1);
         printf("wrote %s (step %ld, weights and EMA weights, no optimizer state)\n", o.out, step);
         model_free(m);
     }

@@ -131,7 +131,7 @@ test_training() {
     tiny --steps 20 --ckpt "$TMP/b2.ckpt" >/dev/null 2>&1
     cmp -s "$TMP/b1.ckpt" "$TMP/b2.ckpt" && pass "same seed: identical checkpoint bytes" || fail "same seed: identical checkpoint bytes"
     tiny --steps 12 --ckpt "$TMP/r.ckpt" >/dev/null 2>&1
-    "$D" train --resume --steps 8 --ckpt "$TMP/r.ckpt" >/dev/null 2>&1
+    "$D" train --resume --steps 8 --ckpt "$TMP/r.ckpt" >/dev/null 2>&1  # seed, batch, width: from the checkpoint
     cmp -s "$TMP/b1.ckpt" "$TMP/r.ckpt" && pass "12 steps + resume 8 = 20 steps, bit for bit" || fail "12 steps + resume 8 = 20 steps, bit for bit"
     # corrupted and truncated checkpoints are refused
     cp "$TMP/b1.ckpt" "$TMP/c.ckpt"; printf '\xff' | dd of="$TMP/c.ckpt" bs=1 seek=5000 conv=notrunc 2>/dev/null
@@ -140,7 +140,9 @@ test_training() {
     expect_error "a truncated checkpoint" "truncated or corrupt" "$D" sample --ckpt "$TMP/t.ckpt" --n 1
     # SIGINT finishes the step, saves, exits 0, and the checkpoint loads
     tiny --minutes 5 --ckpt "$TMP/i.ckpt" >"$TMP/log" 2>&1 &
-    local pid=$!; sleep 4; kill -INT $pid; wait $pid; local rc=$?
+    local pid=$! i
+    for i in $(seq 100); do grep -q "^training" "$TMP/log" && break; sleep 0.2; done  # started: handler installed
+    sleep 1; kill -INT $pid; wait $pid; local rc=$?
     if [ $rc -eq 0 ] && grep -q "resume" "$TMP/log" && "$D" sample --ckpt "$TMP/i.ckpt" --sampler ddim --steps 3 --n 2 --out "$TMP/i.png" >>"$TMP/log" 2>&1
     then pass "Ctrl-C during training: exit 0, checkpoint saved and loadable"; else fail "Ctrl-C during training: exit 0, checkpoint saved and loadable"; fi
     # sampling from the trained tiny model: every sampler runs and writes its pictures

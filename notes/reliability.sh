@@ -73,6 +73,14 @@ expect_error "train --ckpt /dev/full" /dev/full $status err && pass "train --ckp
 "$D" export --ckpt base.ckpt --out /dev/full > /dev/null 2> err; status=$?
 expect_error "export --out /dev/full" /dev/full $status err && pass "export --out /dev/full: $(tail -n 1 err)"
 
+# The loss log is written line by line during training; a full disk must not go unnoticed either: the checkpoint
+# is still saved, then the log's failure is reported.
+train --width 8 --steps 2 --ckpt l.ckpt --log /dev/full 2> err; status=$?
+if expect_error "train --log /dev/full" /dev/full $status err; then
+    if train --resume --steps 1 --ckpt l.ckpt 2> /dev/null; then pass "train --log /dev/full: $(tail -n 1 err); checkpoint saved"
+    else fail "train --log /dev/full: no usable checkpoint"; fi
+fi
+
 # ---- 2. A file-size limit (ulimit -f): the write fails with EFBIG, the old file stays ----------------------------
 # With SIGXFSZ ignored (trap ''), exceeding the limit makes write() fail with EFBIG, which the program must report.
 cp base.ckpt a.ckpt
@@ -189,10 +197,10 @@ open(sys.argv[2], "wb").write(data + struct.pack("<I", zlib.crc32(data)))
 EOF
     cp w.ckpt w.orig
     train --resume --steps 2 --ckpt w.ckpt 2> err; status=$?
-    if expect_error "a $value weight" train $status err; then
-        if ! grep -q '^diffusion: train: .*step' err; then fail "a $value weight: the message names no step: $(tail -n 1 err)"
-        elif ! cmp -s w.ckpt w.orig || [ -e w.ckpt.tmp ]; then fail "a $value weight: the checkpoint was changed"
-        else pass "a $value weight: $(tail -n 1 err | cut -c1-60)...; checkpoint byte-identical"; fi
+    if expect_error "weight 0 = $value" train $status err; then
+        if ! grep -q '^diffusion: train: .*step' err; then fail "weight 0 = $value: the message names no step: $(tail -n 1 err)"
+        elif ! cmp -s w.ckpt w.orig || [ -e w.ckpt.tmp ]; then fail "weight 0 = $value: the checkpoint was changed"
+        else pass "weight 0 = $value: $(tail -n 1 err | cut -c1-60)...; checkpoint byte-identical"; fi
     fi
 done
 
