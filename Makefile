@@ -51,9 +51,7 @@ test: deps
 	./test.sh
 
 bench: fast
-	./diffusion bench --threads 1
-	./diffusion bench
-	-@python3 -c 'import torch' 2>/dev/null && python3 notes/pytorch_mirror.py bench --threads 1 && python3 notes/pytorch_mirror.py bench --threads $$(nproc) || echo "bench: python3-torch not installed: C numbers only"
+	notes/bench.sh ./diffusion
 
 fuzz:
 	$(MAKE) -C notes/fuzz run

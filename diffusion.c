@@ -2,7 +2,8 @@
  * diffusion.c — denoising diffusion (DDPM) in one C file, to be read beside the lecture slides.
  *
  *   build:  cc diffusion.c -lm -O2 -o diffusion          (or: make, make fast)
- *   run:    ./diffusion schedule | forward | check | info | gradcheck | train | sample | bench   (each has --help)
+ *   run:    ./diffusion schedule | forward | check | info | gradcheck | refcheck | train | sample | export | bench
+ *           (each has --help; notes/README.md maps every slide's equation to its function)
  *
  * The file follows the five steps of the DDPM algorithm in MIT 15.S60 "A Practical Introduction to Diffusion
  * Models" (lecture 000 in notes/README.md), in order:
@@ -181,7 +182,8 @@ static void atomic_write_end(const char *path, const char *tmp, FILE *f) {
 // one-step form above (whose variance stays 1 for unit-variance data) is NOT its exact discretization. The SDE
 // that the one-step form discretizes exactly is the variance-preserving SDE of Song et al. (2021) with the 1/2:
 // its mean factor is exp(-1/2 int beta) = sqrt(alpha_k) and its variance 1 - alpha_k is exactly what is added.
-// Likewise the reverse SDE (R) needs the 1/2: dX = beta (1/2 X + grad log p) du + sqrt(beta) dW_bar.
+// Likewise the reverse SDE (R) needs the 1/2: dX = beta (1/2 X + grad log p) du + sqrt(beta) dW_bar, where the
+// reverse time runs backwards, so beta and p are taken at the forward time T - t (beta(T-t), not beta(t)).
 // `./diffusion check` measures both SDEs by simulation (claim b) so that you can see this for yourself.
 // ============================================================================================================
 
@@ -212,16 +214,18 @@ static double vp_beta_integral(double u) { return VP_BETA_MIN * u + 0.5 * (VP_BE
 static void schedule_betas(double *beta, ScheduleKind kind, int T) {
     for (int t = 1; t <= T; t++) {
         if (kind == SCHEDULE_LINEAR) {
-            // Ho et al. (2020): beta_t evenly spaced from 1e-4 to 0.02 (T = 1000). It is the first-order version of
-            // `sde`: alpha_t = exp(-int beta du) ~ 1 - beta(u_t)/T, i.e. beta_t ~ beta(u_t)/T = 1e-4 ... 0.02.
+            // Ho et al. (2020): beta_t evenly spaced from 1e-4 to 0.02. At T = 1000 it is the first-order version of
+            // `sde`: alpha_t = exp(-int beta du) ~ 1 - beta(u_t)/T, i.e. beta_t ~ beta(u_t)/T = 1e-4 ... 0.02. The
+            // endpoints do not scale with T, so at small T the chain never reaches noise (see schedule_warn).
             beta[t] = T == 1 ? 1e-4 : 1e-4 + (0.02 - 1e-4) * (double)(t - 1) / (double)(T - 1);
         } else if (kind == SCHEDULE_COSINE) {
             // Nichol & Dhariwal (2021): choose alpha_bar itself, f(t) = cos^2(((t/T)+s)/(1+s) pi/2), s = 0.008, so
             // that the signal decays gently at both ends; beta_t = 1 - alpha_bar_t/alpha_bar_{t-1}, clipped at
             // 0.999 because alpha_bar_T = 0 would make the last step all noise (beta = 1).
             const double s = 0.008;
-            double f_t = cos(((double)t / T + s) / (1 + s) * PI / 2), f_prev = cos(((double)(t - 1) / T + s) / (1 + s) * PI / 2);
-            double b = 1.0 - (f_t * f_t) / (f_prev * f_prev);
+            double root_f = cos(((double)t / T + s) / (1 + s) * PI / 2);  // sqrt(f(t)), and sqrt(f(t-1)):
+            double root_f_prev = cos(((double)(t - 1) / T + s) / (1 + s) * PI / 2);
+            double b = 1.0 - (root_f * root_f) / (root_f_prev * root_f_prev);
             beta[t] = b < 0.999 ? b : 0.999;
         } else {
             // The lecture's own discretization: alpha_k = exp(-int_{u_{k-1}}^{u_k} beta(u) du), u_k = k/T, in closed
@@ -234,7 +238,7 @@ static void schedule_betas(double *beta, ScheduleKind kind, int T) {
 
 static Schedule schedule_make(ScheduleKind kind, int T) {
     Schedule s = {.kind = kind, .T = T};
-    double *block = xcalloc((size_t)8 * (T + 1), sizeof(double));
+    double *block = xcalloc((size_t)7 * (T + 1), sizeof(double));
     s.beta = block;
     s.alpha = block + (T + 1);
     s.alpha_bar = block + 2 * (T + 1);
@@ -262,6 +266,13 @@ static Schedule schedule_make(ScheduleKind kind, int T) {
     return s;
 }
 static void schedule_free(Schedule *s) { free(s->beta); }
+
+// x_T should be pure noise: the generation starts from N(0, I). With the linear schedule at small T it is not.
+static void schedule_warn(const Schedule *s) {
+    if (sqrt(s->alpha_bar[s->T]) > 0.05)
+        fprintf(stderr, "warning: schedule %s with T = %d keeps sqrt(alpha_bar_T) = %.3f of the image: x_T is not N(0, I) "
+                "(use a larger T, or --schedule cosine or sde)\n", schedule_names[s->kind], s->T, sqrt(s->alpha_bar[s->T]));
+}
 
 // One step of the forward chain, x (n values) from x_{t-1} to x_t in place: x = sqrt(alpha_t) x + sqrt(beta_t) eps.
 static void forward_one_step(real *x, const real *eps, const Schedule *s, int t, size_t n) {
@@ -596,7 +607,8 @@ static void gemm_kernel(int kc, const real *a, const real *b, vec acc[MR][2]) {
 
 static void gemm(int M, int N, int K, const real *A, long ars, long acs, const real *B, long brs, long bcs,
                  real *C, long crs, int accumulate) {
-    // Packed blocks live on the stack (0.6 MB): nothing is allocated per call. 64-byte aligned for the vectors.
+    // Packed blocks live on the stack (0.6 MB in float, 1.2 MB in double): nothing is allocated per call. The
+    // calling thread needs that much stack (the main thread has 8 MB; OpenMP workers inherit the same default).
     _Alignas(64) real bpack[KC * NC];
     _Alignas(64) real apack[MC * KC];
     if (K == 0) {
@@ -652,7 +664,8 @@ static void gemm(int M, int N, int K, const real *A, long ars, long acs, const r
 // (0 outside the image, padding p = K/2). Then out (OC, N') = weight (OC, C*K*K) . col (C*K*K, N').
 static int conv_out_size(int size, int K, int stride) { return (size + 2 * (K / 2) - K) / stride + 1; }
 
-// inp (C,H,W) -> col (C*K*K, OH*OW)
+// inp (C,H,W) -> col (C*K*K, OH*OW). Each row is one (c, ky, kx): for stride 1 its interior is a shifted copy of
+// an image row (memcpy), and only the padding at the borders is filled with zeros.
 static void im2col(real *col, const real *inp, int C, int H, int W, int K, int stride) {
     int OH = conv_out_size(H, K, stride), OW = conv_out_size(W, K, stride), pad = K / 2;
     for (int c = 0; c < C; c++)
@@ -661,9 +674,19 @@ static void im2col(real *col, const real *inp, int C, int H, int W, int K, int s
                 real *row = col + (size_t)((c * K + ky) * K + kx) * OH * OW;
                 for (int oy = 0; oy < OH; oy++) {
                     int y = oy * stride + ky - pad;
-                    for (int ox = 0; ox < OW; ox++) {
-                        int x = ox * stride + kx - pad;
-                        row[oy * OW + ox] = (y >= 0 && y < H && x >= 0 && x < W) ? inp[((size_t)c * H + y) * W + x] : 0;
+                    real *out = row + oy * OW;
+                    if (y < 0 || y >= H) { memset(out, 0, OW * sizeof(real)); continue; }
+                    const real *in = inp + ((size_t)c * H + y) * W;
+                    if (stride == 1) {  // x = ox + kx - pad: valid for ox in [lo, hi)
+                        int lo = pad - kx > 0 ? pad - kx : 0, hi = W + pad - kx < OW ? W + pad - kx : OW;
+                        for (int ox = 0; ox < lo; ox++) out[ox] = 0;
+                        memcpy(out + lo, in + lo + kx - pad, (hi - lo) * sizeof(real));
+                        for (int ox = hi; ox < OW; ox++) out[ox] = 0;
+                    } else {
+                        for (int ox = 0; ox < OW; ox++) {
+                            int x = ox * stride + kx - pad;
+                            out[ox] = x >= 0 && x < W ? in[x] : 0;
+                        }
                     }
                 }
             }
@@ -775,10 +798,12 @@ static void linear_backward(real *dinp, real *dweight, real *dbias, const real *
 // out = x sigmoid(x) elementwise (n values). Smooth, and unlike ReLU it lets small negative values through.
 static real sigmoid(real x) { return sizeof(real) == sizeof(float) ? 1 / (1 + expf(-(float)x)) : 1 / (1 + exp(-x)); }
 static void silu_forward(real *out, const real *inp, size_t n) {
+#pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) out[i] = inp[i] * sigmoid(inp[i]);
 }
 // forward: y = x s(x), s = sigmoid, so dy/dx = s + x s (1 - s)
 static void silu_backward(real *dinp, const real *dout, const real *inp, size_t n) {
+#pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) {
         real s = sigmoid(inp[i]);
         dinp[i] += dout[i] * s * (1 + inp[i] * (1 - s));
@@ -794,10 +819,11 @@ static const double GN_EPS = 1e-5;
 static void groupnorm_forward(real *out, real *mean, real *rstd, const real *inp, const real *gamma,
                               const real *beta, int B, int C, int N, int G) {
     int cg = C / G;
+#pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++)
         for (int g = 0; g < G; g++) {
             const real *x = inp + ((size_t)b * C + g * cg) * N;
-            double sum = 0, sumsq = 0;  // double: a sum of up to 3136 terms, and var = E[x^2] - E[x]^2 cancels
+            double sum = 0, sumsq = 0;  // double: a sum of up to 9408 terms, and var = E[x^2] - E[x]^2 cancels
             for (int i = 0; i < cg * N; i++) sum += x[i], sumsq += (double)x[i] * x[i];
             double m = sum / (cg * N), var = sumsq / (cg * N) - m * m;
             if (var < 0) var = 0;
@@ -1968,6 +1994,7 @@ static int train(const TrainOptions *o) {
     if (d.c != c->img_c || d.h != c->img_h || d.w != c->img_w)
         die(o->data, "images are %dx%dx%d, the model expects %dx%dx%d", d.c, d.h, d.w, c->img_c, c->img_h, c->img_w);
     Schedule s = schedule_make(sched, T);
+    schedule_warn(&s);
     size_t n = (size_t)c->img_c * c->img_h * c->img_w;
     real *x0 = xmalloc(B * n * sizeof(real)), *eps = xmalloc(B * n * sizeof(real)), *xt = xmalloc(B * n * sizeof(real));
     real *tr = xmalloc(B * sizeof(real));
@@ -2120,7 +2147,7 @@ static void sample_loop(real *x, Model *m, const Schedule *s, const int *label, 
             //   x_t' = sqrt(alpha_bar_t') x0_hat + sqrt(1 - alpha_bar_t' - sigma^2) eps + sigma z,
             //   sigma^2 = eta^2 (1 - alpha_bar_t')/(1 - alpha_bar_t) (1 - alpha_bar_t/alpha_bar_t').
             // eta = 0 is a deterministic map from noise to image; eta = 1 with t' = t - 1 is exactly DDPM
-            // (sigma^2 = beta_tilde_t), which test.sh checks.
+            // (sigma^2 = beta_tilde_t; without --clip-x0), as `./diffusion check` claim (f) measures.
             int t = T - (int)((long)i * T / S), tp = T - (int)((long)(i + 1) * T / S);
             predict_eps(eps, m, x, x2, t, label, B, o);
             x0_hat_from_eps(x0_hat, x, eps, s->alpha_bar[t], s->one_minus_alpha_bar[t], n, o->clip);
@@ -2134,6 +2161,8 @@ static void sample_loop(real *x, Model *m, const Schedule *s, const int *label, 
             //   dX = beta(u) (1/2 X + grad log p_u(X)) du + sqrt(beta(u)) dW_bar, run from u = 1 down to u = 1/T,
             // with the score from the denoiser: x_u = sqrt(alpha_bar(u)) x_0 + sqrt(1 - alpha_bar(u)) eps gives
             // grad log p_u(x) = -E[eps | x] / sqrt(1 - alpha_bar(u)) ~ -eps_theta / sqrt(1 - alpha_bar(u)).
+            // The noise levels are the VP-SDE's, alpha_bar(u) = exp(-int_0^u beta): exactly the `sde` schedule's at
+            // u = t/T, and within 1e-3 of the linear schedule's (cosine models are refused in cmd_sample).
             // The network is asked at the fractional timestep u T. S evaluations at u = 1 ... 1/T, evenly spaced:
             // S - 1 Euler-Maruyama steps, and at u = 1/T the noise-free x0_hat is returned.
             double du = (1.0 - 1.0 / T) / (S - 1), u = 1.0 - i * du;
@@ -2240,7 +2269,7 @@ static int check_line(const char *claim, double measured, double expected, doubl
 }
 
 // Claims about the samplers of step 5 (and beyond), on a small network with random weights: the identities hold
-// for any eps_theta, trained or not. Both sides run in float from the same seed, so they differ only by rounding.
+// for any eps_theta, trained or not. Both sides run in `real` from the same seed: they differ only by rounding.
 static int check_samplers(Rng *rng) {
     Config small = {1, 8, 8, 8, 16, 8, 16, 4, 10, 1};
     enum { B = 4, T = 100 };
@@ -2315,8 +2344,8 @@ static int cmd_check(uint64_t seed) {
     Schedule sde = schedule_make(SCHEDULE_SDE, T);
     for (int variant = 0; variant < 2; variant++) {
         double drift = variant == 0 ? 0.5 : 1.0;  // VP-SDE: -1/2 beta X;  slide as printed: -beta X
-        printf("(b%d) Euler-Maruyama (%d steps) of dX = -%s beta(u) X du + sqrt(beta(u)) dW, X_0 = 1, n=%d\n", variant + 1, M,
-               variant == 0 ? "1/2" : "", NS);
+        printf("(b%d) Euler-Maruyama (%d steps) of dX = -%sbeta(u) X du + sqrt(beta(u)) dW, X_0 = 1, n=%d\n", variant + 1, M,
+               variant == 0 ? "1/2 " : "", NS);
         for (int i = 0; i < NS; i++) x[i] = x0;
         double em_mean = x0, em_var = 0, du = 1.0 / M;
         for (int j = 1; j <= M; j++) {
@@ -2548,6 +2577,8 @@ static int cmd_sample(const Options *o) {
     const Config *c = &m->cfg;
     if (so.kind != SAMPLER_DDPM) so.steps = o->steps_given ? (int)(o->steps < T ? o->steps : T) : 50;
     if (so.kind == SAMPLER_SDE && so.steps < 2) die_usage("--steps", "the sde sampler needs at least 2 steps");
+    if (so.kind == SAMPLER_SDE && sk == SCHEDULE_COSINE)
+        die_usage("--sampler", "sde follows the VP-SDE's noise levels (schedules sde and linear); this model was trained with cosine: use ddpm or ddim");
     if (o->label >= 0 && !c->cond) die_usage("--label", "this model is unconditional (trained with --uncond)");
     if (so.guided && !c->cond) die_usage("--guidance", "this model is unconditional (trained with --uncond)");
     int per_class = c->cond && o->label < 0;  // one row per class

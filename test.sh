@@ -139,7 +139,7 @@ test_training() {
     head -c 3000 "$TMP/b1.ckpt" >"$TMP/t.ckpt"
     expect_error "a truncated checkpoint" "truncated or corrupt" "$D" sample --ckpt "$TMP/t.ckpt" --n 1
     # SIGINT finishes the step, saves, exits 0, and the checkpoint loads
-    tiny --minutes 5 --ckpt "$TMP/i.ckpt" >"$TMP/log" 2>&1 &
+    "$D" train --width 8 --batch 8 --minutes 5 --ckpt "$TMP/i.ckpt" >"$TMP/log" 2>&1 &  # not via tiny(): $! must be the program
     local pid=$! i
     for i in $(seq 100); do grep -q "^training" "$TMP/log" && break; sleep 0.2; done  # started: handler installed
     sleep 1; kill -INT $pid; wait $pid; local rc=$?

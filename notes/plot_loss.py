@@ -1,62 +1,49 @@
 #!/usr/bin/env python3
-"""Plot a training log written by `diffusion train --log loss.csv` as a PNG (standard library only).
-
+"""Plot a `diffusion train --log loss.csv` log as a PNG: the loss at every step (light gray) and its moving
+average over ~1% of the steps (dark), log-scale y. Standard library only. An unfinished last line is ignored.
 usage: python3 notes/plot_loss.py loss.csv --out loss.png [--title TEXT]
-
-Draws the loss at every step (light gray) and its moving average over ~1% of the steps (dark) on a
-log-scale y axis. The log may still be growing: an unfinished last line (no newline yet) is ignored.
 """
-import argparse, math, struct, sys, zlib
+import argparse, itertools, math, struct, sys, zlib
 
 W, H = 800, 400
 LEFT, RIGHT, TOP, BOTTOM = 80, 30, 50, 60  # margins around the plot area
 HEADER = "step,loss,lr,grad_norm,seconds"
-GRAY, DARK, GRID, BLACK = (190, 190, 190), (20, 50, 130), (235, 235, 235), (0, 0, 0)
+GRAY, DARK, GRID, BLACK = (190, 190, 190), (20, 50, 130), (232, 232, 232), (0, 0, 0)
+PX = bytearray(b"\xff" * (W * H * 3))  # the image: RGB, rows top to bottom, white to start with
 
-# 5x7 bitmap font: each block is one row of glyphs, 5 pixels wide, separated by a space.
-FONT_BLOCKS = [
-    ("0123456789.-+", """
-    .###. ..#.. .###. .###. ...#. ##### ..##. ##### .###. .###. ..... ..... .....
-    #...# .##.. #...# #...# ..##. #.... .#... ....# #...# #...# ..... ..... ..#..
-    #..## ..#.. ....# ....# .#.#. ####. #.... ...#. #...# #...# ..... ..... ..#..
-    #.#.# ..#.. ...#. ..##. #..#. ....# ####. ..#.. .###. .#### ..... ##### #####
-    ##..# ..#.. ..#.. ....# ##### ....# #...# .#... #...# ....# ..... ..... ..#..
-    #...# ..#.. .#... #...# ...#. #...# #...# .#... #...# ...#. .##.. ..... ..#..
-    .###. .###. ##### .###. ...#. .###. .###. .#... .###. .##.. .##.. ..... .....
-    """),
-    ("abcdefghijklm", """
-    ..... #.... ..... ....# ..... ..##. ..... #.... ..#.. ...#. #.... .##.. .....
-    ..... #.... ..... ....# ..... .#..# .#### #.... ..... ..... #.... ..#.. .....
-    .###. ####. .###. .#### .###. .#... #...# #.##. .##.. ..##. #..#. ..#.. ##.#.
-    ....# #...# #.... #...# #...# ###.. #...# ##..# ..#.. ...#. #.#.. ..#.. #.#.#
-    .#### #...# #.... #...# ##### .#... .#### #...# ..#.. ...#. ##... ..#.. #.#.#
-    #...# #...# #...# #...# #.... .#... ....# #...# ..#.. #..#. #.#.. ..#.. #...#
-    .#### ####. .###. .#### .###. .#... .###. #...# .###. .##.. #..#. .###. #...#
-    """),
-    ("nopqrstuvwxyz", """
-    ..... ..... ..... ..... ..... ..... .#... ..... ..... ..... ..... ..... .....
-    ..... ..... ..... ..... ..... ..... .#... ..... ..... ..... ..... ..... .....
-    #.##. .###. ####. .#### #.##. .#### ###.. #...# #...# #...# #...# #...# #####
-    ##..# #...# #...# #...# ##..# #.... .#... #...# #...# #...# .#.#. #...# ...#.
-    #...# #...# ####. .#### #.... .###. .#... #...# #...# #.#.# ..#.. .#### ..#..
-    #...# #...# #.... ....# #.... ....# .#..# #..## .#.#. #.#.# .#.#. ....# .#...
-    #...# .###. #.... ....# #.... ####. ..##. .##.# ..#.. .#.#. #...# .###. #####
-    """),
-    (":/_(),=", """
-    ..... ..... ..... ...#. .#... ..... .....
-    .##.. ....# ..... ..#.. ..#.. ..... .....
-    .##.. ...#. ..... .#... ...#. ..... #####
-    ..... ..#.. ..... .#... ...#. ..... .....
-    .##.. .#... ..... .#... ...#. .##.. #####
-    .##.. #.... ..... ..#.. ..#.. ..#.. .....
-    ..... ..... ##### ...#. .#... .#... .....
-    """),
-]
+# 5x7 bitmap font, lowercase only; each block: a line naming the glyphs, then their 7 rows.
+FONT_TEXT = """
+0     1     2     3     4     5     6     7     8     9     .     -     +     :     /     _
+.###. ..#.. .###. .###. ...#. ##### ..##. ##### .###. .###. ..... ..... ..... ..... ..... .....
+#...# .##.. #...# #...# ..##. #.... .#... ....# #...# #...# ..... ..... ..#.. .##.. ....# .....
+#..## ..#.. ....# ....# .#.#. ####. #.... ...#. #...# #...# ..... ..... ..#.. .##.. ...#. .....
+#.#.# ..#.. ...#. ..##. #..#. ....# ####. ..#.. .###. .#### ..... ##### ##### ..... ..#.. .....
+##..# ..#.. ..#.. ....# ##### ....# #...# .#... #...# ....# ..... ..... ..#.. .##.. .#... .....
+#...# ..#.. .#... #...# ...#. #...# #...# .#... #...# ...#. .##.. ..... ..#.. .##.. #.... .....
+.###. .###. ##### .###. ...#. .###. .###. .#... .###. .##.. .##.. ..... ..... ..... ..... #####
+a     b     c     d     e     f     g     h     i     j     k     l     m     (     )     ,     =
+..... #.... ..... ....# ..... ..##. .#### #.... ..#.. ...#. #.... .##.. ..... ...#. .#... ..... .....
+..... #.... ..... ....# ..... .#..# #...# #.... ..... ..... #.... ..#.. ..... ..#.. ..#.. ..... .....
+.###. ####. .###. .#### .###. .#... #...# #.##. .##.. ..##. #..#. ..#.. ##.#. .#... ...#. ..... #####
+....# #...# #.... #...# #...# ###.. #...# ##..# ..#.. ...#. #.#.. ..#.. #.#.# .#... ...#. ..... .....
+.#### #...# #.... #...# ##### .#... .#### #...# ..#.. ...#. ##... ..#.. #.#.# .#... ...#. .##.. #####
+#...# #...# #...# #...# #.... .#... ....# #...# ..#.. #..#. #.#.. ..#.. #...# ..#.. ..#.. ..#.. .....
+.#### ####. .###. .#### .###. .#... .###. #...# .###. .##.. #..#. .###. #...# ...#. .#... .#... .....
+n     o     p     q     r     s     t     u     v     w     x     y     z
+..... ..... ####. .#### ..... ..... .#... ..... ..... ..... ..... #...# .....
+..... ..... #...# #...# ..... ..... .#... ..... ..... ..... ..... #...# .....
+#.##. .###. #...# #...# #.##. .#### ###.. #...# #...# #...# #...# #...# #####
+##..# #...# #...# #...# ##..# #.... .#... #...# #...# #...# .#.#. #...# ...#.
+#...# #...# ####. .#### #.... .###. .#... #...# #...# #.#.# ..#.. .#### ..#..
+#...# #...# #.... ....# #.... ....# .#..# #..## .#.#. #.#.# .#.#. ....# .#...
+#...# .###. #.... ....# #.... ####. ..##. .##.# ..#.. .#.#. #...# .###. #####
+"""
+DESCENDERS = "gpqy"  # drawn 2 pixels lower
 FONT = {}
-for chars, block in FONT_BLOCKS:
-    rows = block.split()  # 7 rows per glyph, one word per glyph in each row
-    for i, ch in enumerate(chars):
-        FONT[ch] = [rows[r * len(chars) + i] for r in range(7)]
+font_lines = FONT_TEXT.strip().split("\n")
+for top in range(0, len(font_lines), 8):
+    names, rows = font_lines[top].split(), [r.split() for r in font_lines[top + 1:top + 8]]
+    FONT.update({ch: [row[i] for row in rows] for i, ch in enumerate(names)})
 
 
 def fail(msg):
@@ -64,54 +51,42 @@ def fail(msg):
 
 
 def read_log(path):
-    """The (steps, losses) of a log, sorted by step; after a --resume from an earlier checkpoint, later rows win."""
+    """(steps, losses) sorted by step; if a --resume went back to an earlier step, the later rows win."""
     try:
         with open(path, newline="") as f:
             lines = f.read().split("\n")
     except (OSError, UnicodeDecodeError) as e:
         fail(f"{path}: {getattr(e, 'strerror', None) or e}")
-    if lines == [""]:
-        fail(f"{path}: empty file")
     if lines[0].strip() != HEADER:
-        fail(f"{path}: line 1 is not the header '{HEADER}'")
+        fail(f"{path}: empty file" if lines == [""] else f"{path}: line 1 is not the header {HEADER}")
     losses = {}
-    for n, line in enumerate(lines[1:-1], 2):  # lines[-1] follows the last newline: empty or unfinished
-        if not line.strip():
-            continue
-        fields = line.strip().split(",")
+    for n, row in enumerate(lines[1:-1], 2):  # lines[-1] follows the last newline: empty or unfinished
         try:
-            if len(fields) != 5:
-                raise ValueError
-            step, loss = int(fields[0]), float(fields[1])
+            step, loss, _lr, _grad_norm, _seconds = row.strip().split(",")
+            step, loss = int(step), float(loss)
         except ValueError:
-            fail(f"{path}: line {n}: malformed row '{line.strip()[:60]}'")
+            fail(f"{path}: line {n}: malformed row '{row.strip()[:60]}'")
         if not (math.isfinite(loss) and loss > 0):
-            fail(f"{path}: line {n}: loss {fields[1]} cannot go on a log scale")
+            fail(f"{path}: line {n}: loss {loss:g} cannot go on a log scale")
         losses[step] = loss
     if not losses:
         fail(f"{path}: no data rows")
-    steps = sorted(losses)
-    return steps, [losses[s] for s in steps]
+    return sorted(losses), [losses[s] for s in sorted(losses)]
 
 
 def moving_average(v, half):
     """Mean over the centered window [i - half, i + half], shrunk at the ends."""
-    pre = [0.0]
-    for x in v:
-        pre.append(pre[-1] + x)
-    out = []
-    for i in range(len(v)):
-        a, b = max(0, i - half), min(len(v), i + half + 1)
-        out.append((pre[b] - pre[a]) / (b - a))
-    return out
+    pre = [0.0, *itertools.accumulate(v)]
+    spans = [(max(0, i - half), min(len(v), i + half + 1)) for i in range(len(v))]
+    return [(pre[b] - pre[a]) / (b - a) for a, b in spans]
 
 
 def linear_ticks(lo, hi, n=6):
-    """Round values 1, 2 or 5 times a power of ten apart, about n of them, within [lo, hi]."""
-    raw = max((hi - lo) / n, 1)  # steps are integers
+    """About n integers 1, 2 or 5 times a power of ten apart, within [lo, hi]."""
+    raw = max((hi - lo) / n, 1)
     mag = 10 ** math.floor(math.log10(raw))
     d = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
-    return [i * d for i in range(math.ceil(lo / d), math.floor(hi / d) + 1)]
+    return range(math.ceil(lo / d) * d, hi + 1, d)
 
 
 def log_ticks(lo, hi):
@@ -124,43 +99,37 @@ def log_ticks(lo, hi):
     return ticks
 
 
-class Canvas:
-    def __init__(self, w, h):
-        self.w, self.h, self.px = w, h, bytearray(b"\xff" * (w * h * 3))
-
-    def dot(self, x, y, color, size=1):
-        for yy in range(round(y) - size // 2, round(y) - size // 2 + size):
-            for xx in range(round(x) - size // 2, round(x) - size // 2 + size):
-                if 0 <= xx < self.w and 0 <= yy < self.h:
-                    self.px[3 * (yy * self.w + xx):3 * (yy * self.w + xx) + 3] = bytes(color)
-
-    def line(self, x0, y0, x1, y1, color, size=1):
-        n = max(1, math.ceil(max(abs(x1 - x0), abs(y1 - y0))))
-        for i in range(n + 1):
-            self.dot(x0 + (x1 - x0) * i / n, y0 + (y1 - y0) * i / n, color, size)
-
-    def text(self, x, y, s, color, scale=2):
-        """Draws s with its top left corner at (x, y); unknown characters are left blank."""
-        for k, ch in enumerate(s.lower()):
-            for r, row in enumerate(FONT.get(ch, ["....."] * 7)):
-                for c, bit in enumerate(row):
-                    if bit == "#":
-                        for dy in range(scale):
-                            for dx in range(scale):
-                                self.dot(x + (6 * k + c) * scale + dx, y + r * scale + dy, color)
-
-    def save_png(self, path):
-        stride = 3 * self.w
-        raw = b"".join(b"\0" + self.px[y * stride:(y + 1) * stride] for y in range(self.h))  # filter 0 per row
-        chunk = lambda kind, data: (struct.pack(">I", len(data)) + kind + data
-                                    + struct.pack(">I", zlib.crc32(kind + data)))
-        with open(path, "wb") as f:
-            f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", self.w, self.h, 8, 2, 0, 0, 0))
-                    + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
+def dot(x, y, color, size=1):
+    """A size x size square centered on (x, y), clipped to the image."""
+    x0, y0 = max(0, round(x) - size // 2), round(y) - size // 2
+    x1 = min(W, round(x) - size // 2 + size)
+    for yy in range(max(0, y0), min(H, y0 + size)):
+        PX[3 * (yy * W + x0):3 * (yy * W + x1)] = bytes(color) * max(0, x1 - x0)
 
 
-def text_width(s, scale=2):
-    return (6 * len(s) - 1) * scale
+def line(x0, y0, x1, y1, color, size=1):
+    n = max(1, math.ceil(max(abs(x1 - x0), abs(y1 - y0))))
+    for i in range(n + 1):
+        dot(x0 + (x1 - x0) * i / n, y0 + (y1 - y0) * i / n, color, size)
+
+
+def text(x, y, s, anchor=0.0, scale=2):
+    """s (lowercased; unknown characters blank), its top edge at y and the point anchor (0: left edge,
+    0.5: middle, 1: right edge) of its width at x, shifted if need be to stay inside the image."""
+    width = (6 * len(s) - 1) * scale
+    x = min(max(x - anchor * width, 0), W - width)
+    for k, ch in enumerate(s.lower()):
+        for r, row in enumerate(FONT.get(ch, [])):
+            for c in (c for c, bit in enumerate(row) if bit == "#"):
+                dot(x + (6 * k + c) * scale, y + (r + 2 * (ch in DESCENDERS)) * scale, BLACK, scale)
+
+
+def save_png(path):
+    raw = b"".join(b"\0" + PX[3 * W * y:3 * W * (y + 1)] for y in range(H))  # each row: filter 0, then pixels
+    chunk = lambda kind, data: struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", W, H, 8, 2, 0, 0, 0))  # 8-bit RGB
+                + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
 
 
 def main():
@@ -171,37 +140,31 @@ def main():
     args = ap.parse_args()
     steps, loss = read_log(args.csv)
     avg = moving_average(loss, len(loss) // 200)  # window 2 * half + 1: ~1% of the steps
-
     x0, x1 = steps[0], max(steps[-1], steps[0] + 1)
     y0, y1 = min(loss) / 1.1, max(loss) * 1.1  # a little room above and below the curves
     px = lambda s: LEFT + (s - x0) / (x1 - x0) * (W - LEFT - RIGHT)
-    py = lambda v: TOP + (math.log(y1) - math.log(v)) / (math.log(y1) - math.log(y0)) * (H - TOP - BOTTOM)
-
-    img = Canvas(W, H)
-    for v in log_ticks(y0, y1):  # horizontal grid lines, ticks and labels on the y axis
-        img.line(LEFT, py(v), W - RIGHT, py(v), GRID)
-        img.line(LEFT - 5, py(v), LEFT, py(v), BLACK)
-        label = f"{v:g}"
-        img.text(LEFT - 9 - text_width(label), py(v) - 7, label, BLACK)
-    for s in linear_ticks(x0, x1):  # ticks and labels on the x axis
-        img.line(px(s), H - BOTTOM, px(s), H - BOTTOM + 5, BLACK)
-        label = str(int(s))
-        lx = min(max(px(s) - text_width(label) / 2, 0), W - text_width(label))
-        img.text(lx, H - BOTTOM + 9, label, BLACK)
+    py = lambda v: TOP + math.log(y1 / v) / math.log(y1 / y0) * (H - TOP - BOTTOM)
+    for v in log_ticks(y0, y1):  # grid lines, ticks and labels of the y axis
+        line(LEFT, py(v), W - RIGHT, py(v), GRID)
+        line(LEFT - 5, py(v), LEFT, py(v), BLACK)
+        text(LEFT - 9, py(v) - 7, f"{v:g}", anchor=1)
+    for s in linear_ticks(x0, x1):  # ticks and labels of the x axis
+        line(px(s), H - BOTTOM, px(s), H - BOTTOM + 5, BLACK)
+        text(px(s), H - BOTTOM + 9, str(s), anchor=0.5)
     for series, color, size in ((loss, GRAY, 1), (avg, DARK, 3)):
         pts = [(px(s), py(v)) for s, v in zip(steps, series)]
         for (xa, ya), (xb, yb) in zip(pts, pts[1:] or pts):
-            img.line(xa, ya, xb, yb, color, size)
-    img.line(LEFT, TOP, LEFT, H - BOTTOM, BLACK)  # the axes, over the curves
-    img.line(LEFT, H - BOTTOM, W - RIGHT, H - BOTTOM, BLACK)
-    img.text((W - text_width(args.title)) / 2, 12, args.title, BLACK)
-    img.text(LEFT - text_width("loss") / 2, TOP - 22, "loss", BLACK)
-    img.text((LEFT + W - RIGHT - text_width("step")) / 2, H - 22, "step", BLACK)
+            line(xa, ya, xb, yb, color, size)
+    line(LEFT, TOP, LEFT, H - BOTTOM, BLACK)  # the axes, over the curves
+    line(LEFT, H - BOTTOM, W - RIGHT, H - BOTTOM, BLACK)
+    text(W / 2, 12, args.title, anchor=0.5)
+    text(LEFT, TOP - 24, "loss", anchor=0.5)
+    text((LEFT + W - RIGHT) / 2, H - 24, "step", anchor=0.5)
     try:
-        img.save_png(args.out)
+        save_png(args.out)
     except OSError as e:
         fail(f"{args.out}: {e.strerror}")
-    print(f"wrote {args.out}: {len(steps)} steps, loss {loss[0]:.4g} -> {avg[-1]:.4g} (moving average)")
+    print(f"wrote {args.out}: {len(steps)} steps, loss {loss[0]:.4g} -> {avg[-1]:.4g} (moving average at the end)")
 
 
 if __name__ == "__main__":

@@ -132,7 +132,6 @@ case $n in
     if build_harness h; then
         $NICE "$work/h" samplers > "$work/check.txt" 2>&1
         rc=$?
-        sed 's/^/        /' "$work/check.txt"
         claim_line "$work/check.txt" '\(f\) DDIM, eta = 1' "claim (f): DDIM with eta = 1 and all T steps = your DDPM"
         claim_line "$work/check.txt" '\(g\) guidance w = 1' "claim (g): guidance w = 1 = conditional"
         claim_line "$work/check.txt" '\(g\) guidance w = 0' "claim (g): guidance w = 0 = unconditional"

@@ -4,7 +4,8 @@
 #     05-attention-heads/solution/, made by make_stub.sh --solution 5);
 #   - the stub made by make_stub.sh must FAIL;
 #   - exercise 5 also grades the real (one-head) diffusion.c, which must FAIL: it is the starting point;
-#   - exercise 6 also runs the measurement of part 2 on a small random-weight checkpoint and grades the CSV.
+#   - exercise 6 also runs the measurement of part 2 on a small random-weight checkpoint (06-ddim-steps/random_ckpt.c)
+#     and grades the CSV.
 # Takes a few minutes (each grade builds the program and runs its checks). Last line: "selftest: N ok, N wrong".
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
@@ -31,8 +32,8 @@ expect() {
 measure6() {
     local bin=$1 out=$2
     mkdir -p "$out"
-    cc -O2 -DSTUDENT_C="\"$root/diffusion.c\"" "$here/06-ddim-steps/harness.c" -lm -o "$work/h6f" &&
-        "$work/h6f" ckpt "$out/random.ckpt" 100 > /dev/null &&
+    cc -O2 -DSTUDENT_C="\"$root/diffusion.c\"" "$here/06-ddim-steps/random_ckpt.c" -lm -o "$work/random_ckpt" &&
+        "$work/random_ckpt" "$out/random.ckpt" 100 > /dev/null &&
         cc -O2 "$here/06-ddim-steps/pngdiff.c" -lm -o "$work/pngdiff" || return 1
     echo "steps,seconds,rms_vs_ref" > "$out/ddim_steps.csv"
     local S

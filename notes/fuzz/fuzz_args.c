@@ -39,7 +39,7 @@ static void check_ranges(const Options *o) {
     FUZZ_ASSERT(o->schedule >= 0 && o->schedule <= 2, "schedule %d", (int)o->schedule);
     FUZZ_ASSERT(o->T >= 1 && o->T <= 100000, "T %d", o->T);
     FUZZ_ASSERT(o->index >= 0 && o->index <= MAX_IDX_ITEMS, "index %d", o->index);
-    FUZZ_ASSERT(o->batch >= 1 && o->batch <= 4096, "batch %d", o->batch);
+    FUZZ_ASSERT(o->batch >= 0 && o->batch <= 4096, "batch %d", o->batch);  // 0: the command's default
     FUZZ_ASSERT(o->n >= 0 && o->n <= 4096, "n %d", o->n);
     FUZZ_ASSERT(o->label >= -1 && o->label <= 9, "label %d", o->label);
     FUZZ_ASSERT(o->steps >= 0 && o->steps <= 1000000000L, "steps %ld", o->steps);

@@ -3,13 +3,14 @@
 //
 // Each input is tried twice:
 //   1. as it is: a random file must be refused with a one-line message, never crash;
-//   2. "repaired": the input's first 96 bytes become the header (with the right magic, version, real size and
-//      parameter count), the rest is zero-padded or cut to the size that header's config implies, and the CRC-32
-//      is recomputed. A fuzzer cannot guess a CRC, so only this way does it reach what lies behind the CRC check:
-//      every network config that config_check lets through, with arbitrary (NaN, Inf, huge) weights.
-// A checkpoint that loads is used once, as train and sample would: one forward and backward pass at batch 1,
-// one AdamW step, and the prediction written as a PNG (to /dev/null) — skipped when the config is too big to run
-// in a fraction of a second under the sanitizers.
+//   2. "repaired": the input's first 96 bytes become the header (with the right magic, version, real size,
+//      parameter count, and a batch size in range), the rest is zero-padded or cut to the size that header's
+//      config implies, and the CRC-32 is recomputed. A fuzzer cannot guess a CRC, so only this way does it reach
+//      what lies behind the CRC check: every network config that config_check lets through, with arbitrary (NaN,
+//      Inf, huge) weights.
+// A checkpoint that loads (at max_batch 1, as export does) is then used once, as train and sample would use it:
+// one forward and backward pass at batch 1, one AdamW step, and the prediction written as a PNG (to /dev/null);
+// skipped when the config is too big to run in a fraction of a second under the sanitizers.
 #include "fuzz.h"
 
 enum { REPAIR_MAX_BYTES = 4 << 20 };
@@ -37,12 +38,12 @@ static void try_load(const uint8_t *data, size_t size) {
     const char *path = fuzz_write_file(0, data, size);
     if (setjmp(fuzz_env) == 0) {
         ScheduleKind sched;
-        int T, has_opt;
+        int T, has_opt, batch;
         long step;
         Rng rng;
-        Model *m = checkpoint_load(path, 1, &sched, &T, &step, &rng, &has_opt);
-        FUZZ_ASSERT(sched >= 0 && sched <= 2 && T >= 1 && T <= 100000 && step >= 0 && (has_opt == 0 || has_opt == 1),
-                    "sched %d T %d step %ld has_opt %d", (int)sched, T, step, has_opt);
+        Model *m = checkpoint_load(path, 1, &sched, &T, &step, &rng, &has_opt, &batch);
+        FUZZ_ASSERT(sched >= 0 && sched <= 2 && T >= 1 && T <= 100000 && step >= 0 && (has_opt == 0 || has_opt == 1) &&
+                    batch >= 1 && batch <= 4096, "sched %d T %d step %ld has_opt %d batch %d", (int)sched, T, step, has_opt, batch);
         Schedule s = schedule_make(sched, T);
         for (int k = 0; k <= T; k++) FUZZ_ASSERT(s.alpha_bar[k] >= 0 && s.alpha_bar[k] <= 1, "alpha_bar[%d] = %g", k, s.alpha_bar[k]);
         schedule_free(&s);
@@ -60,6 +61,7 @@ static void fuzz_ckpt(const uint8_t *data, size_t size) {
     memcpy(&h, data, sizeof h);
     memcpy(h.magic, "DIFFUSNC", 8);
     h.version = CKPT_VERSION, h.real_size = (int32_t)sizeof(real);
+    if (h.batch < 1 || h.batch > 4096) h.batch = 1;
     Config c = config_from_ints(h.config);
     if (config_check(&c) || (h.has_optimizer != 0 && h.has_optimizer != 1)) return;
     size_t P = count_params(&c), want = sizeof h + (h.has_optimizer ? 4 : 2) * P * sizeof(real) + 4;

@@ -88,7 +88,7 @@ static void ckpt_seed(const char *name, Config c, ScheduleKind sched, int T, int
     memcpy(m->ema, m->params, m->n_params * sizeof(real));
     char path[256];
     snprintf(path, sizeof path, "corpus/ckpt/%s", name);
-    checkpoint_save(path, m, sched, T, 3, &rng, slim);
+    checkpoint_save(path, m, sched, T, 3, &rng, 2, slim);  // step 3, trained at batch 2
     model_free(m);
 }
 

@@ -2,8 +2,6 @@
 // -DSTUDENT_C='"path/to/student/diffusion.c"': the student's file is included whole, its main renamed, so the
 // harness can call its static functions.
 //   harness ddim          the student's DDIM (sample_loop) vs this file's own DDIM, then claims (f) and (g)
-//   harness ckpt OUT T    writes a small random-weight checkpoint (8x8 images, cosine schedule, T steps) to try
-//                         the measurement of part 2 quickly (selftest.sh uses it); its "samples" are not images
 #define main student_main
 #include STUDENT_C
 #undef main
@@ -62,21 +60,8 @@ static int check_ddim(void) {
     return fails || f ? 1 : 0;
 }
 
-static int write_ckpt(const char *path, int T) {
-    Config small = {1, 8, 8, 8, 16, 8, 16, 4, 10, 1};
-    Rng rng = {5};
-    Model *m = model_create(&small, 1);
-    params_init(m, &rng, 1);
-    memcpy(m->ema, m->params, m->n_params * sizeof(real));
-    checkpoint_save(path, m, SCHEDULE_COSINE, T, 0, &rng, 1);
-    model_free(m);
-    printf("wrote %s: random weights, 8x8 images, cosine schedule, T = %d\n", path, T);
-    return 0;
-}
-
 int main(int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], "ddim")) return check_ddim();
-    if (argc >= 4 && !strcmp(argv[1], "ckpt")) return write_ckpt(argv[2], atoi(argv[3]));
-    fprintf(stderr, "usage: harness ddim | ckpt OUT T\n");
+    fprintf(stderr, "usage: harness ddim\n");
     return 2;
 }
