@@ -579,7 +579,8 @@ static void draw_training_batch(real *x0, int *t, real *eps, real *xt, int *labe
 // whatever the target has (SSE, AVX2, AVX-512).
 // The vector width is the widest the build targets: 64 bytes with AVX-512 (make fast: -march=native on this
 // machine), 32 with AVX2, 16 otherwise (SSE2, which every x86-64 has, or NEON). MR x 2 = 12 accumulators fit the
-// register file in every case (16 registers for SSE/AVX2, 32 for AVX-512) so the tile never spills to memory.
+// register file (16 registers for SSE/AVX2: MR = 6 rows x 2 = 12 accumulators; 32 for AVX-512: MR = 8, 16
+// accumulators), so the tile never spills to memory.
 #if defined(__AVX512F__)
 enum { VEC_BYTES = 64 };
 #elif defined(__AVX__)
@@ -588,7 +589,7 @@ enum { VEC_BYTES = 32 };
 enum { VEC_BYTES = 16 };
 #endif
 typedef real vec __attribute__((vector_size(VEC_BYTES)));
-enum { VL = VEC_BYTES / sizeof(real), MR = 6, NR = 2 * VL, KC = 256, MC = 96, NC = 512 };
+enum { VL = VEC_BYTES / sizeof(real), MR = VEC_BYTES == 64 ? 8 : 6, NR = 2 * VL, KC = 256, MC = 96, NC = 512 };
 
 // acc (MR x NR) = a-panel (KC x MR) . b-panel (KC x NR) for kc steps
 static void gemm_kernel(int kc, const real *a, const real *b, vec acc[MR][2]) {
@@ -702,9 +703,16 @@ static void col2im(real *dinp, const real *dcol, int C, int H, int W, int K, int
                 for (int oy = 0; oy < OH; oy++) {
                     int y = oy * stride + ky - pad;
                     if (y < 0 || y >= H) continue;
-                    for (int ox = 0; ox < OW; ox++) {
-                        int x = ox * stride + kx - pad;
-                        if (x >= 0 && x < W) dinp[((size_t)c * H + y) * W + x] += row[oy * OW + ox];
+                    real *out = dinp + ((size_t)c * H + y) * W;
+                    const real *in = row + oy * OW;
+                    if (stride == 1) {  // the same [lo, hi) range as in im2col
+                        int lo = pad - kx > 0 ? pad - kx : 0, hi = W + pad - kx < OW ? W + pad - kx : OW;
+                        for (int ox = lo; ox < hi; ox++) out[ox + kx - pad] += in[ox];
+                    } else {
+                        for (int ox = 0; ox < OW; ox++) {
+                            int x = ox * stride + kx - pad;
+                            if (x >= 0 && x < W) out[x] += in[ox];
+                        }
                     }
                 }
             }
@@ -757,18 +765,25 @@ static void conv2d_backward(real *dinp, real *dweight, real *dbias, const real *
         const real *dy = dout + (size_t)b * OC * N;
         real *col = ws->col + (size_t)thread_id() * ws->col_size, *dcol = ws->dcol + (size_t)thread_id() * ws->col_size;
         if (!pointwise) { im2col(col, x, C, H, W, K, stride); cols = col; }
-        gemm(OC, CKK, N, dy, N, 1, cols, 1, N, ws->partial + (size_t)b * OC * CKK, CKK, 0);  // dW_b = dout . col^T
+        // dW_b = dout . col^T, computed transposed, dW_b^T (CKK, OC) = col . dout^T: then the big operand (col)
+        // is read row by row while packing, and only the small one (dout, OC rows) is gathered across rows.
+        gemm(CKK, OC, N, cols, N, 1, dy, 1, N, ws->partial + (size_t)b * OC * CKK, OC, 0);
         if (!dinp) continue;
         real *dx = dinp + (size_t)b * C * H * W;
         if (pointwise) { gemm(C, N, OC, weight, 1, CKK, dy, N, 1, dx, N, 1); continue; }  // dx += W^T . dout
         gemm(CKK, N, OC, weight, 1, CKK, dy, N, 1, dcol, N, 0);                           // dcol = W^T . dout
         col2im(dx, dcol, C, H, W, K, stride);
     }
+    // dW += the sum over images, always in the order b = 0, 1, ..., B-1 (summed into image 0's slot, contiguously),
+    // then transposed back from (CKK, OC) to the weight's (OC, CKK).
 #pragma omp parallel for schedule(static)
-    for (int e = 0; e < OC * CKK; e++) {  // dW += sum over images, always in the order b = 0, 1, ..., B-1
-        real s = 0;
-        for (int b = 0; b < B; b++) s += ws->partial[(size_t)b * OC * CKK + e];
-        dweight[e] += s;
+    for (int k = 0; k < CKK; k++) {
+        real *sum = ws->partial + (size_t)k * OC;
+        for (int b = 1; b < B; b++) {
+            const real *p = ws->partial + (size_t)b * OC * CKK + (size_t)k * OC;
+            for (int o = 0; o < OC; o++) sum[o] += p[o];
+        }
+        for (int o = 0; o < OC; o++) dweight[(size_t)o * CKK + k] += sum[o];
     }
     for (int b = 0; b < B; b++)
         for (int o = 0; o < OC; o++) {
