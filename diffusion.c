@@ -1234,7 +1234,7 @@ typedef struct {
 } Model;
 
 static const char *config_check(const Config *c) {
-    if (c->img_c < 1 || c->img_c > 4) return "image channels must be 1..4";
+    if (c->img_c != 1 && c->img_c != 3) return "image channels must be 1 (gray) or 3 (RGB)";
     if (c->img_h < 4 || c->img_w < 4 || c->img_h % 4 || c->img_w % 4 || c->img_h > 256 || c->img_w > 256)
         return "image height and width must be multiples of 4 in 4..256";
     if (c->groups < 1 || c->ch1 < 1 || c->ch2 < 1 || c->ch1 % c->groups || c->ch2 % c->groups || c->ch1 > 1024 || c->ch2 > 1024)
@@ -1856,6 +1856,9 @@ static double adamw_step(Model *m, const TrainHyper *h, long step) {
     for (size_t i = 0; i < m->n_params; i++) norm2 += (double)m->grads[i] * m->grads[i];
     double norm = sqrt(norm2), scale = norm > h->clip ? h->clip / norm : 1.0;
     double bc1 = 1 - pow(h->beta1, (double)step), bc2 = 1 - pow(h->beta2, (double)step);
+    // EMA warm-up: decay (1 + step)/(10 + step) while that is below 0.999, so that a short run's average is not
+    // mostly the random initial weights (0.999^500 = 61% of them after 500 steps would be).
+    double ema_decay = fmin(h->ema_decay, (1.0 + step) / (10.0 + step));
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < m->n_params; i++) {
         double g = m->grads[i] * scale;
@@ -1867,7 +1870,7 @@ static double adamw_step(Model *m, const TrainHyper *h, long step) {
         m->params[i] = (real)p;
         // The EMA (exponential moving average) of the weights, decay 0.999 ~ an average over the last ~1000 steps:
         // it smooths out the noise of single steps, and sampling uses it (Ho et al. 2020 do the same).
-        m->ema[i] = (real)(h->ema_decay * m->ema[i] + (1 - h->ema_decay) * p);
+        m->ema[i] = (real)(ema_decay * m->ema[i] + (1 - ema_decay) * p);
     }
     return norm;
 }
@@ -2061,7 +2064,11 @@ static int train(const TrainOptions *o) {
     }
     if (tty) fputc('\n', stderr);
     checkpoint_save(o->ckpt, m, sched, T, step, &rng, B, 0);
-    if (log) fclose(log);
+    if (log) {  // the CSV is buffered: its write errors show up here
+        int bad = fflush(log) != 0 || ferror(log), err = errno;
+        if (fclose(log) != 0 && !bad) bad = 1, err = errno;
+        if (bad) die(o->log, "write failed: %s (the checkpoint %s was saved)", strerror(err ? err : EIO), o->ckpt);
+    }
     if (interrupted)
         fprintf(stderr, "interrupted: saved %s at step %ld; continue with: ./diffusion train --resume --ckpt %s\n", o->ckpt, step, o->ckpt);
     else
@@ -2220,8 +2227,8 @@ static void write_image_grid(const char *path, const real *imgs, int n, int cols
             for (int x = 0; x < w * scale; x++)
                 for (int ch = 0; ch < comp; ch++) {
                     double v = imgs[(((size_t)i * c + (c == 1 ? 0 : ch)) * h + y / scale) * w + x / scale];
-                    v = (v + 1) * 127.5;
-                    px[((size_t)(oy + y) * W + ox + x) * comp + ch] = (unsigned char)(v < 0 ? 0 : v > 255 ? 255 : v + 0.5);
+                    v = (v + 1) * 127.5;  // NaN (a diverged model) becomes black, not undefined behaviour
+                    px[((size_t)(oy + y) * W + ox + x) * comp + ch] = (unsigned char)(!(v > 0) ? 0 : v > 255 ? 255 : v + 0.5);
                 }
     }
     char tmp[4200];
@@ -2794,6 +2801,8 @@ int main(int argc, char **argv) {
     if (!cmd) die_usage(argv[1], "unknown command (try ./diffusion --help)");
     Options o;
     parse_options(&o, cmd, argc, argv);
+    // A write beyond the file-size limit (ulimit -f) must fail with EFBIG and a message, not kill the program.
+    signal(SIGXFSZ, SIG_IGN);
 #ifdef _OPENMP
     if (o.threads) omp_set_num_threads(o.threads);
 #endif

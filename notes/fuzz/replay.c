@@ -1,7 +1,7 @@
 // replay.c — runs the four fuzz harnesses on files, without libFuzzer, so that any C compiler with
 // AddressSanitizer and UndefinedBehaviorSanitizer (gcc or clang) can check the corpus and every crash reproducer:
 //
-//     cc -g -O1 -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=all replay.c -lm -o replay
+//     cc -g -O0 -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=all replay.c -lm -o replay
 //     ./replay TARGET FILE|DIR...     TARGET: idx, image, ckpt or args; a DIR stands for every file in it
 //
 // Prints "TARGET: N inputs OK" and exits 0, or stops at the first input that crashes (the sanitizer's report and

@@ -1,14 +1,14 @@
 #!/bin/sh
 # replay.sh — every file of notes/fuzz/corpus (the seeds and the reproducers of crashes the fuzzers found) through
 # the fuzz harnesses, built with the system C compiler (gcc is enough, no libFuzzer) under AddressSanitizer and
-# UndefinedBehaviorSanitizer. One line per harness, "idx: 7 inputs OK"; exit 1 if any input crashes or trips a
-# sanitizer. Takes one compile (~15 s) and about a second of running.
+# UndefinedBehaviorSanitizer. One line per harness, "idx: 5 inputs OK"; exit 1 if any input crashes or trips a
+# sanitizer. One compile at -O0 (3x quicker to build than -O1; ~3 s of CPU) and a fraction of a second of running.
 #   usage: notes/fuzz/replay.sh          (from anywhere; CC=clang to use clang)
 cd "$(dirname "$0")" || exit 2
 CC=${CC:-cc}
 work=$(mktemp -d "${TMPDIR:-/tmp}/diffusion-replay.XXXXXX") || exit 2
 trap 'rm -rf "$work"' EXIT
-if ! $CC -g -O1 -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=all replay.c -lm -o "$work/replay" 2> "$work/build.log"; then
+if ! $CC -g -O0 -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=all replay.c -lm -o "$work/replay" 2> "$work/build.log"; then
     cat "$work/build.log" >&2
     echo "replay: cannot build replay.c with $CC -fsanitize=address,undefined" >&2
     exit 1
