@@ -449,6 +449,40 @@ static void resize_box(float *out, const unsigned char *in, int c, int sh, int s
         }
 }
 
+// Debian's stb_image 2.27 overruns a buffer on a JPEG Huffman table (DHT) that declares more than 256 codes (found
+// by our fuzzer; fixed in later stb). So before stb sees a JPEG, walk its segments up to the image data and refuse
+// such tables. Returns NULL if the file is fine (or not a JPEG), else what is wrong.
+static const char *jpeg_tables_problem(const char *path) {
+    size_t n;
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;  // stb_info reports the error
+    unsigned char head[2];
+    int is_jpeg = fread(head, 1, 2, f) == 2 && head[0] == 0xFF && head[1] == 0xD8;
+    fclose(f);
+    if (!is_jpeg) return NULL;
+    unsigned char *p = read_file(path, MAX_FILE_BYTES, &n);
+    const char *why = NULL;
+    for (size_t pos = 2; pos + 4 <= n && !why;) {
+        if (p[pos] != 0xFF) { why = "corrupt JPEG segment"; break; }
+        int marker = p[pos + 1];
+        if (marker == 0xFF) { pos++; continue; }  // fill byte
+        if (marker == 0xDA || marker == 0xD9) break;  // start of scan / end of image: the tables are all read
+        size_t len = (size_t)p[pos + 2] << 8 | p[pos + 3];
+        if (len < 2 || pos + 2 + len > n) { why = "truncated JPEG segment"; break; }
+        if (marker == 0xC4)  // DHT: one or more tables of (class/id, 16 counts, symbols)
+            for (size_t q = pos + 4, end = pos + 2 + len; q < end && !why;) {
+                if (q + 17 > end) { why = "truncated JPEG Huffman table"; break; }
+                size_t codes = 0;
+                for (int i = 1; i <= 16; i++) codes += p[q + i];
+                if (codes > 256) why = "JPEG Huffman table with more than 256 codes";
+                q += 17 + codes;
+            }
+        pos += 2 + len;
+    }
+    free(p);
+    return why;
+}
+
 static int has_image_extension(const char *name) {
     const char *dot = strrchr(name, '.');
     if (!dot) return 0;
@@ -494,6 +528,8 @@ static Dataset load_images(const char *path, int c, int size) {
     d.pixels = xmalloc((size_t)nfiles * c * size * size * sizeof(float));
     for (int i = 0; i < nfiles; i++) {
         int w, h, comp;
+        const char *jpeg_problem = jpeg_tables_problem(files[i]);
+        if (jpeg_problem) die(files[i], "not a readable PNG/JPEG image (%s)", jpeg_problem);
         if (!stbi_info(files[i], &w, &h, &comp)) die(files[i], "not a readable PNG/JPEG image (%s)", stbi_failure_reason());
         if (w < 1 || h < 1 || w > MAX_IMAGE_SIDE || h > MAX_IMAGE_SIDE) die(files[i], "image size %dx%d out of range 1..%d", w, h, MAX_IMAGE_SIDE);
         unsigned char *img = stbi_load(files[i], &w, &h, &comp, c);
