@@ -40,8 +40,8 @@ deps:
 
 run: deps fast
 	./diffusion forward --data fashion-mnist --index 0 --out forward.png
-	./diffusion train --minutes 7 --lr 1e-3 --ckpt demo.ckpt --log demo_loss.csv
-	./diffusion sample --ckpt demo.ckpt --sampler ddim --steps 100 --guidance 3 --n 80 --out samples.png --trajectory traj.png
+	./diffusion train --minutes 7 --batch 32 --lr 5e-4 --ckpt demo.ckpt --log demo_loss.csv
+	./diffusion sample --ckpt demo.ckpt --sampler ddim --steps 100 --guidance 2 --clip-x0 --n 80 --out samples.png --trajectory traj.png
 	@echo
 	@echo "Open samples.png (one row per class), traj.png (noise to image) and forward.png (image to noise)."
 	@echo "The shipped model, trained for longer:  ./diffusion sample --out shipped.png --trajectory shipped_traj.png"

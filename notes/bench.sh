@@ -6,16 +6,18 @@ set -u
 cd "$(dirname "$0")/.."
 BIN=${1:-./diffusion}
 ALL=$(nproc)
-have_torch=0
-python3 -c 'import torch' 2>/dev/null && have_torch=1
+have_torch=0 PY=python3
+for p in python3 /usr/bin/python3; do "$p" -c 'import torch' 2>/dev/null && { have_torch=1; PY=$p; break; }; done
 echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $ALL vCPUs"
 declare -A C_TRAIN C_FWD P_TRAIN P_FWD
 for th in 1 "$ALL"; do
-    line=$("$BIN" bench --threads "$th" | tee /dev/stderr | grep '^c threads=')
+    out=$("$BIN" bench --threads "$th"); echo "$out"
+    line=$(grep '^c threads=' <<<"$out")
     C_TRAIN[$th]=$(sed 's/.*train_img_s=\([0-9.]*\).*/\1/' <<<"$line")
     C_FWD[$th]=$(sed 's/.*fwd_img_s=\([0-9.]*\).*/\1/' <<<"$line")
     if [ $have_torch = 1 ]; then
-        line=$(python3 notes/pytorch_mirror.py bench --threads "$th" | tee /dev/stderr | grep '^pytorch threads=')
+        out=$("$PY" notes/pytorch_mirror.py bench --threads "$th"); echo "$out"
+        line=$(grep '^pytorch threads=' <<<"$out")
         P_TRAIN[$th]=$(sed 's/.*train_img_s=\([0-9.]*\).*/\1/' <<<"$line")
         P_FWD[$th]=$(sed 's/.*fwd_img_s=\([0-9.]*\).*/\1/' <<<"$line")
     fi

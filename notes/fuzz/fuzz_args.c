@@ -9,7 +9,9 @@
 //
 // Besides "no crash", the harness checks what a parse that SUCCEEDED must mean: every option is in its range,
 // and every argument was understood — a known flag of that command, the value of the flag before it, or the one
-// IMAGE of `forward`. An argument that is neither refused nor understood is silently ignored: a bug.
+// IMAGE of `forward`. An argument that is neither refused nor understood is silently ignored: a bug. And the
+// other way round, every line must be accepted as a file name: as the value of --ckpt, and (unless it starts
+// with '-') as forward's IMAGE.
 #include "fuzz.h"
 
 enum { MAX_ARGS = 64 };
@@ -52,6 +54,32 @@ static void check_ranges(const Options *o) {
     FUZZ_ASSERT((int64_t)o->seed >= 0, "seed %llu", (unsigned long long)o->seed);
 }
 
+// The other direction: what must be ACCEPTED. Any string is a valid value of --ckpt (a file name), and any string
+// not starting with '-' is a valid IMAGE for forward (a file name: "my photo.png" included).
+static void check_accepted(const char *s) {
+    char *ckpt_argv[] = {"diffusion", "export", "--ckpt", (char *)s, NULL};
+    char *image_argv[] = {"diffusion", "forward", (char *)s, NULL};
+    Options o;
+    const Command *export_cmd = NULL, *forward_cmd = NULL;
+    for (int i = 0; i < N_COMMANDS; i++) {
+        if (!strcmp(commands[i].name, "export")) export_cmd = &commands[i];
+        if (!strcmp(commands[i].name, "forward")) forward_cmd = &commands[i];
+    }
+    if (setjmp(fuzz_env) == 0) {
+        parse_options(&o, export_cmd, 4, ckpt_argv);
+        FUZZ_ASSERT(o.ckpt && !strcmp(o.ckpt, s), "--ckpt '%s' was not taken as given", s);
+    } else {
+        FUZZ_ASSERT(0, "--ckpt '%s' was refused: any file name must do", s);
+    }
+    if (s[0] == '-') return;
+    if (setjmp(fuzz_env) == 0) {
+        parse_options(&o, forward_cmd, 3, image_argv);
+        FUZZ_ASSERT(o.image && !strcmp(o.image, s), "IMAGE '%s' was not taken as given", s);
+    } else {
+        FUZZ_ASSERT(0, "forward '%s' was refused: any file name not starting with '-' must do", s);
+    }
+}
+
 static void fuzz_args(const uint8_t *data, size_t size) {
     // Split into lines, each a NUL-terminated argument (an embedded NUL simply ends that argument early).
     char *text = malloc(size + 1);
@@ -81,6 +109,7 @@ static void fuzz_args(const uint8_t *data, size_t size) {
         // --help exits 0; anything refused must exit 2 (usage)
         FUZZ_ASSERT(fuzz_exit_code == 0 || fuzz_exit_code == 2, "refused with exit code %d (usage errors must exit 2)", fuzz_exit_code);
     }
+    for (int i = 1; i < argc; i++) check_accepted(argv[i]);
     free(text);
 }
 FUZZ_TARGET(fuzz_args)
