@@ -2587,7 +2587,7 @@ static void parse_options(Options *o, const Command *cmd, int argc, char **argv)
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { printf("usage: ./diffusion %s\n", cmd->usage); exit(0); }
         char key[64];
         snprintf(key, sizeof key, " %s ", a[0] == '-' ? a : "IMAGE");
-        if (!strstr(cmd->flags, key) || strpbrk(a, " \t\n")) {  // whole tokens only: "--T --seed" is no flag
+        if (!strstr(cmd->flags, key) || (a[0] == '-' && strpbrk(a, " \t\n"))) {  // "--T --seed" is no flag
             if (a[0] == '-') die_usage(a, "unknown flag for '%s' (see ./diffusion %s --help)", cmd->name, cmd->name);
             die_usage(a, "unexpected argument for '%s' (see ./diffusion %s --help)", cmd->name, cmd->name);
         }
