@@ -450,34 +450,26 @@ static void resize_box(float *out, const unsigned char *in, int c, int sh, int s
 }
 
 // Debian's stb_image 2.27 overruns a buffer on a JPEG Huffman table (DHT) that declares more than 256 codes (found
-// by our fuzzer; fixed in later stb). So before stb sees a JPEG, walk its segments up to the image data and refuse
-// such tables. Returns NULL if the file is fine (or not a JPEG), else what is wrong.
+// by our fuzzer; nothings/stb #1289, fixed in 2.28). stb reads such tables wherever a DHT marker (FF C4) appears,
+// before or after the image data, so every FF C4 in a JPEG file is checked (in valid entropy-coded data an FF is
+// always followed by 00 or a restart marker, so no valid file is refused). NULL if fine, else what is wrong.
 static const char *jpeg_tables_problem(const char *path) {
-    size_t n;
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;  // stb_info reports the error
-    unsigned char head[2];
-    int is_jpeg = fread(head, 1, 2, f) == 2 && head[0] == 0xFF && head[1] == 0xD8;
-    fclose(f);
-    if (!is_jpeg) return NULL;
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) return NULL;  // stbi_info reports the error
+    size_t n, start = 0;
     unsigned char *p = read_file(path, MAX_FILE_BYTES, &n);
+    while (start < n && p[start] == 0xFF) start++;  // stb, too, takes FF FF ... FF D8 as the start of a JPEG
     const char *why = NULL;
-    for (size_t pos = 2; pos + 4 <= n && !why;) {
-        if (p[pos] != 0xFF) { why = "corrupt JPEG segment"; break; }
-        int marker = p[pos + 1];
-        if (marker == 0xFF) { pos++; continue; }  // fill byte
-        if (marker == 0xDA || marker == 0xD9) break;  // start of scan / end of image: the tables are all read
-        size_t len = (size_t)p[pos + 2] << 8 | p[pos + 3];
-        if (len < 2 || pos + 2 + len > n) { why = "truncated JPEG segment"; break; }
-        if (marker == 0xC4)  // DHT: one or more tables of (class/id, 16 counts, symbols)
-            for (size_t q = pos + 4, end = pos + 2 + len; q < end && !why;) {
-                if (q + 17 > end) { why = "truncated JPEG Huffman table"; break; }
-                size_t codes = 0;
-                for (int i = 1; i <= 16; i++) codes += p[q + i];
-                if (codes > 256) why = "JPEG Huffman table with more than 256 codes";
-                q += 17 + codes;
-            }
-        pos += 2 + len;
+    if (start == 0 || start >= n || p[start] != 0xD8) n = 0;  // not a JPEG: nothing to check
+    for (size_t pos = 2; pos + 4 <= n && !why; pos++) {
+        if (p[pos] != 0xFF || p[pos + 1] != 0xC4) continue;
+        size_t len = (size_t)p[pos + 2] << 8 | p[pos + 3], end = pos + 2 + len < n ? pos + 2 + len : n;
+        for (size_t q = pos + 4; q < end && !why;) {  // tables of (class/id, 16 counts, symbols)
+            size_t codes = 0;
+            for (size_t i = 1; i <= 16 && q + i < n; i++) codes += p[q + i];
+            if (codes > 256) why = "JPEG Huffman table with more than 256 codes";
+            q += 17 + codes;
+        }
     }
     free(p);
     return why;
