@@ -159,6 +159,26 @@ test_training() {
     fi
 }
 
+# ---- the program's main paths under ASan + LeakSanitizer + UBSan: no error, no leak -----------------------------
+test_sanitized() {
+    local S=$TMP/asan  # built by test_bad_input; LeakSanitizer is on by default with -fsanitize=address
+    [ -x "$S" ] || { fail "ASan build missing"; return; }
+    local ok=1 cmd
+    : >"$TMP/log"
+    for cmd in "schedule --schedule cosine --T 50" "info" \
+               "train --width 8 --batch 4 --steps 5 --ckpt $TMP/z.ckpt --log $TMP/z.csv" \
+               "train --resume --steps 3 --ckpt $TMP/z.ckpt" \
+               "sample --ckpt $TMP/z.ckpt --sampler ddim --steps 4 --guidance 2 --n 10 --out $TMP/z.png --trajectory $TMP/zt.png" \
+               "sample --ckpt $TMP/z.ckpt --sampler sde --steps 4 --label 3 --n 3 --out $TMP/z.png" \
+               "export --ckpt $TMP/z.ckpt --out $TMP/zs.ckpt" "forward --data $FASHION --index 5 --out $TMP/zf.png" \
+               "refcheck" "gradcheck"; do
+        if ! "$S" $cmd >"$TMP/out" 2>"$TMP/err" || grep -qE "Sanitizer|runtime error|leak" "$TMP/err"; then
+            ok=0; { echo "$cmd"; tail -5 "$TMP/err"; } >>"$TMP/log"
+        fi
+    done
+    [ $ok = 1 ] && pass "ASan + LeakSanitizer + UBSan: train, resume, sample, export, forward, refcheck, gradcheck: no error, no leak" || fail "ASan + LeakSanitizer + UBSan: main paths"
+}
+
 # ---- threads: results do not depend on the thread count ------------------------------------------------------
 test_threads() {
     if ! cc -O2 -fopenmp diffusion.c -lm -o "$TMP/omp" 2>"$TMP/log"; then fail "OpenMP build"; return; fi
@@ -179,6 +199,7 @@ test_schedules
 test_claims
 test_bad_input
 test_training
+test_sanitized
 test_threads
 test_reliability
 echo "$passed passed, $failed failed"
