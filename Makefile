@@ -1,7 +1,7 @@
 # diffusion.c — build, install what is missing, run the demo, test.
 #   make        ./diffusion with -O2 -Wall (what `cc diffusion.c -lm -O2` gives, plus warnings)
 #   make fast   ./diffusion with -O3 and whichever of -march=native -fopenmp the compiler accepts
-#   make deps   installs Debian's libstb-dev and dataset-fashion-mnist when they are missing
+#   make deps   installs Debian's libstb-dev and dataset-fashion-mnist (and python3, for test.sh) when missing
 #   make run    deps + fast build + the demo: train ~7 minutes, then samples.png and traj.png
 #   make test   deps + ./test.sh
 #   make bench  the benchmark, side by side with PyTorch when python3-torch is installed
@@ -29,6 +29,7 @@ deps:
 	@missing=""; \
 	[ -f $(STB) ] || [ -f stb_image.h ] || missing="$$missing libstb-dev"; \
 	[ -f $(FASHION) ] || missing="$$missing dataset-fashion-mnist"; \
+	command -v python3 >/dev/null 2>&1 || missing="$$missing python3"; \
 	if [ -z "$$missing" ]; then echo "deps: all present ($(PACKAGES))"; exit 0; fi; \
 	if [ "$$(id -u)" = 0 ]; then SUDO=""; \
 	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then SUDO="sudo"; \
