@@ -48,8 +48,8 @@
 // put stb_image.h and stb_image_write.h beside this file. stb_image also gives us a zlib inflater (for .gz).
 #define STB_IMAGE_IMPLEMENTATION
 #define STB_IMAGE_WRITE_IMPLEMENTATION
-#define STBI_NO_LINEAR
-#define STBI_NO_HDR
+#define STBI_ONLY_PNG   // the two formats we promise; the other decoders are code a hostile file could reach
+#define STBI_ONLY_JPEG
 #define STBI_MAX_DIMENSIONS 16384  // refuse absurd image headers before stb allocates anything
 #if defined(__has_include)
 #if __has_include(<stb/stb_image.h>)
@@ -370,6 +370,11 @@ static unsigned char *read_maybe_gzip(const char *path, size_t *len) {
     if (pos + 8 > n) { free(raw); die(path, "truncated gzip header"); }
     uint32_t want_crc = read_le32(raw + n - 8), want_size = read_le32(raw + n - 4);
     if (want_size > (uint32_t)MAX_FILE_BYTES) { free(raw); die(path, "gzip data is truncated or corrupt (its trailer claims %u bytes unpacked, limit %d)", want_size, MAX_FILE_BYTES); }
+    // deflate expands at most 1032:1, so a trailer claiming more is a lie: refuse before allocating for it
+    if ((double)want_size > 1032.0 * (double)(n - 8 - pos) + 1024) {
+        free(raw);
+        die(path, "gzip data is truncated or corrupt (its trailer claims %u bytes from %zu compressed)", want_size, n - 8 - pos);
+    }
     int out_len = 0;
     char *out = stbi_zlib_decode_malloc_guesssize_headerflag((const char *)raw + pos, (int)(n - 8 - pos),
                                                              want_size ? (int)want_size : 1, &out_len, 0);
