@@ -2641,6 +2641,7 @@ static int cmd_sample(const Options *o) {
     if (per_class) n = 10 * cols;
     memcpy(m->params, m->ema, m->n_params * sizeof(real));  // sample with the EMA weights
     Schedule s = schedule_make(sk, T);
+    schedule_warn(&s);
     size_t img = (size_t)c->img_c * c->img_h * c->img_w;
     real *x = xmalloc((size_t)n * img * sizeof(real));
     int *label = xmalloc((size_t)n * sizeof(int));
