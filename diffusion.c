@@ -455,27 +455,36 @@ static void resize_box(float *out, const unsigned char *in, int c, int sh, int s
 }
 
 // Debian's stb_image 2.27 overruns a buffer on a JPEG Huffman table (DHT) that declares more than 256 codes (found
-// by our fuzzer; nothings/stb #1289, fixed in 2.28). stb reads such tables wherever a DHT marker (FF C4) appears,
-// before or after the image data, so every FF C4 in a JPEG file is checked (in valid entropy-coded data an FF is
-// always followed by 00 or a restart marker, so no valid file is refused). NULL if fine, else what is wrong.
+// by our fuzzer; nothings/stb #1289, fixed in stb 2.28). So before stb sees a JPEG, walk its segments as stb will
+// and refuse such tables. stb also takes FF fill bytes before the FF D8 that starts the file, and reads DHT
+// segments between scans (progressive JPEGs have them there), so the walk goes on through the compressed data byte
+// by byte, where a marker is FF followed by anything but 00, FF or a restart D0..D7, up to the end of image.
+// Returns NULL if the file is fine (or not a JPEG), else what is wrong.
 static const char *jpeg_tables_problem(const char *path) {
-    struct stat st;
-    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) return NULL;  // stbi_info reports the error
-    size_t n, start = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;  // stbi_info reports the error
+    int first = fgetc(f);
+    fclose(f);
+    if (first != 0xFF) return NULL;  // not a JPEG: no need to read it twice
+    size_t n, i = 0;
     unsigned char *p = read_file(path, MAX_FILE_BYTES, &n);
-    while (start < n && p[start] == 0xFF) start++;  // stb, too, takes FF FF ... FF D8 as the start of a JPEG
+    while (i < n && p[i] == 0xFF) i++;
     const char *why = NULL;
-    if (start == 0 || start >= n || p[start] != 0xD8) n = 0;  // not a JPEG: nothing to check
-    for (size_t pos = 2; pos + 4 <= n && !why; pos++) {
-        if (p[pos] != 0xFF || p[pos + 1] != 0xC4) continue;
-        size_t len = (size_t)p[pos + 2] << 8 | p[pos + 3], end = pos + 2 + len < n ? pos + 2 + len : n;
-        for (size_t q = pos + 4; q < end && !why;) {  // tables of (class/id, 16 counts, symbols)
-            size_t codes = 0;
-            for (size_t i = 1; i <= 16 && q + i < n; i++) codes += p[q + i];
-            if (codes > 256) why = "JPEG Huffman table with more than 256 codes";
-            q += 17 + codes;
+    if (i < n && p[i] == 0xD8)
+        for (i++; i + 4 <= n && !why;) {
+            int m = p[i + 1];
+            if (p[i] != 0xFF || m == 0x00 || m == 0xFF || (m >= 0xD0 && m <= 0xD8) || m == 0x01) { i++; continue; }
+            if (m == 0xD9) break;  // end of image
+            size_t end = i + 2 + ((size_t)p[i + 2] << 8 | p[i + 3]);
+            if (m == 0xC4)  // DHT: one or more tables of (class/id, 16 counts, symbols); stb reads past `end` if told
+                for (size_t q = i + 4; q < end && q < n && !why;) {
+                    size_t codes = 0;
+                    for (size_t k = 1; k <= 16 && q + k < n; k++) codes += p[q + k];
+                    if (codes > 256) why = "JPEG Huffman table with more than 256 codes";
+                    q += 17 + codes;
+                }
+            i = end;
         }
-    }
     free(p);
     return why;
 }
