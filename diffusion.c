@@ -2707,7 +2707,8 @@ static double unet_flops(const Config *c) {
            conv_flops(c->ch2, c->ch2, 3, N) + resblock_flops(c->ch2 + c->ch1, c->ch1, N, e) + conv_flops(c->ch1, c->img_c, 3, N);
 }
 
-// The FMA peak: 12 independent chains of vector multiply-adds (enough to hide the FMA latency), per thread.
+// The peak: 12 independent chains of vector multiply-adds (enough to hide their latency), per thread, with this
+// build's vectors (fused FMAs when the target has them, e.g. make fast on AVX-512; separate mul + add on SSE2).
 static double fma_peak_gflops(int threads) {
     const long iters = 20000000;
     double best = 0;
@@ -2778,11 +2779,11 @@ static int cmd_bench(int reps) {
     }
     double conv_f = cf / median(tcf, reps) / 1e9, conv_b = 2 * cf / median(tcb, reps) / 1e9;
     double peak = fma_peak_gflops(threads);
-    struct rusage_like { long maxrss_kb; } ru = {0};
+    long peak_rss_kb = 0;  // the kernel's high-water mark of resident memory (Linux)
     FILE *st = fopen("/proc/self/status", "r");
     char line[256];
     while (st && fgets(line, sizeof line, st))
-        if (!strncmp(line, "VmHWM:", 6)) ru.maxrss_kb = atol(line + 6);
+        if (!strncmp(line, "VmHWM:", 6)) peak_rss_kb = atol(line + 6);
     if (st) fclose(st);
     const char *isa = "generic";
 #if defined(__AVX512F__)
@@ -2795,7 +2796,7 @@ static int cmd_bench(int reps) {
     printf("# diffusion.c bench: default U-Net (%zu parameters), batch %d, %d thread(s), %s build, vector ISA %s, OpenMP %s\n",
            m->n_params, B, threads, sizeof(real) == 4 ? "float" : "double", isa, threads > 1 || m->ws.threads > 1 ? "on" : "off/1");
     printf("# FLOPs per image: forward %.1f M, training step ~3x = %.1f M (backward = weight + input gradients)\n", fwd_flops / 1e6, train_flops / 1e6);
-    printf("# FMA peak (12 independent vector FMA chains): %.1f GFLOP/s on %d thread(s)\n", peak, threads);
+    printf("# peak of this build's vectors (12 independent multiply-add chains): %.1f GFLOP/s on %d thread(s)\n", peak, threads);
     printf("training step (fwd+bwd+AdamW+EMA): %7.1f images/s  %6.1f GFLOP/s  (%4.1f%% of peak)  median of %d\n", B / train_s,
            B * train_flops / train_s / 1e9, 100 * B * train_flops / train_s / 1e9 / peak, reps);
     printf("denoiser forward (sampling)      : %7.1f images/s  %6.1f GFLOP/s  (%4.1f%% of peak)\n", B / fwd_s,
@@ -2804,7 +2805,7 @@ static int cmd_bench(int reps) {
            conv_f, 100 * conv_f / peak, conv_b, 100 * conv_b / peak);
     double mb = 1e6;
     printf("memory: peak resident %.1f MB = parameters %.1f + gradients %.1f + AdamW %.1f + EMA %.1f + activations %.1f (+ their gradients %.1f) + conv scratch %.1f MB + program\n",
-           ru.maxrss_kb / 1e3, m->n_params * sizeof(real) / mb, m->n_params * sizeof(real) / mb, 2 * m->n_params * sizeof(real) / mb,
+           peak_rss_kb / 1e3, m->n_params * sizeof(real) / mb, m->n_params * sizeof(real) / mb, 2 * m->n_params * sizeof(real) / mb,
            m->n_params * sizeof(real) / mb, m->n_acts * sizeof(real) / mb, m->n_acts * sizeof(real) / mb,
            ((2 * m->ws.threads * m->ws.col_size) + (size_t)B * m->ws.weight_size) * sizeof(real) / mb);
     printf("c threads=%d batch=%d train_img_s=%.1f fwd_img_s=%.1f peak_gflops=%.1f\n", threads, B, B / train_s, B / fwd_s, peak);
