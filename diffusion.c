@@ -790,13 +790,15 @@ static void col2im(real *dinp, const real *dcol, int C, int H, int W, int K, int
 }
 
 // Scratch for the convolutions, allocated once: each thread gets its own im2col buffers (col, dcol: col_size
-// values each), and `partial` holds one weight gradient per image (max_batch x weight_size) so that the images of
-// a batch can be processed in parallel and their weight gradients still summed in a fixed order (b = 0, 1, ...):
-// the result then does not depend on the number of threads.
+// values each); `flipped` holds one weight tensor rearranged for the input gradient; `partial` holds DW_SLOTS weight
+// gradients (DW_SLOTS x weight_size): image b adds its weight gradient into slot b % DW_SLOTS, the slots run in
+// parallel, and at the end they are summed in the order 0, 1, 2, ...: every sum has the same order whatever the
+// number of threads, so the result does not depend on it.
+enum { DW_SLOTS = 16 };
 typedef struct {
     int threads;
     size_t col_size, weight_size;
-    real *col, *dcol, *partial;
+    real *col, *dcol, *flipped, *partial;
 } Workspace;
 static int thread_id(void) {
 #ifdef _OPENMP
@@ -824,34 +826,51 @@ static void conv2d_forward(real *out, const real *inp, const real *weight, const
             for (int p = 0; p < N; p++) y[o * N + p] += bias[o];
     }
 }
-// forward: out = W . col(inp) + b, so  dW += dout . col^T,  db += sum_p dout,  dcol = W^T . dout -> dinp.
+// forward: out = W . col(inp) + b, so  dW += dout . col^T,  db += sum_p dout,  dinp = col^T(W^T . dout).
+// The input gradient of a stride-1 convolution is itself a convolution: of dout, with the kernel turned by 180
+// degrees and its two channel axes swapped, flipped[c][o][ky][kx] = W[o][c][K-1-ky][K-1-kx] (input pixel x gets
+// W[ky][kx] dout[x - ky + pad], i.e. the kernel read backwards). So dinp = flipped . im2col(dout): the same im2col
+// and gemm as the forward, with K = OC K^2 (instead of col2im's K = OC, a product too thin to run fast).
+// Stride 2 keeps the plain route: dcol = W^T . dout, then col2im adds each entry back to its pixel.
 // dinp may be NULL (the network input needs no gradient).
 static void conv2d_backward(real *dinp, real *dweight, real *dbias, const real *dout, const real *inp,
                             const real *weight, int B, int C, int H, int W, int OC, int K, int stride, const Workspace *ws) {
-    int OH = conv_out_size(H, K, stride), OW = conv_out_size(W, K, stride), N = OH * OW, CKK = C * K * K;
-    int pointwise = K == 1 && stride == 1;
+    int OH = conv_out_size(H, K, stride), OW = conv_out_size(W, K, stride), N = OH * OW, CKK = C * K * K, OKK = OC * K * K;
+    int pointwise = K == 1 && stride == 1, flip = stride == 1 && !pointwise && dinp;
+    if (flip)
+        for (int o = 0; o < OC; o++)
+            for (int c = 0; c < C; c++)
+                for (int k = 0; k < K * K; k++) ws->flipped[((size_t)c * OC + o) * K * K + k] = weight[((size_t)o * C + c) * K * K + K * K - 1 - k];
+    int slots = B < DW_SLOTS ? B : DW_SLOTS;
 #pragma omp parallel for schedule(static)
-    for (int b = 0; b < B; b++) {
-        const real *x = inp + (size_t)b * C * H * W, *cols = x;
-        const real *dy = dout + (size_t)b * OC * N;
-        real *col = ws->col + (size_t)thread_id() * ws->col_size, *dcol = ws->dcol + (size_t)thread_id() * ws->col_size;
-        if (!pointwise) { im2col(col, x, C, H, W, K, stride); cols = col; }
-        // dW_b = dout . col^T, computed transposed, dW_b^T (CKK, OC) = col . dout^T: then the big operand (col)
-        // is read row by row while packing, and only the small one (dout, OC rows) is gathered across rows.
-        gemm(CKK, OC, N, cols, N, 1, dy, 1, N, ws->partial + (size_t)b * OC * CKK, OC, 0);
-        if (!dinp) continue;
-        real *dx = dinp + (size_t)b * C * H * W;
-        if (pointwise) { gemm(C, N, OC, weight, 1, CKK, dy, N, 1, dx, N, 1); continue; }  // dx += W^T . dout
-        gemm(CKK, N, OC, weight, 1, CKK, dy, N, 1, dcol, N, 0);                           // dcol = W^T . dout
-        col2im(dx, dcol, C, H, W, K, stride);
-    }
-    // dW += the sum over images, always in the order b = 0, 1, ..., B-1 (summed into image 0's slot, contiguously),
-    // then transposed back from (CKK, OC) to the weight's (OC, CKK).
+    for (int slot = 0; slot < slots; slot++)
+        for (int b = slot; b < B; b += slots) {
+            const real *x = inp + (size_t)b * C * H * W, *cols = x;
+            const real *dy = dout + (size_t)b * OC * N;
+            real *col = ws->col + (size_t)thread_id() * ws->col_size, *dcol = ws->dcol + (size_t)thread_id() * ws->col_size;
+            if (!pointwise) { im2col(col, x, C, H, W, K, stride); cols = col; }
+            // dW_b = dout . col^T, computed transposed, dW_b^T (CKK, OC) = col . dout^T: then the big operand (col)
+            // is read row by row while packing, and only the small one (dout, OC rows) is gathered across rows.
+            gemm(CKK, OC, N, cols, N, 1, dy, 1, N, ws->partial + (size_t)slot * ws->weight_size, OC, b >= slots);
+            if (!dinp) continue;
+            real *dx = dinp + (size_t)b * C * H * W;
+            if (pointwise) {
+                gemm(C, N, OC, weight, 1, CKK, dy, N, 1, dx, N, 1);  // dx += W^T . dout
+            } else if (flip) {
+                im2col(dcol, dy, OC, H, W, K, 1);
+                gemm(C, N, OKK, ws->flipped, OKK, 1, dcol, N, 1, dx, N, 1);  // dx += flipped . im2col(dout)
+            } else {
+                gemm(CKK, N, OC, weight, 1, CKK, dy, N, 1, dcol, N, 0);  // dcol = W^T . dout
+                col2im(dx, dcol, C, H, W, K, stride);
+            }
+        }
+    // dW += the slots' sum in the order 0, 1, ... (into slot 0, contiguously), transposed back from (CKK, OC) to
+    // the weight's (OC, CKK).
 #pragma omp parallel for schedule(static)
     for (int k = 0; k < CKK; k++) {
         real *sum = ws->partial + (size_t)k * OC;
-        for (int b = 1; b < B; b++) {
-            const real *p = ws->partial + (size_t)b * OC * CKK + (size_t)k * OC;
+        for (int s = 1; s < slots; s++) {
+            const real *p = ws->partial + (size_t)s * ws->weight_size + (size_t)k * OC;
             for (int o = 0; o < OC; o++) sum[o] += p[o];
         }
         for (int o = 0; o < OC; o++) dweight[(size_t)o * CKK + k] += sum[o];
@@ -1375,7 +1394,8 @@ static Model *model_create(const Config *c, int max_batch) {
     if (m->ws.weight_size < (size_t)c->temb * c->temb) m->ws.weight_size = (size_t)c->temb * c->temb;
     m->ws.col = xcalloc(m->ws.threads * m->ws.col_size, sizeof(real));
     m->ws.dcol = xcalloc(m->ws.threads * m->ws.col_size, sizeof(real));
-    m->ws.partial = xcalloc((size_t)max_batch * m->ws.weight_size, sizeof(real));
+    m->ws.flipped = xcalloc(m->ws.weight_size, sizeof(real));
+    m->ws.partial = xcalloc((size_t)DW_SLOTS * m->ws.weight_size, sizeof(real));
     size_t n4 = (size_t)(c->img_h / 4) * (c->img_w / 4);
     m->scratch = xcalloc(2 * n4 * n4, sizeof(real));
     return m;
@@ -1383,7 +1403,7 @@ static Model *model_create(const Config *c, int max_batch) {
 static void model_free(Model *m) {
     if (!m) return;
     free(m->params), free(m->grads), free(m->adam_m), free(m->adam_v), free(m->ema);
-    free(m->acts), free(m->dacts), free(m->ws.col), free(m->ws.dcol), free(m->ws.partial), free(m->scratch);
+    free(m->acts), free(m->dacts), free(m->ws.col), free(m->ws.dcol), free(m->ws.flipped), free(m->ws.partial), free(m->scratch);
     free(m);
 }
 
@@ -2863,7 +2883,7 @@ static int cmd_bench(int reps) {
     printf("memory: peak resident %.1f MB = parameters %.1f + gradients %.1f + AdamW %.1f + EMA %.1f + activations %.1f (+ their gradients %.1f) + conv scratch %.1f MB + program\n",
            peak_rss_kb / 1e3, m->n_params * sizeof(real) / mb, m->n_params * sizeof(real) / mb, 2 * m->n_params * sizeof(real) / mb,
            m->n_params * sizeof(real) / mb, m->n_acts * sizeof(real) / mb, m->n_acts * sizeof(real) / mb,
-           ((2 * m->ws.threads * m->ws.col_size) + (size_t)B * m->ws.weight_size) * sizeof(real) / mb);
+           ((2 * m->ws.threads * m->ws.col_size) + (size_t)(DW_SLOTS + 1) * m->ws.weight_size) * sizeof(real) / mb);
     printf("c threads=%d batch=%d train_img_s=%.1f fwd_img_s=%.1f peak_gflops=%.1f\n", threads, B, B / train_s, B / fwd_s, peak);
     free(x), free(eps);
     model_free(m);
