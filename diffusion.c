@@ -722,6 +722,34 @@ static void gemm(int M, int N, int K, const real *A, long ars, long acs, const r
     }
 }
 
+// ---- Sums that vectorize: the reductions of the backward passes and GroupNorm -----------------------------
+// sum_i a_i over n values in double, as 8 interleaved partial sums (see below)
+static double lane_sum(const real *a, long n) {
+    double sa[8] = {0}, sum = 0;
+    long i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int l = 0; l < 8; l++) sa[l] += a[i + l];
+    for (; i < n; i++) sa[0] += a[i];
+    for (int l = 0; l < 8; l++) sum += sa[l];
+    return sum;
+}
+// sum_a = sum_i a_i and sum_ab = sum_i a_i (b_i - shift) scale over n values, in double, as 8 interleaved partial
+// sums added at the end: a fixed order (the same on any thread count) that the compiler turns into vector code.
+static void lane_sums(const real *a, const real *b, real shift, real scale, long n, double *sum_a, double *sum_ab) {
+    double sa[8] = {0}, sab[8] = {0};
+    long i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int l = 0; l < 8; l++) sa[l] += a[i + l], sab[l] += (double)a[i + l] * ((b[i + l] - shift) * scale);
+    for (; i < n; i++) sa[0] += a[i], sab[0] += (double)a[i] * ((b[i] - shift) * scale);
+    *sum_a = *sum_ab = 0;
+    for (int l = 0; l < 8; l++) *sum_a += sa[l], *sum_ab += sab[l];
+}
+// dst += src (n values)
+static void add_into(real *dst, const real *src, size_t n) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) dst[i] += src[i];
+}
+
 // ---- Convolution (3x3 stride 1 or 2, 1x1), by im2col + gemm ----------------------------------------------
 // A KxK convolution is a matrix product once every input patch is unrolled into a column: col has one row per
 // (c, ky, kx) and one column per output position (oy, ox), col[(c,ky,kx)][(oy,ox)] = inp[c][oy*s+ky-p][ox*s+kx-p]
@@ -868,12 +896,9 @@ static void conv2d_backward(real *dinp, real *dweight, real *dbias, const real *
         }
         for (int o = 0; o < OC; o++) dweight[(size_t)o * CKK + k] += sum[o];
     }
-    for (int b = 0; b < B; b++)
-        for (int o = 0; o < OC; o++) {
-            real s = 0;
-            for (int p = 0; p < N; p++) s += dout[((size_t)b * OC + o) * N + p];
-            dbias[o] += s;
-        }
+#pragma omp parallel for schedule(static)
+    for (int o = 0; o < OC; o++)
+        for (int b = 0; b < B; b++) dbias[o] += (real)lane_sum(dout + ((size_t)b * OC + o) * N, N);
 }
 
 // ---- Linear --------------------------------------------------------------------------------------------------
@@ -931,17 +956,6 @@ static void silu_backward(real *dinp, const real *dout, const real *inp, size_t 
 // so a sample does not depend on what else is in the batch.
 // inp (B,C,N), gamma, beta (C) -> out (B,C,N), mean, rstd (B,G) saved for backward (rstd = 1/sqrt(var + 1e-5)).
 static const double GN_EPS = 1e-5;
-// sum_a = sum_i a_i and sum_ab = sum_i a_i (b_i - shift) scale over n values, in double, as 8 interleaved partial
-// sums added at the end: a fixed order (the same on any thread count) that the compiler turns into vector code.
-static void lane_sums(const real *a, const real *b, real shift, real scale, long n, double *sum_a, double *sum_ab) {
-    double sa[8] = {0}, sab[8] = {0};
-    long i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int l = 0; l < 8; l++) sa[l] += a[i + l], sab[l] += (double)a[i + l] * ((b[i + l] - shift) * scale);
-    for (; i < n; i++) sa[0] += a[i], sab[0] += (double)a[i] * ((b[i] - shift) * scale);
-    *sum_a = *sum_ab = 0;
-    for (int l = 0; l < 8; l++) *sum_a += sa[l], *sum_ab += sab[l];
-}
 static void groupnorm_forward(real *out, real *mean, real *rstd, const real *inp, const real *gamma,
                               const real *beta, int B, int C, int N, int G) {
     int cg = C / G;
@@ -967,8 +981,9 @@ static void groupnorm_forward(real *out, real *mean, real *rstd, const real *inp
 static void groupnorm_backward(real *dinp, real *dgamma, real *dbeta, const real *dout, const real *inp,
                                const real *mean, const real *rstd, const real *gamma, int B, int C, int N, int G) {
     int cg = C / G;
-    for (int b = 0; b < B; b++)
-        for (int g = 0; g < G; g++) {
+#pragma omp parallel for schedule(static)
+    for (int g = 0; g < G; g++)  // groups in parallel: each channel's dgamma, dbeta summed over b in order
+        for (int b = 0; b < B; b++) {
             real m = mean[b * G + g], r = rstd[b * G + g];
             double mean_dxhat = 0, mean_dxhat_xhat = 0;
             for (int c = 0; c < cg; c++) {
@@ -1032,32 +1047,33 @@ static void embedding_backward(real *dtable, const real *dout, const int *label,
 // ---- Adding a per-channel vector (the time embedding's projection) over all positions ------------------------
 // h (B,C,N) += v (B,C) broadcast over N
 static void add_channel_vector_forward(real *h, const real *v, int B, int C, int N) {
+#pragma omp parallel for schedule(static)
     for (int bc = 0; bc < B * C; bc++)
         for (int p = 0; p < N; p++) h[(size_t)bc * N + p] += v[bc];
 }
 // forward adds v[b][c] to N positions, so dv[b][c] += sum_p dh[b][c][p]
 static void add_channel_vector_backward(real *dv, const real *dh, int B, int C, int N) {
-    for (int bc = 0; bc < B * C; bc++) {
-        real s = 0;
-        for (int p = 0; p < N; p++) s += dh[(size_t)bc * N + p];
-        dv[bc] += s;
-    }
+#pragma omp parallel for schedule(static)
+    for (int bc = 0; bc < B * C; bc++) dv[bc] += (real)lane_sum(dh + (size_t)bc * N, N);
 }
 
 // ---- Residual add -------------------------------------------------------------------------------------------
 // out = a + b (n values). The U-Net's ResBlocks and attention add their input back to their output, so the
 // gradient has a short path around every block.
 static void residual_forward(real *out, const real *a, const real *b, size_t n) {
+#pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 // d(a + b)/da = d(a + b)/db = 1: both inputs receive dout.
 static void residual_backward(real *da, real *db, const real *dout, size_t n) {
+#pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) da[i] += dout[i], db[i] += dout[i];
 }
 
 // ---- Nearest-neighbour upsampling x2 ------------------------------------------------------------------------
 // inp (B*C, H, W) -> out (B*C, 2H, 2W): each pixel becomes a 2x2 block.
 static void upsample_forward(real *out, const real *inp, int BC, int H, int W) {
+#pragma omp parallel for schedule(static)
     for (int i = 0; i < BC; i++)
         for (int y = 0; y < 2 * H; y++)
             for (int x = 0; x < 2 * W; x++)
@@ -1065,6 +1081,7 @@ static void upsample_forward(real *out, const real *inp, int BC, int H, int W) {
 }
 // each input pixel was copied to 4 outputs, so it receives the sum of their 4 gradients
 static void upsample_backward(real *dinp, const real *dout, int BC, int H, int W) {
+#pragma omp parallel for schedule(static)
     for (int i = 0; i < BC; i++)
         for (int y = 0; y < 2 * H; y++)
             for (int x = 0; x < 2 * W; x++)
@@ -1074,6 +1091,7 @@ static void upsample_backward(real *dinp, const real *dout, int BC, int H, int W
 // ---- Channel concatenation (the U-Net's skip connections) ---------------------------------------------------
 // a (B,CA,N), b (B,CB,N) -> out (B,CA+CB,N): per image, a's channels then b's.
 static void concat_forward(real *out, const real *a, const real *b, int B, int CA, int CB, int N) {
+#pragma omp parallel for schedule(static)
     for (int i = 0; i < B; i++) {
         memcpy(out + (size_t)i * (CA + CB) * N, a + (size_t)i * CA * N, sizeof(real) * CA * N);
         memcpy(out + ((size_t)i * (CA + CB) + CA) * N, b + (size_t)i * CB * N, sizeof(real) * CB * N);
@@ -1081,6 +1099,7 @@ static void concat_forward(real *out, const real *a, const real *b, int B, int C
 }
 // concatenation only moves values, so its backward splits dout back into the two parts
 static void concat_backward(real *da, real *db, const real *dout, int B, int CA, int CB, int N) {
+#pragma omp parallel for schedule(static)
     for (int i = 0; i < B; i++) {
         const real *d = dout + (size_t)i * (CA + CB) * N;
         for (size_t k = 0; k < (size_t)CA * N; k++) da[(size_t)i * CA * N + k] += d[k];
@@ -1463,7 +1482,7 @@ static void resblock_backward(const ResBlockParams *p, const ResBlockParams *g, 
     if (p->skip.w)
         conv2d_backward(d->in, g->skip.w, g->skip.b, d->out, a->in, p->skip.w, B, a->cin, a->H, a->W, a->cout, 1, 1, &m->ws);
     else
-        for (size_t i = 0; i < nin; i++) d->in[i] += d->out[i];  // identity skip: out = h + x
+        add_into(d->in, d->out, nin);  // identity skip: out = h + x
     conv2d_backward(d->act2, g->conv2.w, g->conv2.b, d->out, a->act2, p->conv2.w, B, a->cout, a->H, a->W, a->cout, 3, 1, &m->ws);
     silu_backward(d->gn2, d->act2, a->gn2, nout);
     groupnorm_backward(d->h1, g->gn2_g, g->gn2_b, d->gn2, a->h1, a->mean2, a->rstd2, p->gn2_g, B, a->cout, N, G);
