@@ -771,6 +771,8 @@ static void im2col(real *col, const real *inp, int C, int H, int W, int K, int s
                     int dy = ky - pad, dx = kx - pad;
                     int y0 = dy < 0 ? -dy : 0, y1 = dy > 0 ? H - dy : H;  // output rows that read inside the image
                     int p0 = y0 * W + (dx < 0 ? -dx : 0), p1 = y1 * W - (dx > 0 ? dx : 0);
+                    if (p0 > H * W) p0 = H * W;  // images smaller than the kernel: nothing to copy
+                    if (p1 < p0) p1 = p0;
                     memset(row, 0, p0 * sizeof(real));
                     memcpy(row + p0, img + p0 + dy * W + dx, (p1 - p0) * sizeof(real));
                     memset(row + p1, 0, (H * W - p1) * sizeof(real));
@@ -1889,6 +1891,26 @@ static int run_gradcheck(uint64_t seed) {
     }
     model_free(m);
     printf("# %d of %d layer checks failed\n", failures, GC_COUNT);
+    {  // im2col's shifted copies against its definition, on shapes down to 1 pixel (all padding)
+        static const int shapes[][2] = {{1, 1}, {1, 4}, {4, 1}, {2, 2}, {3, 5}, {6, 5}};
+        int bad = 0;
+        for (int i = 0; i < 6; i++)
+            for (int stride = 1; stride <= 2; stride++) {
+                int H = shapes[i][0], W = shapes[i][1], C = 2, K = 3, OH = conv_out_size(H, K, stride), OW = conv_out_size(W, K, stride);
+                real *img = random_array((size_t)C * H * W, &rng), *col = xmalloc((size_t)C * K * K * OH * OW * sizeof(real));
+                im2col(col, img, C, H, W, K, stride);
+                for (int c = 0; c < C; c++)
+                    for (int k = 0; k < K * K; k++)
+                        for (int p = 0; p < OH * OW; p++) {
+                            int y = p / OW * stride + k / K - 1, x = p % OW * stride + k % K - 1;
+                            real want = y >= 0 && y < H && x >= 0 && x < W ? img[(c * H + y) * W + x] : 0;
+                            bad += col[((size_t)c * K * K + k) * OH * OW + p] != want;
+                        }
+                free(img), free(col);
+            }
+        printf("im2col vs its definition, 6 shapes x 2 strides: %d wrong entries  %s\n", bad, bad ? "FAIL" : "PASS");
+        failures += bad > 0;
+    }
     if (!is_double) {  // SiLU's and softmax's exp: exp_real against exp in double on a fine grid of [-87, 88]
         double worst = 0;
         for (double x = -87; x <= 88; x += 1.0 / 4096) {
