@@ -776,7 +776,8 @@ static void im2col(real *col, const real *inp, int C, int H, int W, int K, int s
                     memset(row, 0, p0 * sizeof(real));
                     memcpy(row + p0, img + p0 + dy * W + dx, (p1 - p0) * sizeof(real));
                     memset(row + p1, 0, (H * W - p1) * sizeof(real));
-                    for (int oy = y0; oy < y1 && dx != 0; oy++) row[oy * W + (dx < 0 ? 0 : W - 1)] = 0;
+                    if (dx != 0)  // the column that wrapped around
+                        for (int oy = y0; oy < y1; oy++) row[oy * W + (dx < 0 ? 0 : W - 1)] = 0;
                     continue;
                 }
                 for (int oy = 0; oy < OH; oy++)
