@@ -43,6 +43,11 @@
 // Without -fopenmp the `#pragma omp` lines are simply ignored (one thread); say so to the compiler once.
 #pragma GCC diagnostic ignored "-Wunknown-pragmas"
 #endif
+// `cc diffusion.c -lm -O2` is how most people will build this, and GCC's -O2 vectorizes only the simplest loops:
+// ask for -O3's loop vectorizer here (the numbers do not change, only the speed: 11% in training).
+#if defined(__GNUC__) && !defined(__clang__) && defined(__OPTIMIZE__) && !defined(__OPTIMIZE_SIZE__)
+#pragma GCC optimize("O3")
+#endif
 
 // Images are read and written with Sean Barrett's stb_image (Debian: libstb-dev, /usr/include/stb/). Elsewhere,
 // put stb_image.h and stb_image_write.h beside this file. stb_image also gives us a zlib inflater (for .gz).
@@ -625,6 +630,14 @@ static void draw_training_batch(real *x0, int *t, real *eps, real *xt, int *labe
 // machine), 32 with AVX2, 16 otherwise (SSE2, which every x86-64 has, or NEON). MR x 2 = 12 accumulators fit the
 // register file (16 registers for SSE/AVX2: MR = 6 rows x 2 = 12 accumulators; 32 for AVX-512: MR = 8, 16
 // accumulators), so the tile never spills to memory. On this machine the kernel alone runs at 98% of the FMA peak.
+// A plain x86-64 build (no -m flags) targets SSE2, which has no fused multiply-add. There GCC compiles gemm twice
+// (function multiversioning) and picks at run time: with FMA (every x86 CPU since ~2013) or without; with FMA the
+// plain build trains 1.5x faster. The fast build (-march=native) needs none of this.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__AVX__)
+#define FMA_CLONES __attribute__((target_clones("fma", "default")))
+#else
+#define FMA_CLONES
+#endif
 #if defined(__AVX512F__)
 enum { VEC_BYTES = 64 };
 #elif defined(__AVX__)
@@ -636,13 +649,15 @@ typedef real vec __attribute__((vector_size(VEC_BYTES)));
 enum { VL = VEC_BYTES / sizeof(real), MR = VEC_BYTES == 64 ? 8 : 6, NR = 2 * VL, KC = 256, NC = 256 };
 
 // acc (MR x NR) = A (MR x kc, element (r,k) at a[r*ars + k*acs]) . b-panel (kc x NR, row k at b + k*NR)
-static void gemm_kernel(int kc, const real *a, long ars, long acs, const real *b, vec acc[MR][2]) {
+__attribute__((always_inline)) static inline void gemm_kernel(int kc, const real *a, long ars, long acs, const real *b,
+                                                            vec acc[MR][2]) {
     for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = (vec){0};
     for (int k = 0; k < kc; k++) {
         vec b0, b1;
         memcpy(&b0, b + k * NR, sizeof b0);
         memcpy(&b1, b + k * NR + VL, sizeof b1);
-        for (int r = 0; r < MR; r++) {
+#pragma GCC unroll 8
+        for (int r = 0; r < MR; r++) {  // unrolled, so that acc stays in registers (GCC -O2 would not)
             real ar = a[r * ars + k * acs];
             acc[r][0] += ar * b0;
             acc[r][1] += ar * b1;
@@ -673,7 +688,7 @@ static void pack_a_panel(real *panel, const real *A, long ars, long acs, int i0,
         for (int k = 0; k < kc; k++) panel[k * MR + r] = A[(i0 + r) * ars + (k0 + k) * acs];
 }
 // C tile (rows x cols at c, row stride crs) = or += acc. Whole rows go as two vector stores.
-static void store_tile(real *c, long crs, const vec acc[MR][2], int rows, int cols, int add) {
+__attribute__((always_inline)) static inline void store_tile(real *c, long crs, const vec acc[MR][2], int rows, int cols, int add) {
     for (int r = 0; r < rows; r++, c += crs) {
         if (cols == NR) {
             vec c0 = acc[r][0], c1 = acc[r][1], old;
@@ -689,7 +704,7 @@ static void store_tile(real *c, long crs, const vec acc[MR][2], int rows, int co
     }
 }
 
-static void gemm(int M, int N, int K, const real *A, long ars, long acs, const real *B, long brs, long bcs,
+FMA_CLONES static void gemm(int M, int N, int K, const real *A, long ars, long acs, const real *B, long brs, long bcs,
                  real *C, long crs, int accumulate) {
     // Packed blocks live on the stack (0.26 MB in float, 0.5 MB in double): nothing is allocated per call.
     _Alignas(64) real bpack[KC * NC];
@@ -2827,8 +2842,8 @@ static double unet_flops(const Config *c) {
 }
 
 // The peak: 12 independent chains of vector multiply-adds (enough to hide their latency), per thread, with this
-// build's vectors (fused FMAs when the target has them, e.g. make fast on AVX-512; separate mul + add on SSE2).
-static double fma_peak_gflops(int threads) {
+// build's vectors (fused FMAs when the CPU has them, as gemm uses them; separate mul + add on a CPU without FMA).
+FMA_CLONES static double fma_peak_gflops(int threads) {
     const long iters = 20000000;
     double best = 0;
     for (int rep = 0; rep < 3; rep++) {
@@ -2839,6 +2854,7 @@ static double fma_peak_gflops(int threads) {
             for (int i = 0; i < 12; i++) acc[i] = (vec){0} + (real)i;
             x = (vec){0} + (real)0.999999, y = (vec){0} + (real)1e-7;
             for (long k = 0; k < iters; k++)
+#pragma GCC unroll 12
                 for (int i = 0; i < 12; i++) acc[i] = acc[i] * x + y;
             for (int i = 0; i < 12; i++) sink += acc[i][0];
         }
@@ -2911,6 +2927,9 @@ static int cmd_bench(int reps) {
     isa = "AVX2";
 #elif defined(__SSE2__)
     isa = "SSE2";
+#endif
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__AVX__)
+    if (__builtin_cpu_supports("fma")) isa = "SSE2 + the FMA clone of gemm (chosen at run time)";
 #endif
     printf("# diffusion.c bench: default U-Net (%zu parameters), batch %d, %d thread(s), %s build, vector ISA %s, OpenMP %s\n",
            m->n_params, B, threads, sizeof(real) == 4 ? "float" : "double", isa, threads > 1 || m->ws.threads > 1 ? "on" : "off/1");
