@@ -18,11 +18,11 @@ FASHION = /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 .PHONY: all fast deps run test bench fuzz clean
 all: diffusion
 diffusion: diffusion.c
-	$(CC) $(CFLAGS) diffusion.c -lm -o diffusion
+	$(CC) $(CFLAGS) -DBUILD_FLAGS='"$(CFLAGS)"' diffusion.c -lm -o diffusion
 
 fast:
 	@echo "fast build: -O3 $(FAST_FLAGS)"
-	$(CC) -O3 -Wall $(FAST_FLAGS) diffusion.c -lm -o diffusion
+	$(CC) -O3 -Wall $(FAST_FLAGS) -DBUILD_FLAGS='"-O3 -Wall $(FAST_FLAGS)"' diffusion.c -lm -o diffusion
 
 # A fresh Debian machine knows no packages until `apt-get update` has run, so update first, then install.
 deps:

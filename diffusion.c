@@ -2865,6 +2865,9 @@ FMA_CLONES static double fma_peak_gflops(int threads) {
     return best;
 }
 
+#ifndef BUILD_FLAGS  // the Makefile passes its flags; a hand-typed `cc` command cannot be seen from inside
+#define BUILD_FLAGS "not recorded (built without the Makefile)"
+#endif
 static int compare_doubles(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -2902,17 +2905,21 @@ static int cmd_bench(int reps) {
     double train_s = median(tt, reps), fwd_s = median(tf, reps);
     // the convolutions alone, forward and backward, on the largest one (u2.conv1: 96 -> 32 channels at 28x28)
     const ResBlockActs *u2 = &m->a.u2;
-    double tcf[32], tcb[32], cf = B * conv_flops(u2->cin, u2->cout, 3, c->img_h * c->img_w);
+    double tcf[32], tcw[32], tcb[32], cf = B * conv_flops(u2->cin, u2->cout, 3, c->img_h * c->img_w);
     for (int r = -1; r < reps; r++) {
         double t0 = now_seconds();
         conv2d_forward(u2->h1, u2->act1, m->p.u2.conv1.w, m->p.u2.conv1.b, B, u2->cin, u2->H, u2->W, u2->cout, 3, 1, &m->ws);
-        double t1 = now_seconds();
-        conv2d_backward(m->da.u2.act1, m->g.u2.conv1.w, m->g.u2.conv1.b, u2->h1, u2->act1, m->p.u2.conv1.w, B, u2->cin, u2->H,
+        double t1 = now_seconds();  // the weight gradient alone (no dinp), then both gradients
+        conv2d_backward(NULL, m->g.u2.conv1.w, m->g.u2.conv1.b, u2->h1, u2->act1, m->p.u2.conv1.w, B, u2->cin, u2->H,
                         u2->W, u2->cout, 3, 1, &m->ws);
         double t2 = now_seconds();
-        if (r >= 0) tcf[r] = t1 - t0, tcb[r] = t2 - t1;
+        conv2d_backward(m->da.u2.act1, m->g.u2.conv1.w, m->g.u2.conv1.b, u2->h1, u2->act1, m->p.u2.conv1.w, B, u2->cin, u2->H,
+                        u2->W, u2->cout, 3, 1, &m->ws);
+        double t3 = now_seconds();
+        if (r >= 0) tcf[r] = t1 - t0, tcw[r] = t2 - t1, tcb[r] = t3 - t2;
     }
-    double conv_f = cf / median(tcf, reps) / 1e9, conv_b = 2 * cf / median(tcb, reps) / 1e9;
+    double tw = median(tcw, reps), tb = median(tcb, reps);
+    double conv_f = cf / median(tcf, reps) / 1e9, conv_w = cf / tw / 1e9, conv_x = tb > tw ? cf / (tb - tw) / 1e9 : 0;
     double peak = fma_peak_gflops(threads);
     long peak_rss_kb = 0;  // the kernel's high-water mark of resident memory (Linux)
     FILE *st = fopen("/proc/self/status", "r");
@@ -2933,14 +2940,15 @@ static int cmd_bench(int reps) {
 #endif
     printf("# diffusion.c bench: default U-Net (%zu parameters), batch %d, %d thread(s), %s build, vector ISA %s, OpenMP %s\n",
            m->n_params, B, threads, sizeof(real) == 4 ? "float" : "double", isa, threads > 1 || m->ws.threads > 1 ? "on" : "off/1");
+    printf("# compiler %s, flags: %s\n", __VERSION__, BUILD_FLAGS);
     printf("# FLOPs per image: forward %.1f M, training step ~3x = %.1f M (backward = weight + input gradients)\n", fwd_flops / 1e6, train_flops / 1e6);
     printf("# peak of this build's vectors (12 independent multiply-add chains): %.1f GFLOP/s on %d thread(s)\n", peak, threads);
     printf("training step (fwd+bwd+AdamW+EMA): %7.1f images/s  %6.1f GFLOP/s  (%4.1f%% of peak)  median of %d\n", B / train_s,
            B * train_flops / train_s / 1e9, 100 * B * train_flops / train_s / 1e9 / peak, reps);
     printf("denoiser forward (sampling)      : %7.1f images/s  %6.1f GFLOP/s  (%4.1f%% of peak)\n", B / fwd_s,
            B * fwd_flops / fwd_s / 1e9, 100 * B * fwd_flops / fwd_s / 1e9 / peak);
-    printf("conv 3x3 96->32 @28x28 forward   : %6.1f GFLOP/s (%4.1f%% of peak); backward (weights + input): %6.1f GFLOP/s (%4.1f%%)\n",
-           conv_f, 100 * conv_f / peak, conv_b, 100 * conv_b / peak);
+    printf("conv 3x3 96->32 @28x28: forward %6.1f GFLOP/s (%4.1f%% of peak), weight gradient %6.1f (%4.1f%%), input gradient %6.1f (%4.1f%%)\n",
+           conv_f, 100 * conv_f / peak, conv_w, 100 * conv_w / peak, conv_x, 100 * conv_x / peak);
     double mb = 1e6;
     printf("memory: peak resident %.1f MB = parameters %.1f + gradients %.1f + AdamW %.1f + EMA %.1f + activations %.1f (+ their gradients %.1f) + conv scratch %.1f MB + program\n",
            peak_rss_kb / 1e3, m->n_params * sizeof(real) / mb, m->n_params * sizeof(real) / mb, 2 * m->n_params * sizeof(real) / mb,
