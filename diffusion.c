@@ -1913,7 +1913,7 @@ static int run_gradcheck(uint64_t seed) {
         for (int i = 0; i < 6; i++)
             for (int stride = 1; stride <= 2; stride++) {
                 int H = shapes[i][0], W = shapes[i][1], C = 2, K = 3, OH = conv_out_size(H, K, stride), OW = conv_out_size(W, K, stride);
-                real *img = random_array((size_t)C * H * W, &rng), *col = xmalloc((size_t)C * K * K * OH * OW * sizeof(real));
+                real *img = random_array((size_t)C * H * W, &rng), *col = xcalloc((size_t)C * K * K * OH * OW, sizeof(real));
                 im2col(col, img, C, H, W, K, stride);
                 for (int c = 0; c < C; c++)
                     for (int k = 0; k < K * K; k++)
