@@ -631,7 +631,7 @@ static void draw_training_batch(real *x0, int *t, real *eps, real *xt, int *labe
 // register file (16 registers for SSE/AVX2: MR = 6 rows x 2 = 12 accumulators; 32 for AVX-512: MR = 8, 16
 // accumulators), so the tile never spills to memory. On this machine the kernel alone runs at 98% of the FMA peak.
 // A plain x86-64 build (no -m flags) targets SSE2, which has no fused multiply-add. There GCC compiles gemm twice
-// (function multiversioning) and picks at run time: with FMA (every x86 CPU since ~2013) or without; with FMA the
+// (function multiversioning) and picks at run time: with FMA (most x86-64 CPUs made since 2013) or without; with FMA the
 // plain build trains 1.5x faster. The fast build (-march=native) needs none of this.
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__AVX__)
 #define FMA_CLONES __attribute__((target_clones("fma", "default")))
