@@ -618,11 +618,12 @@ static void draw_training_batch(real *x0, int *t, real *eps, real *xt, int *labe
 //        +--------+          | pan. |       updated by one broadcast-multiply-add per element of A
 //                            +------+
 // Each loaded B vector is used MR times and each A value 2*VL times, so the FMA units, not memory, set the pace.
-// For that the kernel must read B as fast as it can: B is copied ("packed") into panels NR columns wide, each row
-// of a panel NR consecutive values, in slices of at most KC rows (a panel slice then stays in the L1 cache while
-// every MR-row strip of A passes by) and blocks of NC columns. A strip of A is read where it is (MR rows, each
-// read along k, or MR values side by side for a transposed A): only a last strip of fewer than MR rows is copied,
-// zero-padded.
+// The kernel reads B by panels NR columns wide (each row of a panel: NR consecutive values), in slices of at most
+// KC rows (a panel slice then stays in the L1 cache while every MR-row strip of A passes by) and blocks of NC
+// columns. When B's rows are contiguous, a panel is read where it lies; a transposed B, and a last panel narrower
+// than NR, are first copied ("packed") into that layout, zero-padded. Likewise a strip of A is read where it lies
+// (MR rows, each read along k, or MR values side by side for a transposed A); only a last strip of fewer than MR
+// rows is copied. So most products copy nothing at all.
 // Threads share the tiles of C: every C element is summed over k in the same order whatever the thread count,
 // so results do not depend on it. The vectors are GCC vector extensions: plain C that the compiler maps onto
 // whatever the target has (SSE, AVX2, AVX-512).
@@ -648,14 +649,14 @@ enum { VEC_BYTES = 16 };
 typedef real vec __attribute__((vector_size(VEC_BYTES)));
 enum { VL = VEC_BYTES / sizeof(real), MR = VEC_BYTES == 64 ? 8 : 6, NR = 2 * VL, KC = 256, NC = 256 };
 
-// acc (MR x NR) = A (MR x kc, element (r,k) at a[r*ars + k*acs]) . b-panel (kc x NR, row k at b + k*NR)
+// acc (MR x NR) = A (MR x kc, element (r,k) at a[r*ars + k*acs]) . B (kc x NR, row k: NR values at b + k*brs)
 __attribute__((always_inline)) static inline void gemm_kernel(int kc, const real *a, long ars, long acs, const real *b,
-                                                            vec acc[MR][2]) {
+                                                            long brs, vec acc[MR][2]) {
     for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = (vec){0};
     for (int k = 0; k < kc; k++) {
         vec b0, b1;
-        memcpy(&b0, b + k * NR, sizeof b0);
-        memcpy(&b1, b + k * NR + VL, sizeof b1);
+        memcpy(&b0, b + k * brs, sizeof b0);
+        memcpy(&b1, b + k * brs + VL, sizeof b1);
 #pragma GCC unroll 8
         for (int r = 0; r < MR; r++) {  // unrolled, so that acc stays in registers (GCC -O2 would not)
             real ar = a[r * ars + k * acs];
@@ -721,16 +722,19 @@ FMA_CLONES static void gemm(int M, int N, int K, const real *A, long ars, long a
         for (int pc = 0; pc < K; pc += slice) {
             int kc = K - pc < slice ? K - pc : slice;
             int add = accumulate || pc > 0;  // the first K slice overwrites C unless accumulating
-            pack_b(bpack, B, brs, bcs, pc, kc, jc, nc);
+            int inplace = bcs == 1 ? nc / NR : 0;  // whole panels of a B with contiguous rows are read in place
+            if (inplace < npanels) pack_b(bpack, B, brs, bcs, pc, kc, jc + inplace * NR, nc - inplace * NR);
             if (full < mpanels) pack_a_panel(apack, A, ars, acs, full * MR, pc, kc, M - full * MR);
 #pragma omp parallel for schedule(static)
             for (int tile = 0; tile < npanels * mpanels; tile++) {
                 int p = tile / mpanels, q = tile % mpanels, i0 = q * MR, j0 = jc + p * NR;
                 vec acc[MR][2];
+                const real *b = p < inplace ? B + pc * brs + j0 : bpack + (size_t)(p - inplace) * kc * NR;
+                long bs = p < inplace ? brs : NR;
                 if (q < full)
-                    gemm_kernel(kc, A + i0 * ars + pc * acs, ars, acs, bpack + p * kc * NR, acc);
+                    gemm_kernel(kc, A + i0 * ars + pc * acs, ars, acs, b, bs, acc);
                 else
-                    gemm_kernel(kc, apack, 1, MR, bpack + p * kc * NR, acc);
+                    gemm_kernel(kc, apack, 1, MR, b, bs, acc);
                 store_tile(C + i0 * crs + j0, crs, acc, M - i0 < MR ? M - i0 : MR, N - j0 < NR ? N - j0 : NR, add);
             }
         }
