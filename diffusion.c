@@ -776,9 +776,9 @@ static void add_into(real *dst, const real *src, size_t n) {
 static int conv_out_size(int size, int K, int stride) { return (size + 2 * (K / 2) - K) / stride + 1; }
 
 // inp (C,H,W) -> col (C*K*K, OH*OW). Each row is one (c, ky, kx).
-// Stride 1 (OH = H, OW = W): row (c, ky, kx) is image c moved by (dy, dx) = (ky - pad, kx - pad), i.e. in the
-// flattened image col[p] = inp[p + dy W + dx]: one long copy. Then the rows that fall outside the image, and the
-// one column that wrapped around to the other side of the image (dx = -1: ox = 0; dx = +1: ox = W - 1), are zeros.
+// Stride 1 (OH = H, OW = W): row (c, ky, kx) is image c moved by (sy, sx) = (ky - pad, kx - pad), i.e. in the
+// flattened image col[p] = inp[p + sy W + sx]: one long copy. Then the rows that fall outside the image, and the
+// one column that wrapped around to the other side of the image (sx = -1: ox = 0; sx = +1: ox = W - 1), are zeros.
 static void im2col(real *col, const real *inp, int C, int H, int W, int K, int stride) {
     int OH = conv_out_size(H, K, stride), OW = conv_out_size(W, K, stride), pad = K / 2;
     for (int c = 0; c < C; c++)
@@ -787,16 +787,16 @@ static void im2col(real *col, const real *inp, int C, int H, int W, int K, int s
                 real *row = col + (size_t)((c * K + ky) * K + kx) * OH * OW;
                 const real *img = inp + (size_t)c * H * W;
                 if (stride == 1) {
-                    int dy = ky - pad, dx = kx - pad;
-                    int y0 = dy < 0 ? -dy : 0, y1 = dy > 0 ? H - dy : H;  // output rows that read inside the image
-                    int p0 = y0 * W + (dx < 0 ? -dx : 0), p1 = y1 * W - (dx > 0 ? dx : 0);
+                    int sy = ky - pad, sx = kx - pad;
+                    int y0 = sy < 0 ? -sy : 0, y1 = sy > 0 ? H - sy : H;  // output rows that read inside the image
+                    int p0 = y0 * W + (sx < 0 ? -sx : 0), p1 = y1 * W - (sx > 0 ? sx : 0);
                     if (p0 > H * W) p0 = H * W;  // images smaller than the kernel: nothing to copy
                     if (p1 < p0) p1 = p0;
                     memset(row, 0, p0 * sizeof(real));
-                    memcpy(row + p0, img + p0 + dy * W + dx, (p1 - p0) * sizeof(real));
+                    memcpy(row + p0, img + p0 + sy * W + sx, (p1 - p0) * sizeof(real));
                     memset(row + p1, 0, (H * W - p1) * sizeof(real));
-                    if (dx != 0)  // the column that wrapped around
-                        for (int oy = y0; oy < y1; oy++) row[oy * W + (dx < 0 ? 0 : W - 1)] = 0;
+                    if (sx != 0)  // the column that wrapped around
+                        for (int oy = y0; oy < y1; oy++) row[oy * W + (sx < 0 ? 0 : W - 1)] = 0;
                     continue;
                 }
                 for (int oy = 0; oy < OH; oy++)
@@ -869,7 +869,7 @@ static void conv2d_forward(real *out, const real *inp, const real *weight, const
             for (int p = 0; p < N; p++) y[o * N + p] += bias[o];
     }
 }
-// forward: out = W . col(inp) + b, so  dW += dout . col^T,  db += sum_p dout,  dinp = col^T(W^T . dout).
+// forward: out = W . col(inp) + b, so  dW += dout . col^T,  db += sum_p dout,  dinp += col2im(W^T . dout).
 // The input gradient of a stride-1 convolution is itself a convolution: of dout, with the kernel turned by 180
 // degrees and its two channel axes swapped, flipped[c][o][ky][kx] = W[o][c][K-1-ky][K-1-kx] (input pixel x gets
 // W[ky][kx] dout[x - ky + pad], i.e. the kernel read backwards). So dinp = flipped . im2col(dout): the same im2col
@@ -1088,8 +1088,8 @@ static void residual_forward(real *out, const real *a, const real *b, size_t n) 
 }
 // d(a + b)/da = d(a + b)/db = 1: both inputs receive dout.
 static void residual_backward(real *da, real *db, const real *dout, size_t n) {
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) da[i] += dout[i], db[i] += dout[i];
+    add_into(da, dout, n);
+    add_into(db, dout, n);
 }
 
 // ---- Nearest-neighbour upsampling x2 ------------------------------------------------------------------------
