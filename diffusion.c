@@ -742,16 +742,6 @@ FMA_CLONES static void gemm(int M, int N, int K, const real *A, long ars, long a
 }
 
 // ---- Sums that vectorize: the reductions of the backward passes and GroupNorm -----------------------------
-// sum_i a_i over n values in double, as 8 interleaved partial sums (see below)
-static double lane_sum(const real *a, long n) {
-    double sa[8] = {0}, sum = 0;
-    long i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int l = 0; l < 8; l++) sa[l] += a[i + l];
-    for (; i < n; i++) sa[0] += a[i];
-    for (int l = 0; l < 8; l++) sum += sa[l];
-    return sum;
-}
 // sum_a = sum_i a_i and sum_ab = sum_i a_i (b_i - shift) scale over n values, in double, as 8 interleaved partial
 // sums added at the end: a fixed order (the same on any thread count) that the compiler turns into vector code.
 static void lane_sums(const real *a, const real *b, real shift, real scale, long n, double *sum_a, double *sum_ab) {
@@ -762,6 +752,11 @@ static void lane_sums(const real *a, const real *b, real shift, real scale, long
     for (; i < n; i++) sa[0] += a[i], sab[0] += (double)a[i] * ((b[i] - shift) * scale);
     *sum_a = *sum_ab = 0;
     for (int l = 0; l < 8; l++) *sum_a += sa[l], *sum_ab += sab[l];
+}
+static double lane_sum(const real *a, long n) {  // sum_i a_i alone
+    double sum, unused;
+    lane_sums(a, a, 0, 0, n, &sum, &unused);
+    return sum;
 }
 // dst += src (n values)
 static void add_into(real *dst, const real *src, size_t n) {
