@@ -666,21 +666,17 @@ __attribute__((always_inline)) static inline void gemm_kernel(int kc, const real
     }
 }
 
-// B[k0.., j0..] (kc x nc) -> ceil(nc / NR) panels (kc, NR) one after the other, the last one zero-padded
+// B[k0.., j0..] (kc x nc) -> ceil(nc / NR) panels (kc, NR) one after the other, the last one zero-padded.
+// The loop order follows B's memory: along its rows (bcs = 1) or, for a transposed B, along its columns.
 static void pack_b(real *bpack, const real *B, long brs, long bcs, int k0, int kc, int j0, int nc) {
-    int npanels = (nc + NR - 1) / NR, last = nc - (npanels - 1) * NR;
-    real *lastpanel = bpack + (size_t)(npanels - 1) * kc * NR;
-    if (last < NR) memset(lastpanel, 0, (size_t)kc * NR * sizeof(real));
-    if (bcs == 1) {  // rows of B are contiguous: read each row once, dealing NR values to each panel in turn
-        for (int k = 0; k < kc; k++) {
-            const real *row = B + (k0 + k) * brs + j0;
-            for (int p = 0; p < npanels - 1; p++) memcpy(bpack + ((size_t)p * kc + k) * NR, row + p * NR, NR * sizeof(real));
-            for (int j = 0; j < last; j++) lastpanel[k * NR + j] = row[(npanels - 1) * NR + j];
-        }
-    } else {  // B is a transposed matrix: its columns are contiguous
+    int npanels = (nc + NR - 1) / NR;
+    if (nc < npanels * NR) memset(bpack + (size_t)(npanels - 1) * kc * NR, 0, (size_t)kc * NR * sizeof(real));
+    if (bcs == 1)
+        for (int k = 0; k < kc; k++)
+            for (int j = 0; j < nc; j++) bpack[((size_t)(j / NR) * kc + k) * NR + j % NR] = B[(k0 + k) * brs + j0 + j];
+    else
         for (int j = 0; j < nc; j++)
             for (int k = 0; k < kc; k++) bpack[((size_t)(j / NR) * kc + k) * NR + j % NR] = B[(k0 + k) * brs + (j0 + j) * bcs];
-    }
 }
 // A[i0.., k0..] (rows < MR valid rows, kc columns) -> panel (kc, MR), zero-padded to MR rows
 static void pack_a_panel(real *panel, const real *A, long ars, long acs, int i0, int k0, int kc, int rows) {
@@ -814,14 +810,9 @@ static void col2im(real *dinp, const real *dcol, int C, int H, int W, int K, int
                     if (y < 0 || y >= H) continue;
                     real *out = dinp + ((size_t)c * H + y) * W;
                     const real *in = row + oy * OW;
-                    if (stride == 1) {  // the same [lo, hi) range as in im2col
-                        int lo = pad - kx > 0 ? pad - kx : 0, hi = W + pad - kx < OW ? W + pad - kx : OW;
-                        for (int ox = lo; ox < hi; ox++) out[ox + kx - pad] += in[ox];
-                    } else {
-                        for (int ox = 0; ox < OW; ox++) {
-                            int x = ox * stride + kx - pad;
-                            if (x >= 0 && x < W) out[x] += in[ox];
-                        }
+                    for (int ox = 0; ox < OW; ox++) {
+                        int x = ox * stride + kx - pad;
+                        if (x >= 0 && x < W) out[x] += in[ox];
                     }
                 }
             }
@@ -887,8 +878,8 @@ static void conv2d_backward(real *dinp, real *dweight, real *dbias, const real *
             const real *dy = dout + (size_t)b * OC * N;
             real *col = ws->col + (size_t)thread_id() * ws->col_size, *dcol = ws->dcol + (size_t)thread_id() * ws->col_size;
             if (!pointwise) { im2col(col, x, C, H, W, K, stride); cols = col; }
-            // dW_b = dout . col^T, computed transposed, dW_b^T (CKK, OC) = col . dout^T: then the big operand (col)
-            // is read row by row while packing, and only the small one (dout, OC rows) is gathered across rows.
+            // dW_b = dout . col^T, computed transposed, dW_b^T (CKK, OC) = col . dout^T: then gemm reads the big
+            // operand (col) in place, MR rows at a time, and copies only the small one (dout^T, OC columns).
             gemm(CKK, OC, N, cols, N, 1, dy, 1, N, ws->partial + (size_t)slot * ws->weight_size, OC, b >= slots);
             if (!dinp) continue;
             real *dx = dinp + (size_t)b * C * H * W;
