@@ -193,6 +193,62 @@ test_reliability() {
     if [ -x notes/reliability.sh ]; then run "faults: full disk, unwritable paths, kill -9 x20, NaN loss" notes/reliability.sh "$D"; fi
 }
 
+# ---- notes/score.py, the sample-quality score (notes/score.md), with python3-torch ------------------------------
+# The grids are laid out as write_image_grid lays them out (32 columns, scale 3, 2-pixel white gaps, the 24 unused
+# slots of the last row white) and written here with zlib. The bounds come from notes/score.md's calibration, all at
+# N = 1000 against the 10,000 test images.
+test_score() {
+    local PY="" p f rc fd
+    for p in python3 /usr/bin/python3; do "$p" -c 'import torch' 2>/dev/null && { PY=$p; break; }; done
+    if [ -z "$PY" ]; then echo "SKIP  score: python3-torch not installed"; return; fi
+    "$PY" - "$TMP" >"$TMP/log" 2>&1 <<'PYTHON' || { fail "score: writing the test grids"; return; }
+import gzip, struct, sys, zlib
+import numpy as np
+def png(path, img):  # 8-bit grey, filter 0 on every row
+    chunk = lambda kind, data: struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    raw = b"".join(b"\0" + row.tobytes() for row in img)
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", img.shape[1], img.shape[0], 8, 0, 0, 0, 0))
+                + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+def grid(tiles, cols=32, s=3):
+    t = 28 * s + 2
+    g = np.full((-(-len(tiles) // cols) * t + 2, cols * t + 2), 255, np.uint8)
+    for i, x in enumerate(tiles):
+        g[2 + i // cols * t:][:28 * s, 2 + i % cols * t:][:, :28 * s] = x.repeat(s, 0).repeat(s, 1)
+    return g
+train = np.frombuffer(gzip.open("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").read(), np.uint8, offset=16)
+png(sys.argv[1] + "/real.png", grid(train.reshape(-1, 28, 28)[::60]))  # 1000 training images
+png(sys.argv[1] + "/noise.png", grid(np.random.default_rng(1).integers(0, 256, (1000, 28, 28), dtype=np.uint8)))
+png(sys.argv[1] + "/wrong.png", np.zeros((100, 90), np.uint8))  # not 28s + 2-pixel gaps in either direction
+PYTHON
+    # Real against real: 1000 training images vs the test set. Over 6 random subsets of 1000 training images FD
+    # measured 0.97 .. 3.35 (this fixed subset: 1.67); the test set with barely visible noise (std 0.1, [-1, 1]
+    # units) measures 11.7 .. 14.0. Below 6: room for the subset spread, well under the first visible corruption.
+    "$PY" notes/score.py "$TMP/real.png" >"$TMP/log" 2>&1
+    fd=$(awk '$1 == "FD" { print $2 }' "$TMP/log")
+    if grep -q "^input .*real.png: 1000 images (32 columns x 32 rows, scale 3)$" "$TMP/log" &&
+       awk -v f="$fd" 'BEGIN { exit !(f ~ /^[0-9.]+$/ && f < 6) }'
+    then pass "score: 1000 training images (a PNG grid) vs the test set: FD $fd < 6"; else fail "score: real vs real FD < 6"; fi
+    # Uniform random bytes measure FD 321; the worst corrupted real images of the calibration (noise std 0.5) 174.
+    # Above 150: a scorer that let noise pass for images, or misread the grid, lands far below.
+    "$PY" notes/score.py "$TMP/noise.png" >"$TMP/log" 2>&1
+    fd=$(awk '$1 == "FD" { print $2 }' "$TMP/log")
+    awk -v f="$fd" 'BEGIN { exit !(f ~ /^[0-9.]+$/ && f > 150) }' &&
+        pass "score: 1000 tiles of uniform noise: FD $fd > 150" || fail "score: uniform noise FD > 150"
+    # the 11-tile strip ./diffusion forward writes (stb's PNG encoder, its own filters and scale): 11 images
+    "$D" forward --data "$FASHION" --index 0 --out "$TMP/strip.png" >/dev/null 2>&1
+    "$PY" notes/score.py --dry-run "$TMP/strip.png" >"$TMP/log" 2>&1 && grep -q "strip.png: 11 images (11 columns x 1 rows" "$TMP/log" &&
+        pass "score: reads ./diffusion forward's strip as 11 tiles" || fail "score: reads ./diffusion forward's strip as 11 tiles"
+    # malformed input: one line "score.py: FILE: ...", exit 2
+    echo "hello, I am text" >"$TMP/x.png"
+    for f in x.png wrong.png; do
+        "$PY" notes/score.py "$TMP/$f" >/dev/null 2>"$TMP/err"; rc=$?
+        if [ $rc -eq 2 ] && [ "$(wc -l <"$TMP/err")" -eq 1 ] && grep -q "^score.py: $TMP/$f: " "$TMP/err"; then
+            pass "score: refuses $f -> $(cat "$TMP/err")"
+        else cp "$TMP/err" "$TMP/log"; echo "exit $rc" >>"$TMP/log"; fail "score: refuses $f with one line, exit 2"; fi
+    done
+}
+
 test_builds
 [ -x "$D" ] || { echo "0 passed, 1 failed"; exit 1; }
 test_schedules
@@ -202,5 +258,6 @@ test_training
 test_sanitized
 test_threads
 test_reliability
+test_score
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
