@@ -813,6 +813,7 @@ typedef struct {
     size_t offset, size;
     int fan_in;
     TensorKind kind;
+    char shape[24];  // e.g. "(32,64,3,3)", for `info`
 } TensorInfo;
 typedef struct {
     real *base;
@@ -834,6 +835,7 @@ static void params_layout(Params *P, Layout *L, real *base, const Config *c) {
     P->class_table = NULL;
     if (c->cond)
         P->class_table = take(L, "class_table", (size_t)(c->n_classes + 1) * e, 0, KIND_TABLE);
+    if (c->cond) snprintf(L->info[L->n - 1].shape, 24, "(%d,%d)", c->n_classes + 1, e);
     P->conv_in = take_conv(L, "conv_in", ch1, c->img_c, 3);
     P->d0 = take_resblock(L, "d0", ch1, ch1, e);
     P->ds0 = take_conv(L, "ds0", ch1, ch1, 3);
@@ -1371,7 +1373,9 @@ static void guided_eps(real *eps, Model *m, const real *x, real *x2, real *tt, i
                        double w);
 static void ddim_step(real *x, real *x0_hat, const real *eps, const Schedule *s, int t, int tp,
                       double eta, size_t n, int clip, real *z, Rng *rng);
-static void sde_step(real *x, const real *eps, double u, double du, size_t n, real *z, Rng *rng);
+static void schedule_at(const Schedule *s, double u, double *beta, double *one_minus_alpha_bar);
+static void sde_step(real *x, const real *eps, double beta, double one_minus_alpha_bar, double du,
+                     size_t n, real *z, Rng *rng);
 
 // The denoiser as the samplers see it: eps (B,C,H,W) at x (B,C,H,W), time t (one for all B),
 // labels (B). x2 (2B,C,H,W) is scratch for guidance.
@@ -1392,31 +1396,42 @@ static void predict_eps(real *eps, Model *m, const real *x, real *x2, double t, 
     memcpy(eps, m->a.pred, n * sizeof(real));
 }
 
-// Network evaluation i of S: the DDPM step at t = T - i, a DDIM step between S evenly spaced times,
-// or an Euler-Maruyama step of the reverse SDE. x (B,C,H,W) in place; x0_hat receives eq. (2)
-// (the SDE sampler leaves it alone). w: eps, z (B,C,H,W) and x2 (2B,C,H,W), scratch.
+// The SDE sampler's S evaluations are at u = 1 ... 1/T, evenly spaced: S - 1 Euler-Maruyama steps
+// of du each, and at u = 1/T (t = 1) the noise-free x0_hat is the sample.
+static double sde_du(int T, int S) { return (1.0 - 1.0 / T) / (S - 1); }
+// When evaluation i of S asks the denoiser: at t = T - i (DDPM), at the i-th of S evenly spaced
+// times (DDIM), or at the fractional time u T (SDE).
+static double sample_time(const SampleOptions *o, int T, int i, int S) {
+    if (o->kind == SAMPLER_DDPM) return T - i;
+    if (o->kind == SAMPLER_DDIM) return T - (int)((long)i * T / S);
+    return (1.0 - i * sde_du(T, S)) * T;
+}
+// Evaluation i's update of x (n values) with eps = eps_theta(x, sample_time): the DDPM step, a
+// DDIM step to the next of the S times, or an Euler-Maruyama step of the reverse SDE. x0_hat
+// receives eq. (2) (the SDE sampler leaves it alone); z (n) is scratch.
+static void sample_update(real *x, real *x0_hat, const real *eps, const Schedule *s,
+                          const SampleOptions *o, int i, int S, size_t n, real *z, Rng *rng) {
+    int T = s->T;
+    double time = sample_time(o, T, i, S), beta, omab;
+    if (o->kind == SAMPLER_DDPM) {
+        ddpm_step(x, x0_hat, eps, s, (int)time, n, o->clip, z, rng);
+        return;
+    }
+    if (o->kind == SAMPLER_DDIM) {
+        int tp = T - (int)((long)(i + 1) * T / S);
+        ddim_step(x, x0_hat, eps, s, (int)time, tp, o->eta, n, o->clip, z, rng);
+        return;
+    }
+    schedule_at(s, time / T, &beta, &omab);
+    if (i == S - 1) x0_hat_from_eps(x, x, eps, 1 - omab, omab, n, o->clip);
+    else sde_step(x, eps, beta, omab, sde_du(T, S), n, z, rng);
+}
+// Network evaluation i of S, in place on x (B,C,H,W). w: eps, z (B,C,H,W), x2 (2B,C,H,W), scratch.
 static void sample_step(real *x, real *x0_hat, Model *m, const Schedule *s, const int *label, int B,
                         const SampleOptions *o, int i, int S, real *w, Rng *rng) {
     size_t n = (size_t)B * m->cfg.img_c * m->cfg.img_h * m->cfg.img_w;
-    int T = s->T;
-    real *eps = w, *z = w + n, *x2 = w + 2 * n;
-    if (o->kind == SAMPLER_DDPM) {
-        predict_eps(eps, m, x, x2, T - i, label, B, o);
-        ddpm_step(x, x0_hat, eps, s, T - i, n, o->clip, z, rng);
-    } else if (o->kind == SAMPLER_DDIM) {
-        int t = T - (int)((long)i * T / S), tp = T - (int)((long)(i + 1) * T / S);
-        predict_eps(eps, m, x, x2, t, label, B, o);
-        ddim_step(x, x0_hat, eps, s, t, tp, o->eta, n, o->clip, z, rng);
-    } else {
-        // S evaluations at u = 1 ... 1/T, evenly spaced: S - 1 Euler-Maruyama steps, and at
-        // u = 1/T the noise-free x0_hat is returned.
-        double du = (1.0 - 1.0 / T) / (S - 1);
-        double u = 1.0 - i * du;
-        predict_eps(eps, m, x, x2, u * T, label, B, o);
-        double omab = -expm1(-vp_beta_integral(u));
-        if (i == S - 1) x0_hat_from_eps(x, x, eps, 1 - omab, omab, n, o->clip);
-        else sde_step(x, eps, u, du, n, z, rng);
-    }
+    predict_eps(w, m, x, w + 2 * n, sample_time(o, s->T, i, S), label, B, o);
+    sample_update(x, x0_hat, w, s, o, i, S, n, w + n, rng);
 }
 
 // Runs a sampler on B images: x (B,C,H,W) receives the samples. x_T ~ N(0, I), then S steps.
@@ -1478,18 +1493,31 @@ static void ddim_step(real *x, real *x0_hat, const real *eps, const Schedule *s,
         x[k] = (real)(c0 * x0_hat[k] + cd * eps[k] + (sd > 0 ? sd * z[k] : 0));
 }
 
+// The model's noise levels as a continuous-time process, for any schedule and T: log alpha_bar(u)
+// runs linearly between its values at the steps u = t/T. Then beta(u) = -d log alpha_bar / du is
+// -T log alpha_t on step t's interval, alpha_t = exp(-int beta) over each step exactly (Step 1),
+// and 1 - alpha_bar(u) = 1 - alpha_bar_{t-1} alpha_t^f with f the fraction of step t done.
+static void schedule_at(const Schedule *s, double u, double *beta, double *one_minus_alpha_bar) {
+    double x = u * s->T;
+    int t = (int)ceil(x);
+    t = t < 1 ? 1 : t > s->T ? s->T : t;
+    double log_alpha = log1p(-s->beta[t]);
+    *beta = -s->T * log_alpha;
+    *one_minus_alpha_bar = -expm1(log(s->alpha_bar[t - 1]) + (x - (t - 1)) * log_alpha);
+}
+
 // Euler-Maruyama on the reverse VP-SDE (with the 1/2 the slide drops, see Step 1), from u down to
 // u - du:   dX = beta(u) (1/2 X + grad log p_u(X)) du + sqrt(beta(u)) dW_bar,
 // with the score from the denoiser: x_u = sqrt(alpha_bar(u)) x_0 + sqrt(1 - alpha_bar(u)) eps gives
 // grad log p_u(x) = -E[eps | x] / sqrt(1 - alpha_bar(u)) ~ -eps_theta / sqrt(1 - alpha_bar(u)).
-// The noise levels are the VP-SDE's, alpha_bar(u) = exp(-int_0^u beta): the `sde` schedule's at
-// u = t/T, and within 1e-3 of the linear schedule's at T = 1000 (cmd_sample refuses cosine).
-static void sde_step(real *x, const real *eps, double u, double du, size_t n, real *z, Rng *rng) {
-    double beta = vp_beta(u), omab = -expm1(-vp_beta_integral(u));
+// beta and 1 - alpha_bar(u) are the model's own (schedule_at): for the linear schedule at
+// T = 1000 they are within 1e-3 of Song et al.'s VP-SDE, beta(u) = 0.1 + 19.9 u.
+static void sde_step(real *x, const real *eps, double beta, double one_minus_alpha_bar, double du,
+                     size_t n, real *z, Rng *rng) {
     rng_normal_fill(rng, z, n);
-    double sd = sqrt(beta * du);
+    double sd = sqrt(beta * du), score_scale = 1 / sqrt(one_minus_alpha_bar);
     for (size_t k = 0; k < n; k++)
-        x[k] = (real)(x[k] + beta * (0.5 * x[k] - eps[k] / sqrt(omab)) * du + sd * z[k]);
+        x[k] = (real)(x[k] + beta * (0.5 * x[k] - eps[k] * score_scale) * du + sd * z[k]);
 }
 
 // ============================================================================================
@@ -1833,6 +1861,7 @@ static real *take(Layout *L, const char *name, size_t n, int fan_in, TensorKind 
     ti->size = n;
     ti->fan_in = fan_in;
     ti->kind = kind;
+    snprintf(ti->shape, sizeof ti->shape, "(%zu)", n);
     real *p = L->base ? L->base + L->used : NULL;
     L->used += n;
     return p;
@@ -1849,6 +1878,8 @@ static ConvParams take_conv(Layout *L, const char *prefix, int cout, int cin, in
     ConvParams c;
     int fan_in = cin * K * K;
     c.w = take2(L, prefix, ".w", (size_t)cout * fan_in, fan_in, KIND_WEIGHT);
+    if (K == 1) snprintf(L->info[L->n - 1].shape, 24, "(%d,%d)", cout, cin);
+    else snprintf(L->info[L->n - 1].shape, 24, "(%d,%d,%d,%d)", cout, cin, K, K);
     c.b = take2(L, prefix, ".b", (size_t)cout, fan_in, KIND_BIAS);
     return c;
 }
@@ -2683,26 +2714,33 @@ static int check_posterior(const Schedule *lin, Rng *rng) {
 }
 
 // (d) Lecture 001's one-line update (x_t - beta_t/sqrt(1-alpha_bar_t) eps)/sqrt(alpha_t) is
-// eq. (3) after eq. (2), for every t of every schedule: both exact in double, so only rounding
-// separates them.
+// eq. (3) after eq. (2), as the program computes them (x0_hat_from_eps, then posterior_mean), at
+// every t of every schedule. Both sides are exact; only rounding separates them: ~1e-16 relative in
+// double, ~1e-7 in float, amplified by the 1/sqrt(alpha_bar_t) of eq. (2) (up to ~150).
 static int check_lecture001_update(int T, Rng *rng) {
     printf("(d) lecture 001's update (x_t - beta_t/sqrt(1-alpha_bar_t) eps)/sqrt(alpha_t) = "
            "eq. (3) after eq. (2)\n");
+    enum { M = 100 };
+    real xt[M], e[M], x0_hat[M], mu[M];
+    double tol = sizeof(real) == sizeof(double) ? 1e-9 : 1e-5;
     int fails = 0;
     for (int k = 0; k < 3; k++) {
         Schedule s = schedule_make((ScheduleKind)k, T);
         double worst = 0;
-        for (int t = 1; t <= T; t++)
-            for (int i = 0; i < 100; i++) {
-                double xt = 2 * rng_normal(rng), e = rng_normal(rng);
-                double a = (xt - s.beta[t] / sqrt(s.one_minus_alpha_bar[t]) * e) / sqrt(s.alpha[t]);
-                double x0_hat = (xt - sqrt(s.one_minus_alpha_bar[t]) * e) / sqrt(s.alpha_bar[t]);
-                double mu = s.coef_x0[t] * x0_hat + s.coef_xt[t] * xt;
-                double err = fabs(a - mu) / (1 + fabs(a));
-                if (err > worst) worst = err;
+        for (int t = 1; t <= T; t++) {
+            for (int i = 0; i < M; i++) {
+                xt[i] = (real)(2 * rng_normal(rng));
+                e[i] = (real)rng_normal(rng);
             }
-        fails +=
-            !check_linef(worst, 0, 1e-9, "%s: max relative difference, all t", schedule_names[k]);
+            x0_hat_from_eps(x0_hat, xt, e, s.alpha_bar[t], s.one_minus_alpha_bar[t], M, 0);  // (2)
+            posterior_mean(mu, xt, x0_hat, &s, t, M);                                         // (3)
+            for (int i = 0; i < M; i++) {
+                double d = s.beta[t] / sqrt(s.one_minus_alpha_bar[t]) * e[i];
+                double a = (xt[i] - d) / sqrt(s.alpha[t]);
+                worst = fmax(worst, fabs(a - mu[i]) / (1 + fabs(a)));
+            }
+        }
+        fails += !check_linef(worst, 0, tol, "%s: max relative difference", schedule_names[k]);
         schedule_free(&s);
     }
     return fails;
@@ -2778,6 +2816,103 @@ static int check_samplers(Rng *rng) {
     return fails;
 }
 
+// (h) Every sampler end to end, without a network. With data x_0 ~ N(m, s^2) per pixel the best
+// denoiser is known: x_t ~ N(sqrt(ab) m, V) with V = ab s^2 + 1 - ab (ab = alpha_bar_t), and
+//     eps*(x_t) = E[eps | x_t] = sqrt(1 - ab) (x_t - sqrt(ab) m) / V      (derivations.md, sec. 6)
+// With eps* every step is affine, x' = A x + B + C z, so from x_T ~ N(0, 1) a sampler's output is
+// exactly N(mean, var), by mean' = A mean + B and var' = A^2 var + C^2 (gaussian_step re-derives
+// A, B, C from the slides' formulas). The real sampler code, run by Monte Carlo, must match that
+// law (5 SE). How far the law is from N(m, s^2) is the sampler's own error. DDPM: Step 2 is exact
+// given x_t AND x_0, but x_0 is only guessed (eq. 2), and Var(x_{t-1} | x_t) = beta_tilde_t +
+// coef_x0^2 Var(x_0 | x_t) > beta_tilde_t: DDPM's samples are a little too narrow (-1.5% here).
+// DDIM's few large steps shrink the variance more; Euler-Maruyama errs by O(du).
+static const double GAUSS_M = 0.3, GAUSS_S2 = 0.25;
+static double noise_level(const Schedule *s, const SampleOptions *o, double time) {  // 1 - ab
+    double beta, omab;
+    if (o->kind != SAMPLER_SDE) return s->one_minus_alpha_bar[(int)time];
+    schedule_at(s, time / s->T, &beta, &omab);
+    return omab;
+}
+static void eps_star(real *eps, const real *x, double one_minus_alpha_bar, size_t n) {
+    double ab = 1 - one_minus_alpha_bar, v = ab * GAUSS_S2 + one_minus_alpha_bar;
+    double k = sqrt(one_minus_alpha_bar) / v, mean = sqrt(ab) * GAUSS_M;
+    for (size_t i = 0; i < n; i++) eps[i] = (real)(k * (x[i] - mean));
+}
+// The affine map x' = A x + B + C z of evaluation i of S with eps*.
+static void gaussian_step(const Schedule *s, const SampleOptions *o, int i, int S, double *A,
+                          double *B, double *C2) {
+    int T = s->T;
+    double time = sample_time(o, T, i, S), omab = noise_level(s, o, time), ab = 1 - omab, beta, u;
+    double k = sqrt(omab) / (ab * GAUSS_S2 + omab), be = -k * sqrt(ab) * GAUSS_M;  // eps* = kx + be
+    double a0 = (1 - sqrt(omab) * k) / sqrt(ab), b0 = -sqrt(omab) * be / sqrt(ab);  // eq. (2)
+    int t = (int)time, tp = T - (int)((long)(i + 1) * T / S);
+    if (o->kind == SAMPLER_DDPM) {
+        *A = s->coef_x0[t] * a0 + s->coef_xt[t];
+        *B = s->coef_x0[t] * b0;
+        *C2 = t > 1 ? s->beta_tilde[t] : 0;
+    } else if (o->kind == SAMPLER_DDIM) {
+        double abp = s->alpha_bar[tp], omabp = s->one_minus_alpha_bar[tp];
+        *C2 = fmax(0, o->eta * o->eta * omabp / omab * (1 - ab / abp));
+        *A = sqrt(abp) * a0 + sqrt(fmax(0, omabp - *C2)) * k;
+        *B = sqrt(abp) * b0 + sqrt(fmax(0, omabp - *C2)) * be;
+    } else if (i == S - 1) {
+        *A = a0;
+        *B = b0;
+        *C2 = 0;
+    } else {
+        u = sde_du(T, S);
+        schedule_at(s, time / T, &beta, &omab);
+        *A = 1 + beta * (0.5 - k / sqrt(omab)) * u;
+        *B = -beta * be / sqrt(omab) * u;
+        *C2 = beta * u;
+    }
+}
+static int check_gaussian_samplers(const Schedule *lin, Rng *rng) {
+    struct {
+        const char *name;
+        SampleOptions o;
+        int judged;  // enough steps: the samples must also be N(m, s^2) within 5 SE
+    } cases[] = {
+        {"DDPM, T steps", {.kind = SAMPLER_DDPM}, 0},
+        {"DDIM eta=0, 10 steps", {.kind = SAMPLER_DDIM, .steps = 10}, 0},
+        {"DDIM eta=0, 50 steps", {.kind = SAMPLER_DDIM, .steps = 50}, 0},
+        {"DDIM eta=0, T steps", {.kind = SAMPLER_DDIM, .steps = lin->T}, 1},
+        {"DDIM eta=1, 50 steps", {.kind = SAMPLER_DDIM, .steps = 50, .eta = 1}, 0},
+        {"SDE, 50 steps", {.kind = SAMPLER_SDE, .steps = 50}, 0},
+        {"SDE, 250 steps", {.kind = SAMPLER_SDE, .steps = 250}, 1},
+        {"SDE, T steps", {.kind = SAMPLER_SDE, .steps = lin->T}, 1},
+    };
+    printf("(h) every sampler with the exact denoiser of data N(%.2f, %.2f): Monte Carlo vs the "
+           "sampler's exact law (5 SE), then the law vs the data  [linear, T=%d, n=%d]\n", GAUSS_M,
+           GAUSS_S2, lin->T, NS);
+    real *x = xmalloc(NS * sizeof(real)), *x0_hat = xmalloc(NS * sizeof(real));
+    real *eps = xmalloc(NS * sizeof(real)), *z = xmalloc(NS * sizeof(real));
+    double *d = xmalloc(NS * sizeof(double));
+    int fails = 0;
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const SampleOptions *o = &cases[c].o;
+        int S = o->kind == SAMPLER_DDPM ? lin->T : o->steps;
+        double mean = 0, var = 1, A, B, C2;
+        rng_normal_fill(rng, x, NS);
+        for (int i = 0; i < S; i++) {
+            eps_star(eps, x, noise_level(lin, o, sample_time(o, lin->T, i, S)), NS);
+            sample_update(x, x0_hat, eps, lin, o, i, S, NS, z, rng);
+            gaussian_step(lin, o, i, S, &A, &B, &C2);
+            mean = A * mean + B;
+            var = A * A * var + C2;
+        }
+        for (int i = 0; i < NS; i++) d[i] = x[i];
+        fails += check_gaussian(d, mean, var, 0, 0, cases[c].name);
+        printf("    its law: mean %+.5f (data %+.2f), variance %.5f (data %.2f: %+.2f%%)%s\n", mean,
+               GAUSS_M, var, GAUSS_S2, 100 * (var / GAUSS_S2 - 1),
+               cases[c].judged ? "" : o->kind == SAMPLER_DDPM ? "  [beta_tilde: not judged]"
+                                                              : "  [few steps: not judged]");
+        if (cases[c].judged) fails += check_gaussian(d, GAUSS_M, GAUSS_S2, 0, 0, "  vs data:");
+    }
+    free_all(5, x, x0_hat, eps, z, d);
+    return fails;
+}
+
 static int cmd_check_claims(uint64_t seed) {
     const int T = 1000;
     Rng rng = {seed};
@@ -2788,6 +2923,7 @@ static int cmd_check_claims(uint64_t seed) {
     fails += check_lecture001_update(T, &rng);
     fails += check_xT_is_noise(T, &rng);
     fails += check_samplers(&rng);
+    fails += check_gaussian_samplers(&lin, &rng);
     printf("%s: %d claim(s) failed\n", fails ? "FAIL" : "PASS", fails);
     schedule_free(&lin);
     schedule_free(&sde);
@@ -3448,22 +3584,50 @@ static int cmd_refcheck(const Options *o) {
     return run_refcheck(o->ref, count_params(&DEFAULT_CONFIG));
 }
 
+// The shape of one image's output of a block of the U-Net (named as in params_layout).
+static void block_output(char *out, size_t size, const char *block, const Config *c) {
+    static const char *names[] = {"time",  "class", "conv_in", "d0", "ds0", "d1",
+                                  "ds1",   "d2",    "m0",      "attn", "m1", "u0",
+                                  "us0",   "u1",    "us1",     "u2",  "out_gn", "out_conv"};
+    static const int scale[] = {0, 0, 1, 1, 2, 2, 4, 4, 4, 4, 4, 4, 2, 2, 1, 1, 1, 1};  // H / this
+    static const int width[] = {0, 0, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 1, 1, 3};  // 1, 2: ch
+    int k = 0;
+    while (k < 17 && strncmp(block, names[k], strlen(names[k]))) k++;
+    int ch = width[k] == 1 ? c->ch1 : width[k] == 2 ? c->ch2 : c->img_c;
+    if (!scale[k]) snprintf(out, size, "(%d)", c->temb);
+    else snprintf(out, size, "(%d,%d,%d)", ch, c->img_h / scale[k], c->img_w / scale[k]);
+}
+
+// `./diffusion info`: the network's tensors, block by block, with each block's output shape.
 static int cmd_info(const Options *o) {
     Config cfg = DEFAULT_CONFIG, *c = &cfg;
     if (o->uncond) cfg.cond = 0;
-    size_t P = count_params(c);
+    Params P;
     Acts a;
     Layout *L = xmalloc(sizeof(Layout));
-    acts_layout(&a, L, NULL, c, 1);
-    double per_image = L->used * sizeof(real) / 1e6, mb = P * sizeof(real) / 1e6;
-    free(L);
+    params_layout(&P, L, NULL, c);
+    size_t n_params = L->used;
     printf("U-Net eps_theta(x_t, t%s): input %dx%dx%d, widths %d/%d, time embedding %d->%d, "
            "GroupNorm %d groups\n", c->cond ? ", class" : "", c->img_c, c->img_h, c->img_w, c->ch1,
            c->ch2, c->tdim, c->temb, c->groups);
-    printf("parameters: %zu\n", P);
+    printf("%-12s %-14s %-18s %-16s %10s\n", "block", "output", "tensor", "shape", "parameters");
+    char block[40] = "", out[32];
+    for (int i = 0; i < L->n; i++) {
+        const TensorInfo *ti = &L->info[i];
+        size_t len = strcspn(ti->name, ".");
+        int first = strncmp(block, ti->name, len) || block[len];
+        snprintf(block, sizeof block, "%.*s", (int)len, ti->name);
+        block_output(out, sizeof out, block, c);
+        printf("%-12s %-14s %-18s %-16s %10zu\n", first ? block : "", first ? out : "", ti->name,
+               ti->shape, ti->size);
+    }
+    acts_layout(&a, L, NULL, c, 1);
+    double per_image = L->used * sizeof(real) / 1e6, mb = n_params * sizeof(real) / 1e6;
+    free(L);
+    printf("parameters: %zu\n", n_params);
     printf("memory: parameters %.2f MB, gradients %.2f MB, AdamW moments %.2f MB, EMA %.2f MB, "
-           "activations %.2f MB per image (x2 with their gradients)\n",
-           mb, mb, 2 * mb, mb, per_image);
+           "activations %.2f MB per image (x2 with their gradients)\n", mb, mb, 2 * mb, mb,
+           per_image);
     return 0;
 }
 
@@ -3527,13 +3691,17 @@ static SampleOptions sample_options(const Options *o, const Config *c, ScheduleK
     else if (!strcmp(o->sampler, "sde")) so.kind = SAMPLER_SDE;
     else if (strcmp(o->sampler, "ddpm"))
         die_usage("--sampler", "unknown sampler '%s' (ddpm, ddim or sde)", o->sampler);
+    // Default steps: DDIM 50; the SDE 250, as Euler-Maruyama's error is O(du): on Gaussian data
+    // (check (h)) 50 steps widen the samples' variance by 3%, 250 by 0.4%; on images 50 steps
+    // leave a visible grain.
+    int default_steps = so.kind == SAMPLER_SDE ? 250 : 50;
     if (so.kind != SAMPLER_DDPM)
-        so.steps = o->steps_given ? (int)(o->steps < T ? o->steps : T) : 50;
+        so.steps = o->steps_given ? (int)(o->steps < T ? o->steps : T) : default_steps;
     if (so.kind == SAMPLER_SDE && so.steps < 2)
         die_usage("--steps", "the sde sampler needs at least 2 steps");
     if (so.kind == SAMPLER_SDE && sk == SCHEDULE_COSINE)
-        die_usage("--sampler", "sde follows the VP-SDE's noise levels (schedules sde and linear); "
-                               "this model was trained with cosine: use ddpm or ddim");
+        die_usage("--sampler", "sde on a cosine model: its beta(u) reaches ~7000 at u = 1 "
+                               "(beta_T = 0.999), too stiff for Euler-Maruyama; use ddpm or ddim");
     if (o->label >= 0 && !c->cond)
         die_usage("--label", "this model is unconditional (trained with --uncond)");
     if (so.guided && !c->cond)
@@ -3640,11 +3808,12 @@ static const Command commands[] = {
      cmd_forward},
     {"check", " --seed ",
      "check [--seed S]\n"
-     "  Verifies the lecture's exactness claims by Monte Carlo (10^5 samples each); exit 1 on any "
-     "FAIL.",
+     "  Measures the lecture's claims: (a)-(c), (e), (h) by Monte Carlo (10^5 samples), (d), (f),\n"
+     "  (g) exactly (only rounding separates the two sides); exit 1 on any FAIL.",
      cmd_check},
     {"info", " --uncond ",
-     "info [--uncond]\n  Prints the network's layers, parameter count and memory per image.",
+     "info [--uncond]\n"
+     "  Prints the network's layers (tensor shapes, parameters, output shapes) and memory.",
      cmd_info},
     {"gradcheck", " --seed ",
      "gradcheck [--seed S]\n"
