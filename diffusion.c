@@ -1364,7 +1364,8 @@ typedef struct {
     int clip;          // clip x0_hat to [-1, 1]
     int guided;        // classifier-free guidance on (lecture 001), with weight w
     double w;          // guidance weight
-    real *trajectory;  // if not NULL: (frames, B, C, H, W), x at evenly spaced moments
+    real *trajectory;  // if not NULL: (2, frames, B, C, H, W): x_t at evenly spaced moments, then
+                       // x0_hat (eq. 2) at the same moments: the network's guess, coarse to fine
     int frames;
 } SampleOptions;
 
@@ -1408,7 +1409,7 @@ static double sample_time(const SampleOptions *o, int T, int i, int S) {
 }
 // Evaluation i's update of x (n values) with eps = eps_theta(x, sample_time): the DDPM step, a
 // DDIM step to the next of the S times, or an Euler-Maruyama step of the reverse SDE. x0_hat
-// receives eq. (2) (the SDE sampler leaves it alone); z (n) is scratch.
+// receives eq. (2) at this time; z (n) is scratch.
 static void sample_update(real *x, real *x0_hat, const real *eps, const Schedule *s,
                           const SampleOptions *o, int i, int S, size_t n, real *z, Rng *rng) {
     int T = s->T;
@@ -1423,7 +1424,8 @@ static void sample_update(real *x, real *x0_hat, const real *eps, const Schedule
         return;
     }
     schedule_at(s, time / T, &beta, &omab);
-    if (i == S - 1) x0_hat_from_eps(x, x, eps, 1 - omab, omab, n, o->clip);
+    x0_hat_from_eps(x0_hat, x, eps, 1 - omab, omab, n, o->clip);
+    if (i == S - 1) memcpy(x, x0_hat, n * sizeof(real));
     else sde_step(x, eps, beta, omab, sde_du(T, S), n, z, rng);
 }
 // Network evaluation i of S, in place on x (B,C,H,W). w: eps, z (B,C,H,W), x2 (2B,C,H,W), scratch.
@@ -1444,13 +1446,16 @@ static void sample_loop(real *x, Model *m, const Schedule *s, const int *label, 
     int S = o->kind == SAMPLER_DDPM ? s->T : o->steps;
     int frame = 0;  // trajectory frames 0..frames-2 before evenly spaced steps, the last at the end
     for (int i = 0; i < S; i++) {
-        if (o->trajectory && frame < o->frames - 1 && i == (long)frame * S / (o->frames - 1))
-            memcpy(o->trajectory + (size_t)frame++ * n, x, n * sizeof(real));
+        int keep = o->trajectory && frame < o->frames - 1 && i == (long)frame * S / (o->frames - 1);
+        if (keep) memcpy(o->trajectory + (size_t)frame * n, x, n * sizeof(real));
         if (progress && isatty(2) && i % 10 == 0)
             fprintf(stderr, "\rsampling: step %d/%d   ", i, S);
         sample_step(x, x0_hat, m, s, label, B, o, i, S, work, rng);
+        if (keep) memcpy(o->trajectory + (size_t)(o->frames + frame) * n, x0_hat, n * sizeof(real));
+        frame += keep;
     }
-    if (o->trajectory) memcpy(o->trajectory + (size_t)(o->frames - 1) * n, x, n * sizeof(real));
+    for (int k = 1; o->trajectory && k <= 2; k++)  // the last frame: the sample, in both rows
+        memcpy(o->trajectory + (size_t)(k * o->frames - 1) * n, x, n * sizeof(real));
     if (progress && isatty(2)) fprintf(stderr, "\rsampling: done            \n");
     free_all(2, work, x0_hat);
 }
@@ -3709,16 +3714,18 @@ static SampleOptions sample_options(const Options *o, const Config *c, ScheduleK
     return so;
 }
 
-// traj (frames, B, img): rows = the first samples, columns = x at `frames` moments, noise to image
+// traj (2, frames, B, img): for each of the first samples, a row of x_t at `frames` moments (noise
+// to image) and under it a row of x0_hat at the same moments (the network's guess of the end).
 static void write_trajectory(const char *path, const real *traj, int frames, int B,
                              const Config *c) {
     size_t img = (size_t)c->img_c * c->img_h * c->img_w;
-    int rows = B < 8 ? B : 8;
+    int rows = 2 * (B < 8 ? B : 8);
     real *grid = xmalloc((size_t)rows * frames * img * sizeof(real));
     for (int r = 0; r < rows; r++)
-        for (int f = 0; f < frames; f++)
-            memcpy(grid + ((size_t)r * frames + f) * img, traj + ((size_t)f * B + r) * img,
-                   img * sizeof(real));
+        for (int f = 0; f < frames; f++) {
+            const real *from = traj + (((size_t)(r % 2) * frames + f) * B + r / 2) * img;
+            memcpy(grid + ((size_t)r * frames + f) * img, from, img * sizeof(real));
+        }
     write_image_grid(path, grid, rows * frames, frames, c->img_c, c->img_h, c->img_w, 3);
     free(grid);
 }
@@ -3745,7 +3752,7 @@ static int cmd_sample(const Options *o) {
     real *x = xmalloc((size_t)n * img * sizeof(real));
     int *label = xmalloc((size_t)n * sizeof(int)), frames = 11;
     for (int i = 0; i < n; i++) label[i] = !c->cond ? 0 : per_class ? i / cols : o->label;
-    real *traj = o->trajectory ? xmalloc((size_t)frames * chunk * img * sizeof(real)) : NULL;
+    real *traj = o->trajectory ? xmalloc((size_t)2 * frames * chunk * img * sizeof(real)) : NULL;
     double t0 = now_seconds();
     fprintf(stderr, "sampling %d images with %s (%d network evaluations each%s) from %s (step %ld, "
             "%s T=%d)\n", n, o->sampler, so.kind == SAMPLER_DDPM ? T : so.steps,
@@ -3763,7 +3770,9 @@ static int cmd_sample(const Options *o) {
     printf("wrote %s: %d samples in %.1f s\n", out, n, secs);
     for (int k = 0; per_class && k < 10; k++)
         printf("  row %d: %s\n", k + 1, c->n_classes == 10 ? fashion_class_names[k] : "class");
-    if (traj) printf("wrote %s: noise (left) to image (right) at 11 moments\n", o->trajectory);
+    if (traj)
+        printf("wrote %s: noise (left) to image (right) at 11 moments; under each x_t row, the "
+               "network's x0_hat (eq. 2) at that moment\n", o->trajectory);
     free_all(3, x, label, traj);
     schedule_free(&s);
     model_free(m);
