@@ -187,6 +187,22 @@ test_threads() {
     cmp -s "$TMP/t1.ckpt" "$TMP/t2.ckpt" && pass "1 and 2 threads: identical weights after 10 steps (to the last bit)" || fail "1 and 2 threads: identical weights"
 }
 
+# ---- the course exercises: every grader PASSes its solution and FAILs its stub and wrong solutions -------------
+# notes/exercises/selftest.sh (about 110 s of CPU: two exercises at a time, builds shared); one line per exercise.
+test_exercises() {
+    notes/exercises/selftest.sh >"$TMP/exercises" 2>&1
+    local line n
+    while IFS= read -r line; do
+        n=${line#exercise }; n=${n%%:*}
+        awk -v n="$n" 'index($0, "exercise " n " (") == 1 { p = 1 } p { print } index($0, "exercise " n ":") == 1 { p = 0 }' "$TMP/exercises" | grep -v "^  ok " >"$TMP/log"
+        case $line in
+            "exercise $n: ok "*) pass "course $line" ;;
+            *) fail "course $line" ;;
+        esac
+    done < <(grep -E '^exercise [0-9]+: ' "$TMP/exercises")
+    grep -q '^selftest: [0-9]* ok, 0 wrong' "$TMP/exercises" || { tail -20 "$TMP/exercises" >"$TMP/log"; fail "course exercises: notes/exercises/selftest.sh"; }
+}
+
 # ---- reliability: fuzz corpus replay under sanitizers, faults and kills (notes/fuzz, notes/reliability.sh) ----
 test_reliability() {
     if [ -x notes/fuzz/replay.sh ]; then run "fuzz corpus (and every crash found) replayed under ASan/UBSan" notes/fuzz/replay.sh; fi
@@ -257,6 +273,7 @@ test_bad_input
 test_training
 test_sanitized
 test_threads
+test_exercises
 test_reliability
 test_score
 echo "$passed passed, $failed failed"

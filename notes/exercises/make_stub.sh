@@ -4,73 +4,110 @@
 #
 # Writes the student's copy for exercise N: SOURCE.c (default: the repository's diffusion.c) with the code of the
 # exercise cut out and replaced by a "TODO (exercise N)" comment that still compiles. Nothing is marked in
-# diffusion.c itself: each cut is found by a pattern (a function's name, or the first and last line of a branch),
-# and every pattern must match exactly once, so a change to diffusion.c that moves the code is reported here
-# instead of silently producing a wrong stub.
+# diffusion.c itself: each cut is found by a pattern (a function's name, or the first and last line of a range,
+# possibly within one function), and every pattern must match exactly once, so a change to diffusion.c that moves
+# the code is reported here instead of silently producing a wrong stub.
+#
+# A stub must not contain its answer: besides the exercise's own code, every other place of diffusion.c that states
+# the answer (a banner's formula, a comment, a check that recomputes it, a step from which it follows by
+# substitution) is cut too. selftest.sh greps each stub for the answer's telltale expressions (NN-name/telltales.txt).
 #
 #   notes/exercises/make_stub.sh 1 student.c        hand out student.c
 #   notes/exercises/grade.sh 1 student.c            grade it (fails until the TODO is done right)
 #
 # With --solution it writes the solution instead: SOURCE.c itself for every exercise but 5 (the solutions are the
 # real code), and for exercise 5 (two attention heads, which the real code does not have) SOURCE.c with the
-# attention of 05-attention-heads/solution/ put in. selftest.sh grades both.
+# attention of 05-attention-heads/solution/ put in. selftest.sh grades both, and the wrong solutions of
+# NN-name/wrong/ (sed scripts applied to the solution).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-usage() { echo "usage: make_stub.sh [--solution] N OUT.c [SOURCE.c]   (N = 1..7, see notes/exercises/README.md)" >&2; exit 2; }
-solution=0
-if [ "${1:-}" = --solution ]; then solution=1; shift; fi
-[ $# -ge 2 ] && [[ $1 =~ ^0?[1-9]$ ]] || usage
-n=$((10#${1#0}))
+usage() {
+    echo "usage: make_stub.sh [--solution] N OUT.c [SOURCE.c]   (N = 1..9, see notes/exercises/README.md)" >&2
+    echo "       make_stub.sh --transplant FUNCTION INTO.c OUT.c [SOURCE.c]   (grade.sh 9)" >&2
+    exit 2
+}
+solution=0 transplant=""
+case ${1:-} in
+--solution) solution=1; shift ;;
+--transplant) [ $# -ge 4 ] || usage; transplant=$2; into=$3; shift 3; set -- 0 "$@" ;;
+esac
+[ $# -ge 2 ] && [[ $1 =~ ^0?[0-9]$ ]] || usage
+n=$((10#$1))
 out=$2
 src=${3:-$root/diffusion.c}
 [ -f "$src" ] || { echo "make_stub.sh: $src: no such file" >&2; exit 1; }
-dir=$(ls -d "$here"/0"$n"-* 2>/dev/null | head -1) || true
-[ -n "$dir" ] || usage
+if [ -z "$transplant" ]; then
+    dir=$(ls -d "$here"/0"$n"-* 2>/dev/null | head -1) || true
+    [ -n "$dir" ] && [ "$n" -ge 1 ] || usage
+fi
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cp "$src" "$work/cur.c"
 
-# blank_body NAME REPLACEMENT_FILE [COMMENT_FILE]: keeps the signature of `static ... NAME(...) {` (one or more
-# lines) and its closing `}` in column 0, and replaces everything between with the replacement. With COMMENT_FILE,
-# the comment lines right above the signature (which may state the answer) are replaced by that file too.
-blank_body() {
-    awk -v name="$1" -v repl="$2" -v crepl="${3:-}" '
+# cut MODE NAME START END REPL [COMMENT] [KEEP] [OPTIONAL]: the one awk behind every cut, on $work/cur.c.
+#   MODE body:    in the DEFINITION of function NAME (`static ... NAME(...) {`, on one or more lines; prototypes,
+#                 which end with `;`, are skipped), everything between the signature and the closing `}` in
+#                 column 0 is replaced by the file REPL. With COMMENT (a file), the comment lines right above the
+#                 signature (which may state the answer) are replaced by it.
+#   MODE comment: only the comment lines right above NAME's definition are replaced by COMMENT.
+#   MODE range:   the lines from the one matching START (exactly one match; within NAME's definition when NAME is
+#                 not empty) up to the first later line matching END (exclusive, kept) are replaced by REPL; with
+#                 KEEP = 1 the START line itself is kept.
+#   OPTIONAL = 1: no match is fine (the cut is skipped); more than one is still an error.
+cut() {
+    local mode=$1 name=$2 start=$3 end=$4 repl=$5 crepl=${6:-} keep=${7:-0} optional=${8:-0}
+    # the regular expressions go through the environment: awk -v would process their backslashes (gawk does)
+    CUT_START=$start CUT_END=$end awk -v mode="$mode" -v name="$name" -v repl="$repl" -v crepl="$crepl" \
+        -v keep="$keep" -v optional="$optional" '
         function flush() { for (i = 1; i <= nc; i++) print pending[i]; nc = 0 }
-        BEGIN { state = 0; found = 0; nc = 0 }
-        state == 0 && $0 ~ ("^static [^=;(]*[ *]" name "\\(") {
-            found++; state = 1
-            if (crepl != "") { nc = 0; while ((getline line < crepl) > 0) print line; close(crepl) } else flush()
+        function emit(file) { while ((getline line < file) > 0) print line; close(file) }
+        BEGIN { start = ENVIRON["CUT_START"]; end = ENVIRON["CUT_END"]
+                inside = (mode == "range" && name == ""); found = 0; state = 0; sig = 0; nc = 0 }
+        # the signature of NAME, collected until it ends with "{" (a definition) or ";" (a prototype)
+        !sig && !indef && state != 2 && name != "" && $0 ~ ("^static [^=;(]*[ *]" name "\\(") { sig = 1; ns = 0 }
+        sig {
+            sigl[++ns] = $0
+            if ($0 ~ /;[ \t]*(\/\/.*)?$/) { sig = 0; flush(); for (i = 1; i <= ns; i++) print sigl[i]; next }
+            if ($0 !~ /\{[ \t]*(\/\/.*)?$/) next
+            sig = 0
+            if (mode != "range") { found++; if (crepl != "") { nc = 0; emit(crepl) } }
+            flush()
+            for (i = 1; i <= ns; i++) print sigl[i]
+            if (mode == "body") { emit(repl); state = 2 }
+            if (mode == "range") { indef = 1; inside = 1 }
+            next
         }
-        state == 0 && /^\/\// { pending[++nc] = $0; next }
-        state == 0 { flush() }
-        state == 1 { print; if ($0 ~ /\{[ \t]*$/) { while ((getline line < repl) > 0) print line; close(repl); state = 2 }; next }
-        state == 2 { if ($0 ~ /^}/) { print; state = 0 }; next }
+        state == 2 { if ($0 ~ /^}/) { print; state = 0 }; next }   # body: the old body is dropped
+        mode != "range" && $0 ~ /^\/\// { pending[++nc] = $0; next }
+        mode != "range" { flush(); print; next }
+        # range
+        indef && $0 ~ /^}/ { indef = 0; inside = 0; if (state == 1) state = 9 }
+        state == 1 { if ($0 ~ end) { emit(repl); print; state = 3 }; next }
+        inside && $0 ~ start { found++; if (found == 1) { state = 1; if (keep) print; next } }
         { print }
-        END { flush(); if (found != 1 || state != 0) exit 3 }' "$work/cur.c" > "$work/next.c" ||
-        { echo "make_stub.sh: function $1 not found exactly once in $src: update make_stub.sh" >&2; exit 1; }
+        END {
+            flush()
+            if (found == 0 && optional) exit 0
+            if (found != 1 || state == 1 || state == 9) exit 3
+        }' "$work/cur.c" > "$work/next.c" || {
+        if [ "$mode" = range ]; then echo "make_stub.sh: the lines from /$start/ to /$end/${name:+ in $name} were not found exactly once in $src: update make_stub.sh" >&2
+        else echo "make_stub.sh: the definition of $name was not found exactly once in $src: update make_stub.sh" >&2; fi
+        exit 1; }
     mv "$work/next.c" "$work/cur.c"
 }
-
-# blank_range START_RE END_RE REPLACEMENT_FILE: replaces the lines from the one matching START_RE (inclusive,
-# it must match exactly once) up to the first later line matching END_RE (exclusive, kept).
-blank_range() {
-    awk -v start="$1" -v end="$2" -v repl="$3" '
-        BEGIN { state = 0; found = 0 }
-        $0 ~ start { found++ }
-        state == 0 && found == 1 && $0 ~ start { state = 1; next }
-        state == 1 { if ($0 ~ end) { while ((getline line < repl) > 0) print line; close(repl); print; state = 2 }; next }
-        { print }
-        END { if (found != 1 || state != 2) exit 3 }' "$work/cur.c" > "$work/next.c" ||
-        { echo "make_stub.sh: the lines from /$1/ to /$2/ were not found exactly once in $src: update make_stub.sh" >&2; exit 1; }
-    mv "$work/next.c" "$work/cur.c"
-}
+blank_body() { cut body "$1" "" "" "$2" "${3:-}"; }                  # NAME REPL [COMMENT]
+blank_body_if_present() { cut body "$1" "" "" "$2" "${3:-}" 0 1; }   # the same, where NAME may not exist
+blank_range() { cut range "" "$1" "$2" "$3" "" "${4:-0}"; }          # START END REPL [KEEP]
+blank_in() { cut range "$1" "$2" "$3" "$4" "" "${5:-0}"; }           # NAME START END REPL [KEEP]
+replace_comment() { cut comment "$1" "" "" "" "$2"; }               # NAME COMMENT
 
 # insert_before RE TEXT_FILE: inserts the text before the one line matching RE.
 insert_before() {
-    awk -v re="$1" -v repl="$2" '
+    INSERT_RE=$1 awk -v repl="$2" '
+        BEGIN { re = ENVIRON["INSERT_RE"] }
         $0 ~ re { found++; while ((getline line < repl) > 0) print line; close(repl) }
         { print }
         END { if (found != 1) exit 3 }' "$work/cur.c" > "$work/next.c" ||
@@ -78,13 +115,30 @@ insert_before() {
     mv "$work/next.c" "$work/cur.c"
 }
 
-r=$work/repl.txt
+r=$work/repl.txt c=$work/comment.txt
+# --transplant: OUT.c is INTO.c with the body of FUNCTION taken from SOURCE.c (grade.sh 9 builds its reference
+# run from the student's file with diffusion.c's draw_training_batch).
+if [ -n "$transplant" ]; then
+    [ -f "$into" ] || { echo "make_stub.sh: $into: no such file" >&2; exit 1; }
+    cut body "$transplant" "" "" /dev/null  # checks that SOURCE.c has exactly one definition
+    awk -v name="$transplant" '
+        !sig && !body && $0 ~ ("^static [^=;(]*[ *]" name "\\(") { sig = 1 }
+        sig { if ($0 ~ /;[ \t]*(\/\/.*)?$/) { sig = 0; next } if ($0 ~ /\{[ \t]*(\/\/.*)?$/) { sig = 0; body = 1 }; next }
+        body && /^}/ { exit }
+        body { print }' "$src" > "$r"
+    cp "$into" "$work/cur.c"
+    blank_body "$transplant" "$r"
+    mkdir -p "$(dirname "$out")"
+    cp "$work/cur.c" "$out"
+    echo "wrote $out: $into with the $transplant of $src"
+    exit 0
+fi
 if [ $solution = 1 ]; then
     if [ $n = 5 ]; then
         sol=$dir/solution
         echo 'enum { ATTN_HEADS = 2 };  // exercise 5: the number of attention heads (divides ch2)' > "$r"
-        insert_before '^static void acts_layout\(' "$r"
-        echo '    at->p = take_act(L, (size_t)B * ATTN_HEADS * N4 * N4);  // exercise 5: one N x N map per head' > "$r"
+        insert_before '^// ---- Self-attention' "$r"
+        echo '    at->p = take_act(L, B * ATTN_HEADS * N4 * N4);  // exercise 5: one N x N map per head' > "$r"
         blank_range 'at->p = take_act\(L, B \* N4 \* N4\);' 'at->o = take_act' "$r"
         blank_body attention_forward "$sol/attention_forward.body"
         blank_body attention_backward "$sol/attention_backward.body"
@@ -97,6 +151,41 @@ if [ $solution = 1 ]; then
     echo "wrote $out: the solution of exercise $n ($(basename "$dir"))"
     exit 0
 fi
+
+# Cuts shared by several exercises: code from which another exercise's answer follows.
+cut_ddim() {  # DDIM with eta = 1 and t' = t - 1 IS the DDPM step (and its sigma^2 is beta_tilde_t)
+    cat > "$r" <<'EOF'
+    // Cut from this exercise copy: DDIM with eta = 1 and t' = t - 1 is the DDPM step, so its formula
+    // would give the exercise's answer away. Exercise 6 is to write it. Placeholder: x stays as it is.
+    (void)x, (void)x0_hat, (void)eps, (void)s, (void)t, (void)tp, (void)eta, (void)n, (void)clip;
+    (void)z, (void)rng;
+EOF
+    echo "// DDIM (lecture 001): cut from this exercise copy (see its body)." > "$c"
+    blank_body ddim_step "$r" "$c"
+}
+cut_check_d() {  # claim (d) recomputes eq. (2) and eq. (3), and states lecture 001's one-line update
+    cat > "$r" <<'EOF'
+    // Cut from this exercise copy: claim (d) recomputes the posterior mean (exercise 2) after eq. (2)
+    // (exercise 3), so it would state their answers.
+    (void)T, (void)rng;
+    printf("(d) lecture 001's one-line update: cut from this exercise copy\n");
+    return 0;
+EOF
+    echo "// (d) Lecture 001's one-line update against eq. (3) after eq. (2): cut from this exercise copy." > "$c"
+    blank_body check_lecture001_update "$r" "$c"
+}
+cut_gaussian_step() {  # claim (h), where diffusion.c has it, re-derives every sampler's step in closed form
+    cat > "$r" <<'EOF'
+    // Cut from this exercise copy: it re-derives the samplers' steps (eq. (2), the DDPM and DDIM
+    // steps), which would give the exercise's answer away. Claim (h) fails in this copy.
+    (void)s, (void)o, (void)i, (void)S;
+    *A = 1;
+    *B = 0;
+    *C2 = 0;
+EOF
+    blank_body_if_present gaussian_step "$r"
+}
+
 case $n in
 1)
     cat > "$r" <<'EOF'
@@ -109,30 +198,60 @@ EOF
     blank_range 'const double s = 0\.008;' '^        \} else \{$' "$r" ;;
 2)
     cat > "$r" <<'EOF'
-        // TODO (exercise 2): the posterior q(x_{t-1} | x_t, x_0) = N(coef_x0 x_0 + coef_xt x_t, beta_tilde I).
-        // Fill s.beta_tilde[t], s.coef_x0[t] and s.coef_xt[t] from s.beta, s.alpha, s.alpha_bar and
-        // s.one_minus_alpha_bar. See notes/exercises/02-posterior-coefficients/README.md.
+//     TODO (exercise 2): derive mu_t(x_t, x_0) = coef_x0 x_0 + coef_xt x_t and beta_tilde_t from
+//     Bayes' rule, q(x_{t-1} | x_t, x_0) proportional to q(x_t | x_{t-1}) q(x_{t-1} | x_0), with
+//     both factors from Step 1. See notes/exercises/02-posterior-coefficients/README.md.
 EOF
-    blank_range 'double omab = s\.one_minus_alpha_bar\[t\], omab_prev' '^    \}$' "$r" ;;
+    blank_range '^// Step 2\. ' '^// =====' "$r" 1
+    cat > "$r" <<'EOF'
+    // TODO (exercise 2): for t = 1..s->T fill s->beta_tilde[t], s->coef_x0[t] and s->coef_xt[t] from
+    // s->beta, s->alpha, s->alpha_bar and s->one_minus_alpha_bar (T+1 entries each, index t).
+    (void)s;  // placeholder: the three arrays stay 0
+EOF
+    echo "// The posterior's coefficients for t = 1..T, functions of the schedule alone (exercise 2)." > "$c"
+    blank_body posterior_coefficients "$r" "$c"
+    cut_check_d
+    cut_ddim
+    cut_gaussian_step ;;
 3)
     cat > "$r" <<'EOF'
-    // TODO (exercise 3): eq. (2) for n values, x0_hat = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t);
-    // when clip is set, clip each value to [-1, 1]. See notes/exercises/03-ddpm-step/README.md.
+//     TODO (exercise 3): x_T ~ N(0, I), then for t = T..1 one step of the generation algorithm:
+//     (2) a guess x0_hat of x_0 from x_t and the predicted noise eps_theta(x_t, t): derive it from
+//     Step 1's one-shot form; (3) Step 2's posterior mean with x0_hat in place of the unknown x_0;
+//     then x_{t-1} = that mean plus Step 2's posterior noise. See
+//     notes/exercises/03-ddpm-step/README.md.
+EOF
+    blank_range '^// Step 5\. ' '^// =====' "$r" 1
+    cat > "$r" <<'EOF'
+    // TODO (exercise 3): eq. (2), derived from x_t = sqrt(alpha_bar) x_0 + sqrt(1 - alpha_bar) eps;
+    // when clip is set, clip each value to [-1, 1].
+    (void)xt, (void)eps, (void)alpha_bar, (void)one_minus_alpha_bar, (void)clip;
     for (size_t i = 0; i < n; i++) x0_hat[i] = 0;  // placeholder
 EOF
-    blank_body x0_hat_from_eps "$r"
-    cat > "$r" <<'EOF'
-            // TODO (exercise 3): one step of the generation algorithm at t = T - i:
-            //   (a) eps = eps_theta(x_t, t) (predict_eps)   (b) x0_hat by eq. (2) (x0_hat_from_eps)
-            //   (c) mu by eq. (3) (posterior_mean)          (d) x_{t-1} = mu + sqrt(beta_tilde_t) z, for t > 1 only.
-            // Draw z with one call rng_normal_fill(rng, z, n) per step, and only when t > 1.
+    cat > "$c" <<'EOF'
+// eq. (2) for n values: x0_hat from x_t and eps at noise level alpha_bar (exercise 3). With clip,
+// x0_hat is clipped to [-1, 1], the range of the data: a heuristic (Ho et al.'s code does it), not
+// the lecture's algorithm. Off by default; on with --clip-x0.
 EOF
-    blank_range 'int t = T - i;' '\} else if \(o->kind == SAMPLER_DDIM\) \{' "$r" ;;
+    blank_body x0_hat_from_eps "$r" "$c"
+    cat > "$r" <<'EOF'
+    // TODO (exercise 3): eq. (2) into x0_hat (x0_hat_from_eps, passing clip on), eq. (3)
+    // (posterior_mean may write into x), then Step 2's posterior noise: draw z with one call
+    // rng_normal_fill(rng, z, n), only for t > 1 (why not at t = 1?).
+    (void)x, (void)x0_hat, (void)eps, (void)s, (void)t, (void)n, (void)clip, (void)z, (void)rng;
+EOF
+    cat > "$c" <<'EOF'
+// One step of the slide's generation at time t, in place on x (n values) (exercise 3). x0_hat (n)
+// receives eq. (2); z (n) is scratch for the noise.
+EOF
+    blank_body ddpm_step "$r" "$c"
+    cut_ddim
+    cut_check_d
+    cut_gaussian_step ;;
 4)
     cat > "$r" <<'EOF'
     // TODO (exercise 4): forward was out = x sigmoid(x). Add dL/dx = dout * d(out)/dx into dinp (+=).
 EOF
-    c=$work/comment.txt
     echo '// SiLU backward: dout (n) -> dinp (n) (+=). Exercise 4.' > "$c"
     blank_body silu_backward "$r" "$c"
     cat > "$r" <<'EOF'
@@ -151,21 +270,97 @@ EOF
     insert_before '^static void attention_forward\(' "$r" ;;
 6)
     cat > "$r" <<'EOF'
-            // TODO (exercise 6): one DDIM step from t = T - floor(i T / S) to t' = T - floor((i + 1) T / S), by the
-            // formula in the comment above (x0_hat from eq. (2), then re-noised to level t'). When sigma > 0, draw z
-            // with one call rng_normal_fill(rng, z, n). See notes/exercises/06-ddim-steps/README.md.
+    // TODO (exercise 6): one DDIM step from t to tp < t by the formula above: x0_hat by eq. (2)
+    // (x0_hat_from_eps, passing clip on), then re-noised to level tp. When sigma > 0, draw z with
+    // one call rng_normal_fill(rng, z, n). See notes/exercises/06-ddim-steps/README.md.
+    (void)x, (void)x0_hat, (void)eps, (void)s, (void)t, (void)tp, (void)eta, (void)n, (void)clip;
+    (void)z, (void)rng;
 EOF
-    blank_range 'int t = T - \(int\)\(\(long\)i \* T / S\)' '^        \} else \{$' "$r" ;;
+    blank_body ddim_step "$r"
+    cut_gaussian_step ;;
 7)
     cat > "$r" <<'EOF'
-    // TODO (exercise 7): unroll every K x K patch of inp into one column of col (zero outside the image, padding
-    // K/2): col[(c, ky, kx)][(oy, ox)] = inp[c][oy*stride + ky - K/2][ox*stride + kx - K/2].
+    // TODO (exercise 7): the definition above, read literally: for every (c, ky, kx) and output position
+    // (oy, ox), col[(c K + ky) K + kx][oy OW + ox] = inp[c][oy stride + ky - K/2][ox stride + kx - K/2],
+    // and 0 where that pixel is outside the image. OH, OW: conv_out_size. Exercise 7.
+    size_t n = (size_t)C * K * K * conv_out_size(H, K, stride) * conv_out_size(W, K, stride);
+    (void)inp;
+    memset(col, 0, n * sizeof(real));  // placeholder
 EOF
-    blank_body im2col "$r"
+    blank_body im2col_reference "$r"
     cat > "$r" <<'EOF'
-    // TODO (exercise 7): the adjoint of im2col: add each entry of dcol into dinp (+=) at the pixel im2col read it from.
+    // TODO (exercise 7): the adjoint of im2col_reference: add (+=) each entry of dcol into dinp at the
+    // pixel im2col_reference read it from; entries that came from the zero padding go nowhere.
+    (void)dinp, (void)dcol, (void)C, (void)H, (void)W, (void)K, (void)stride;
 EOF
     blank_body col2im "$r" ;;
+8)
+    cat > "$r" <<'EOF'
+            // TODO (exercise 8, part 1): the lecture's discretization of the VP-SDE's noise rate
+            // beta(u) (vp_beta) on the grid u_t = t/T: alpha_t = exp(-int_{u_{t-1}}^{u_t} beta(u) du),
+            // beta[t] = 1 - alpha_t. See notes/exercises/08-forward-sde/README.md.
+            beta[t] = 0.0;  // placeholder
+EOF
+    blank_in schedule_betas '^        \} else \{$' '^        \}$' "$r" 1
+    cat > "$r" <<'EOF'
+    // TODO (exercise 8, part 1): int_0^u vp_beta(v) dv, in closed form.
+    (void)u;
+    return 0;  // placeholder
+EOF
+    blank_body vp_beta_integral "$r"
+    cat > "$r" <<'EOF'
+            // TODO (exercise 8, part 2): one Euler-Maruyama step, from u = (j - 1) du to j du, of
+            //     dX = -drift beta(u) X du + sqrt(beta(u)) dW          (beta(u): vp_beta)
+            // for every sample x[i], i = 0..NS-1 in this order, with one rng_normal(rng) each. Then the
+            // same step's exact effect on em_mean and em_var, the mean and variance of the Euler-Maruyama
+            // chain itself (from X_0 = 1: em_mean = 1, em_var = 0), which the tolerance below uses.
+EOF
+    blank_in check_forward_sdes 'a = 1 - drift \* beta \* du' 'if \(j % \(M / 4\)\) continue;' "$r"
+    cat > "$c" <<'EOF'
+// (b) Step 1's erratum: Euler-Maruyama with M steps of the VP-SDE (drift -1/2 beta X) against the
+// sde schedule, and of the slide's literal SDE (drift -beta X) against its exact law. Each line's
+// tolerance is 5 standard errors plus the distance of the Euler-Maruyama chain's own mean and
+// variance (em_mean, em_var) from the SDE's: the O(du) error of the scheme. Exercise 8, part 2.
+EOF
+    replace_comment check_forward_sdes "$c" ;;
+9)
+    cat > "$r" <<'EOF'
+    // TODO (exercise 9): for each b = 0..B-1 the slide's steps 1-4, drawing in this order:
+    //   1. an image index with one rng_int(rng, d->n) call: copy that image (C*H*W values of d->pixels)
+    //      into x0 + b*C*H*W, and when label != NULL its label into label[b] (-1 when d->labels == NULL);
+    //   2. t[b] ~ Unif{1..T} with one rng_int call;   3. eps with one rng_normal_fill of C*H*W values;
+    //   4. x_t with Step 1's one-shot form (forward_one_shot).
+    // The grader checks the draws bit for bit. Placeholder: no image, no noise, t = 1, no label.
+    size_t n = (size_t)d->c * d->h * d->w;
+    (void)s, (void)rng;
+    for (int b = 0; b < B; b++) {
+        t[b] = 1;
+        if (label) label[b] = -1;
+        for (size_t k = 0; k < n; k++) x0[b * n + k] = eps[b * n + k] = xt[b * n + k] = 0;
+    }
+EOF
+    cat > "$c" <<'EOF'
+// The slide's algorithm for a batch: B tuples (x_0, t, eps, x_t), with labels when the data has
+// them. x0, eps, xt: (B, C, H, W); t, label: (B). Exercise 9.
+EOF
+    blank_body draw_training_batch "$r" "$c"
+    cat > "$r" <<'EOF'
+    // TODO (exercise 9): L = the mean over all n values of (pred - eps)^2: the lecture's
+    // ||eps - eps_theta||^2, averaged over the batch and the pixels. Sum in double.
+    (void)pred, (void)eps, (void)n;
+    return 0;  // placeholder
+EOF
+    cat > "$c" <<'EOF'
+// ---- The loss of Step 4 ---------------------------------------------------------------------
+// Exercise 9: the mean squared error over the n = B*C*H*W values, a number per pixel.
+EOF
+    blank_body mse_forward "$r" "$c"
+    cat > "$r" <<'EOF'
+    // TODO (exercise 9): add dL/dpred_i of mse_forward's L into dpred[i], i < n (+=, never =).
+    (void)dpred, (void)pred, (void)eps, (void)n;
+EOF
+    echo "// Exercise 9: the gradient of mse_forward's L, added (+=) into dpred, as every backward here." > "$c"
+    blank_body mse_backward "$r" "$c" ;;
 *) usage ;;
 esac
 

@@ -2,13 +2,17 @@
 // -DSTUDENT_C='"path/to/student/diffusion.c"': the student's file is included whole, its main renamed, so the
 // harness can call its static functions.
 //   harness ddim          the student's DDIM (sample_loop) vs this file's own DDIM, then claims (f) and (g)
+//   harness ckpt-T FILE   prints the T of a checkpoint (part 2: the last row of the CSV must be S = T)
+//   harness ARGS...       anything else runs the student's own main (grade.sh: `sample`, to regenerate a grid)
 #define main student_main
 #include STUDENT_C
 #undef main
 
 // DDIM as in the README, written out separately: times t_i = T - floor(i T / S), i = 0..S; one network call per
-// step; z drawn (one rng_normal_fill of n values) only when sigma > 0.
-static void reference_ddim(real *x, Model *m, const Schedule *s, const int *label, int B, int S, double eta, Rng *rng) {
+// step; x0_hat by eq. (2), clipped to [-1, 1] with clip; z drawn (one rng_normal_fill of n values) only when
+// sigma > 0.
+static void reference_ddim(real *x, Model *m, const Schedule *s, const int *label, int B, int S, double eta,
+                           int clip, Rng *rng) {
     size_t n = (size_t)B * m->cfg.img_c * m->cfg.img_h * m->cfg.img_w;
     int T = s->T;
     real *z = malloc(n * sizeof(real)), tt[64];
@@ -23,6 +27,7 @@ static void reference_ddim(real *x, Model *m, const Schedule *s, const int *labe
         if (var > 0) rng_normal_fill(rng, z, n);
         for (size_t k = 0; k < n; k++) {
             double x0 = (x[k] - sqrt(1 - ab) * eps[k]) / sqrt(ab);
+            if (clip) x0 = x0 < -1 ? -1 : x0 > 1 ? 1 : x0;
             double dir = 1 - abp - var;
             x[k] = (real)(sqrt(abp) * x0 + sqrt(dir > 0 ? dir : 0) * eps[k] + (var > 0 ? sqrt(var) * z[k] : 0));
         }
@@ -40,17 +45,22 @@ static int check_ddim(void) {
     size_t n = (size_t)B * 64;
     real *a = malloc(n * sizeof(real)), *b = malloc(n * sizeof(real));
     int label[B] = {0, 2, 4, 6}, fails = 0;
-    struct { int S; double eta; } cases[] = {{1, 0}, {3, 0}, {10, 0}, {30, 0}, {100, 0}, {7, 0.5}, {100, 1}};
+    struct { int S; double eta; int clip; } cases[] = {{1, 0, 0}, {3, 0, 0}, {10, 0, 0}, {30, 0, 0}, {100, 0, 0},
+                                                       {7, 0.5, 0}, {100, 1, 0}, {10, 0, 1}, {7, 0.5, 1}};
     printf("DDIM on a random small network (8x8, linear T = %d, %d samples): max |yours - grader's| of x_0\n", T, B);
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
-        SampleOptions o = {.kind = SAMPLER_DDIM, .steps = cases[k].S, .eta = cases[k].eta};
+        SampleOptions o = {.kind = SAMPLER_DDIM, .steps = cases[k].S, .eta = cases[k].eta, .clip = cases[k].clip};
         Rng r1 = {99}, r2 = {99};
         sample_loop(a, m, &s, label, B, &o, &r1, 0);
-        reference_ddim(b, m, &s, label, B, cases[k].S, cases[k].eta, &r2);
+        reference_ddim(b, m, &s, label, B, cases[k].S, cases[k].eta, cases[k].clip, &r2);
         double worst = 0;
-        for (size_t i = 0; i < n; i++) worst = fmax(worst, fabs((double)a[i] - b[i]));
+        for (size_t i = 0; i < n; i++) {
+            double d = fabs((double)a[i] - b[i]);
+            worst = isnan(d) || isnan(worst) ? NAN : fmax(worst, d);
+        }
         if (!(worst <= 1e-9)) fails++;  // both in double from the same draws: only rounding separates them
-        printf("  S = %3d, eta = %.1f   %.3e  %s\n", cases[k].S, cases[k].eta, worst, worst <= 1e-9 ? "PASS" : "FAIL");
+        printf("  S = %3d, eta = %.1f%s   %.3e  %s\n", cases[k].S, cases[k].eta, cases[k].clip ? ", --clip-x0" : "",
+               worst, worst <= 1e-9 ? "PASS" : "FAIL");
     }
     free(a), free(b);
     schedule_free(&s);
@@ -62,6 +72,15 @@ static int check_ddim(void) {
 
 int main(int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], "ddim")) return check_ddim();
-    fprintf(stderr, "usage: harness ddim\n");
-    return 2;
+    if (argc == 3 && !strcmp(argv[1], "ckpt-T")) {
+        ScheduleKind sk;
+        int T, has_opt, batch;
+        long step;
+        Rng rng;
+        Model *m = checkpoint_load(argv[2], 1, &sk, &T, &step, &rng, &has_opt, &batch);
+        printf("%d\n", T);
+        model_free(m);
+        return 0;
+    }
+    return student_main(argc, argv);
 }
