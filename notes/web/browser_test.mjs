@@ -165,7 +165,7 @@ async function main() {
   try {
     page = await connect(port);
     await page.send('Page.enable');
-    await page.send('Emulation.setDeviceMetricsOverride', { width: 1000, height: 760, deviceScaleFactor: 1, mobile: false });
+    await page.send('Emulation.setDeviceMetricsOverride', { width: 1000, height: 910, deviceScaleFactor: 1, mobile: false });
 
     // 1. DDIM-20 for one class, through the page's test hook
     const query = `?sample&class=${test.label}&w=${test.w}&sampler=${test.sampler}&steps=${test.steps}&n=${test.n}&seed=${test.seed}&clip=${test.clip}`;
@@ -201,10 +201,10 @@ async function main() {
       `the canvas shows images: ${fin.tiles} tiles, pixel spread ${fin.spread.toFixed(1)} (> 20: not blank), ` +
       `neighbour correlation ${fin.corr.toFixed(2)} (> 0.5: not noise)`);
     if (shot) {
-      await page.evaluate(`(() => { const s = document.getElementById('scrub'); s.value = ${Math.round(test.steps * 0.5)}; s.dispatchEvent(new Event('input')); })()`);
+      await page.evaluate(`(() => { const s = document.getElementById('scrub'); s.value = ${Math.round(test.steps * 0.7)}; s.dispatchEvent(new Event('input')); })()`);
       const png = await page.send('Page.captureScreenshot', { format: 'png' });
       writeFileSync(shot, Buffer.from(png.data, 'base64'));
-      console.log(`      screenshot (slider at frame ${Math.round(test.steps * 0.5)}): ${shot}`);
+      console.log(`      screenshot (slider at frame ${Math.round(test.steps * 0.7)}): ${shot}`);
     }
     await page.evaluate(`(() => { const s = document.getElementById('scrub'); s.value = 0; s.dispatchEvent(new Event('input')); })()`);
     const noise = await page.evaluate(CANVAS_STATS('xt'));

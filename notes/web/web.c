@@ -96,9 +96,9 @@ WEB_API const char *web_class_name(int k) {
 }
 
 // Starts a sampler on n images, exactly as `./diffusion sample` starts sample_loop: the same
-// option rules (sample_options), the same seed, x_T drawn first. label: a class, -1 one image per
-// class in turn (n / classes of each, like the command's rows), -2 none (the "no label" row: the
-// model's unconditional half). steps 0: the sampler's default. Returns S, the number of steps.
+// option rules (sample_options), the same seed, x_T drawn first. label: a class, -1 every class
+// in turn (image b has class b mod classes), -2 none (the "no label" row: the model's
+// unconditional half). steps 0: the sampler's default. Returns S, the number of steps.
 WEB_API int web_start(int n, int label, int guided, double w, const char *sampler, int steps,
                       double eta, int clip, double seed) {
     WEB_GUARD();
@@ -120,9 +120,8 @@ WEB_API int web_start(int n, int label, int guided, double w, const char *sample
     web_x0 = xcalloc(count, sizeof(real));
     web_work = xmalloc(4 * count * sizeof(real));
     web_label = xmalloc((size_t)n * sizeof(int));
-    int per = (n + c->n_classes - 1) / c->n_classes;  // label -1: images per class
     for (int b = 0; b < n; b++)
-        web_label[b] = !c->cond ? 0 : label == -2 ? c->n_classes : label == -1 ? b / per : label;
+        web_label[b] = !c->cond ? 0 : label == -2 ? c->n_classes : label == -1 ? b % c->n_classes : label;
     web_o = so;
     web_B = n;
     web_S = so.kind == SAMPLER_DDPM ? web_s.T : so.steps;

@@ -87,6 +87,7 @@ if (typeof window === 'undefined') {
     if (isError) page.error = text;
     $('status').textContent = text;
     $('status').className = isError ? 'error' : '';
+    $('note').textContent = isError && info ? ' (the model loaded before is still in use)' : '';
   }
   // [-1, 1] -> bytes as write_image_grid does (NaN black), then a grid of n images (c, h, w) with
   // `cols` columns and 1-pixel white gaps, drawn 1:1 and shown `scale` times larger.
@@ -133,8 +134,24 @@ if (typeof window === 'undefined') {
     drawGrid($('xt'), f.xt, job.o.n, info.c, info.h, info.w, job.cols, 3);
     drawGrid($('x0'), f.x0, job.o.n, info.c, info.h, info.w, job.cols, 3);
     $('frame').textContent = k === job.S ? `frame ${k} of ${job.S}: the sample, t = 0` :
-      `frame ${k} of ${job.S}: x_t at t = ${+f.t.toFixed(2)}, sqrt(alpha_bar_t) = ${f.sqrtAlphaBar.toFixed(4)}; ` +
-      `beside it x0_hat computed from it (eq. 2) at step ${k + 1}`;
+      `frame ${k} of ${job.S}: x_t at t = ${+f.t.toFixed(2)} (sqrt(alpha_bar_t) = ${f.sqrtAlphaBar.toFixed(4)}), ` +
+      'and x0_hat from it (eq. 2)';
+    drawStrip(k);
+  }
+  // The first image's trajectory at 11 moments, x_t above and x0_hat below (as traj.png), with
+  // the frame shown above outlined.
+  function drawStrip(k) {
+    const size = info.c * info.h * info.w, cols = 11, bytes = new Uint8ClampedArray(2 * cols * size).fill(255);
+    const at = Array.from({ length: cols }, (_, j) => Math.round((j * job.S) / (cols - 1)));
+    at.forEach((m, j) => {
+      if (!job.frames[m]) return;
+      bytes.set(job.frames[m].xt.subarray(0, size), j * size);
+      bytes.set(job.frames[m].x0.subarray(0, size), (cols + j) * size);
+    });
+    drawGrid($('strip'), bytes, 2 * cols, info.c, info.h, info.w, cols, 2);
+    const j = Math.round((k * (cols - 1)) / job.S), ctx = $('strip').getContext('2d');
+    ctx.strokeStyle = '#d00';
+    ctx.strokeRect(j * (info.w + 1) + 0.5, 0.5, info.w + 1, 2 * (info.h + 1));
   }
   function onFrame(m) {
     job.frames[m.i] = { t: m.t, sqrtAlphaBar: m.sqrtAlphaBar, xt: toBytes(m.xt), x0: toBytes(m.x0) };
@@ -168,7 +185,7 @@ if (typeof window === 'undefined') {
     }
     add(-2, 'none (unconditional)');
     if (params.has('class')) sel.value = params.get('class');
-    $('w').disabled = !info.cond;
+    sel.onchange();
     status(`${name}: ${['linear', 'cosine', 'sde'][info.schedule]} schedule, T = ${info.T}, ` +
       `${info.params.toLocaleString('en')} parameters, trained ${info.step} steps, ` +
       `${info.cond ? 'class-conditional' : 'unconditional'}, ${info.c}x${info.h}x${info.w} images`);
@@ -282,8 +299,12 @@ if (typeof window === 'undefined') {
       $('progress').textContent += ' (stopped)';
     };
     $('scrub').oninput = () => showFrame(+$('scrub').value);
-    $('sampler').onchange = () => { $('steps').disabled = $('eta').disabled = $('sampler').value === 'ddpm'; };
+    $('sampler').onchange = () => {
+      $('steps').disabled = $('sampler').value === 'ddpm';
+      $('eta').disabled = $('sampler').value !== 'ddim';
+    };
     $('sampler').onchange();
+    $('class').onchange = () => { $('w').disabled = !info || !info.cond || $('class').value === '-2'; };
     $('ckpt').onchange = () => {
       const f = $('ckpt').files[0];
       if (f) f.arrayBuffer().then((b) => loadCheckpoint(new Uint8Array(b), f.name));
