@@ -245,8 +245,18 @@ async function main() {
       const shown = await page.evaluate("(() => { const s = document.getElementById('status'); return s.className + '|' + s.textContent; })()");
       check(want.test(e.value) && shown === 'error|' + e.value, `malformed checkpoint ${name}: the page says "${e.value}"`, `shown: ${shown}`);
     }
-    await page.evaluate(`(() => { const $ = (i) => document.getElementById(i); $('sampler').value = 'ddim'; $('steps').value = 2;
+    // Stop: DDPM (1000 steps), stopped after a few frames; the slider then covers the frames it has
+    await page.evaluate(`(() => { const $ = (i) => document.getElementById(i); $('class').value = -2; $('sampler').value = 'ddpm';
       $('n').value = 5; $('sample').click(); })()`);
+    await until(page, 'diffusionPage.frames >= 3', 120);
+    await page.evaluate("document.getElementById('stop').click()");
+    await sleep(1500);
+    const stopped = await page.evaluate(`[diffusionPage.sampling, diffusionPage.frames, +document.getElementById('scrub').max,
+      document.getElementById('scrub').disabled, document.getElementById('progress').textContent]`);
+    check(!stopped[0] && stopped[1] >= 3 && stopped[1] < 1000 && stopped[2] === stopped[1] - 1 && !stopped[3] && /\(stopped\)$/.test(stopped[4]),
+      `Stop during DDPM: stopped after ${stopped[1]} of 1001 frames, the slider covers those`, JSON.stringify(stopped));
+    await page.evaluate(`(() => { const $ = (i) => document.getElementById(i); $('class').value = 3; $('sampler').value = 'ddim';
+      $('steps').value = 2; $('n').value = 5; $('sample').click(); })()`);
     const after = await until(page, 'diffusionPage.done || (!diffusionPage.sampling && diffusionPage.error)', 120);
     check(await page.evaluate('diffusionPage.done && diffusionPage.final.length === 5 * 784'),
       'after the refused checkpoints, the model loaded before still samples (DDIM, 2 steps)', String(after.value));

@@ -91,6 +91,7 @@ WEB_API double web_info(int k) {
                   (double)web_step_trained, (double)web_m->n_params};
     return k >= 0 && k < (int)(sizeof v / sizeof v[0]) ? v[k] : -1;
 }
+// Class k's name: Fashion-MNIST's, for a model of 10 classes (and for the forward tab's images).
 WEB_API const char *web_class_name(int k) {
     return (!web_m || web_m->cfg.n_classes == 10) && k >= 0 && k < 10 ? fashion_class_names[k] : "";
 }
@@ -115,13 +116,18 @@ WEB_API int web_start(int n, int label, int guided, double w, const char *sample
     WEB_GUARD();  // web_load_batch set its own return point
     c = &web_m->cfg;  // the model may be a new one
     free_all(4, web_xt, web_x0, web_work, web_label);
+    web_xt = web_x0 = web_work = NULL;  // nothing to step until the new sampler is complete
+    web_label = NULL;
+    web_S = web_i = 0;
     size_t img = (size_t)c->img_c * c->img_h * c->img_w, count = (size_t)n * img;
     web_xt = xmalloc(count * sizeof(real));
     web_x0 = xcalloc(count, sizeof(real));
     web_work = xmalloc(4 * count * sizeof(real));
     web_label = xmalloc((size_t)n * sizeof(int));
-    for (int b = 0; b < n; b++)
-        web_label[b] = !c->cond ? 0 : label == -2 ? c->n_classes : label == -1 ? b % c->n_classes : label;
+    for (int b = 0; b < n; b++) {
+        int every = b % c->n_classes;
+        web_label[b] = !c->cond ? 0 : label == -2 ? c->n_classes : label == -1 ? every : label;
+    }
     web_o = so;
     web_B = n;
     web_S = so.kind == SAMPLER_DDPM ? web_s.T : so.steps;

@@ -35,9 +35,10 @@ if (typeof window === 'undefined') {
       if (M.ccall('web_load', 'number', ['string'], [name]) !== 0) {
         M.FS.unlink(name);
         M.FS.chdir(before);
-        return postMessage({ cmd: 'error', message: failure('loading ' + msg.name) });
+        return postMessage({ cmd: 'error', of: 'load', message: failure('loading ' + msg.name) });
       }
       if (modelFile) M.FS.unlink(modelFile);  // the model before it (web.c may reload a model)
+      run++;  // a sample in progress belonged to the model before
       modelFile = M.FS.cwd() + '/' + name;
       const info = { classNames: [] };
       'T schedule c h w cond classes step params'.split(' ').forEach((k, i) => { info[k] = M._web_info(i); });
@@ -50,15 +51,15 @@ if (typeof window === 'undefined') {
       const S = M.ccall('web_start', 'number',
         ['number', 'number', 'number', 'number', 'string', 'number', 'number', 'number', 'number'],
         [o.n, o.label, o.guided ? 1 : 0, o.w, o.sampler, o.steps, o.eta, o.clip ? 1 : 0, o.seed]);
-      if (S < 0) return postMessage({ cmd: 'error', message: failure('sampling') });
-      postMessage({ cmd: 'started', S });
+      if (S < 0) return postMessage({ cmd: 'error', of: 'sample', id: o.id, message: failure('sampling') });
+      postMessage({ cmd: 'started', id: o.id, S });
       const size = o.n * o.img, t0 = performance.now();
       let i = 0;
       const step = () => {
         if (me !== run) return;  // stopped, or another sample started
-        const t = M._web_time(i), frame = { cmd: 'frame', i, S, t, sqrtAlphaBar: M._web_sqrt_alpha_bar(t) };
+        const t = M._web_time(i), frame = { cmd: 'frame', id: o.id, i, S, t, sqrtAlphaBar: M._web_sqrt_alpha_bar(t) };
         frame.xt = floats(M, M._web_x(), size);  // x_t before step i + 1
-        if (i < S && M._web_step() !== i + 1) return postMessage({ cmd: 'error', message: failure('step') });
+        if (i < S && M._web_step() !== i + 1) return postMessage({ cmd: 'error', of: 'sample', id: o.id, message: failure('step') });
         frame.x0 = i < S ? floats(M, M._web_x0_hat(), size) : frame.xt.slice();  // eq. (2) from that x_t
         frame.seconds = (performance.now() - t0) / 1e3;
         postMessage(frame, [frame.xt.buffer, frame.x0.buffer]);
@@ -69,7 +70,7 @@ if (typeof window === 'undefined') {
     stop() { run++; },
     bench(msg) {
       const ips = M._web_bench(msg.B, msg.reps);
-      postMessage(ips < 0 ? { cmd: 'error', message: failure('bench') } : { cmd: 'bench', B: msg.B, ips });
+      postMessage(ips < 0 ? { cmd: 'error', of: 'bench', message: failure('bench') } : { cmd: 'bench', B: msg.B, ips });
     },
   };
   onmessage = (e) => ready.then(() => handlers[e.data.cmd](e.data));
@@ -80,7 +81,7 @@ if (typeof window === 'undefined') {
   const worker = new Worker('web.js');
   // What the browser test reads (notes/web/browser_test.mjs).
   const page = (window.diffusionPage = { ready: false, sampling: false, done: false, frames: 0 });
-  let info = null, job = null, autorun = params.has('sample');
+  let info = null, job = null, jobs = 0, autorun = params.has('sample');
 
   function status(text, isError) {
     page.status = text;
@@ -95,7 +96,7 @@ if (typeof window === 'undefined') {
     const b = new Uint8ClampedArray(x.length);
     for (let k = 0; k < x.length; k++) {
       const v = (x[k] + 1) * 127.5;
-      b[k] = !(v > 0) ? 0 : v > 255 ? 255 : v + 0.5;
+      b[k] = !(v > 0) ? 0 : v > 255 ? 255 : Math.floor(v + 0.5);
     }
     return b;
   }
@@ -121,7 +122,7 @@ if (typeof window === 'undefined') {
     const label = +$('class').value, sampler = $('sampler').value, n = +$('n').value;
     const o = { n, label, sampler, guided: info.cond && label !== -2, w: +$('w').value,
       steps: sampler === 'ddpm' ? 0 : +$('steps').value, eta: +$('eta').value, clip: $('clip').checked,
-      seed: +$('seed').value, img: info.c * info.h * info.w };
+      seed: +$('seed').value, img: info.c * info.h * info.w, id: ++jobs };
     job = { o, cols: Math.min(n, 5), frames: [], S: 0 };
     Object.assign(page, { sampling: true, done: false, final: null, frames: 0, error: null });
     $('scrub').disabled = $('sample').disabled = true;
@@ -171,16 +172,23 @@ if (typeof window === 'undefined') {
   function finishSample(done) {
     page.sampling = false;
     page.done = done;
+    if (job) $('scrub').max = job.frames.length - 1;  // a stopped sample: the frames it has
     $('scrub').disabled = !job || job.frames.length < 2;
     $('sample').disabled = !info;
     $('stop').disabled = true;
   }
   function modelLoaded(name, i) {
+    if (page.sampling) {
+      finishSample(false);
+      $('progress').textContent += ' (stopped: another model was loaded)';
+    }
     info = i;
+    job = null;  // its frames belong to the model before
+    $('scrub').disabled = true;
     const sel = $('class'), add = (v, text) => sel.add(new Option(text, v));
     sel.innerHTML = '';
     if (info.cond) {
-      add(-1, 'one of each class');
+      add(-1, 'every class in turn');
       info.classNames.forEach((nm, k) => add(k, `${k}: ${nm || 'class ' + k}`));
     }
     add(-2, 'none (unconditional)');
@@ -203,13 +211,16 @@ if (typeof window === 'undefined') {
   }
   worker.onmessage = (e) => {
     const m = e.data;
+    const mine = job && m.id === job.o.id;  // not a message of a sample stopped before
     if (m.cmd === 'loaded') modelLoaded(m.name, m.info);
-    else if (m.cmd === 'started') job.S = page.S = m.S;
-    else if (m.cmd === 'frame') onFrame(m);
+    else if (m.cmd === 'started' && mine) job.S = page.S = m.S;
+    else if (m.cmd === 'frame' && mine && page.sampling) onFrame(m);
     else if (m.cmd === 'error') {
       status(m.message, true);
-      if (page.sampling) finishSample(false);
-      $('progress').textContent = '';
+      if (m.of === 'sample' && mine && page.sampling) {
+        finishSample(false);
+        $('progress').textContent = '';
+      }
       page.ready = !!info;
     } else if (m.cmd === 'bench') {
       page.imagesPerSecond = m.ips;
@@ -237,8 +248,9 @@ if (typeof window === 'undefined') {
     $('fmsg').textContent = text;
     $('fmsg').className = isError ? 'error' : '';
   }
-  function forwardImage(source) {  // {index} of a test image, or {name} of a file written by writeFile
+  function forwardImage(source) {  // {index} of a test image, or {name, dir} of a file written by writeFile
     LOG.lastError = '';
+    if (source.dir) F.FS.chdir(source.dir);
     const c = F.ccall('web_forward_image', 'number', ['number', 'string', 'number'],
       [source.name ? -1 : source.index, source.name || '', +$('fseed').value]);
     if (c < 0) return forwardMessage(failure('reading the image'), true);
@@ -285,7 +297,7 @@ if (typeof window === 'undefined') {
   function readImageFile(file) {
     file.arrayBuffer().then((buf) => page.forwardFile(new Uint8Array(buf), file.name));
   }
-  page.forwardFile = (bytes, name) => forwardImage({ name: writeFile(F, name, bytes) });
+  page.forwardFile = (bytes, name) => forwardImage({ name: writeFile(F, name, bytes), dir: F.FS.cwd() });
 
   // ---- wiring ----------------------------------------------------------------------------
   window.addEventListener('DOMContentLoaded', () => {
