@@ -64,3 +64,4 @@ web: deps
 
 clean:
 	rm -f diffusion *.tmp forward.png samples.png traj.png demo.ckpt demo_loss.csv model.ckpt
+	rm -rf notes/web/site notes/web/web-native
