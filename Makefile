@@ -6,6 +6,8 @@
 #   make test   deps + ./test.sh
 #   make bench  the benchmark, side by side with PyTorch when python3-torch is installed
 #   make fuzz   the fuzzers of notes/fuzz (long; see notes/fuzz/README.md)
+#   make web    notes/web/site/: the lecture in the browser, diffusion.c compiled to WebAssembly by Debian's
+#               emscripten (see notes/web/README.md); serve it with any static server
 CC ?= cc
 CFLAGS ?= -O2 -Wall
 # Optional flags, each kept only if a trial compile accepts it, so that one Makefile builds everywhere.
@@ -15,7 +17,7 @@ PACKAGES = libstb-dev dataset-fashion-mnist
 STB = /usr/include/stb/stb_image.h
 FASHION = /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: all fast deps run test bench fuzz clean
+.PHONY: all fast deps run test bench fuzz web clean
 all: diffusion
 diffusion: diffusion.c
 	$(CC) $(CFLAGS) -DBUILD_FLAGS='"$(CFLAGS)"' diffusion.c -lm -o diffusion
@@ -57,5 +59,9 @@ bench: fast
 fuzz:
 	$(MAKE) -C notes/fuzz run
 
+web: deps
+	$(MAKE) -C notes/web
+
 clean:
 	rm -f diffusion *.tmp forward.png samples.png traj.png demo.ckpt demo_loss.csv model.ckpt
+	rm -rf notes/web/site notes/web/web-native

@@ -265,6 +265,32 @@ PYTHON
     done
 }
 
+# ---- the lecture in the browser (notes/web): diffusion.c in WebAssembly, driven in headless Chromium -------------
+# Needs Debian's emscripten and chromium (.ci/run installs both) and node. browser_test.mjs prints its own
+# PASS/FAIL lines (samples against the native build, the canvas, the forward tab, malformed checkpoints, speed).
+test_web() {
+    local tool
+    for tool in emcc chromium node; do
+        command -v $tool >/dev/null 2>&1 || { echo "SKIP  web: $tool not installed (apt-get install emscripten chromium)"; return; }
+    done
+    if ! make -C notes/web SITE="$TMP/site" NATIVE="$TMP/web-native" all "$TMP/web-native" >"$TMP/log" 2>&1; then
+        fail "make web: diffusion.c compiled to WebAssembly"; return
+    fi
+    pass "make web: diffusion.c compiled to WebAssembly ($(du -sh "$TMP/site" | cut -f1) with the model)"
+    node notes/web/browser_test.mjs --site "$TMP/site" --native "$TMP/web-native" >"$TMP/web.log" 2>&1
+    local rc=$? line
+    while IFS= read -r line; do
+        case $line in
+            "PASS  "*) passed=$((passed + 1)); echo "$line" ;;
+            "FAIL  "*) failed=$((failed + 1)); echo "$line" ;;
+            "      "*) echo "$line" ;;
+        esac
+    done <"$TMP/web.log"
+    if [ $rc -ne 0 ] && ! grep -q "^FAIL  " "$TMP/web.log"; then
+        cp "$TMP/web.log" "$TMP/log"; fail "web: the browser test ended with exit $rc"
+    fi
+}
+
 test_builds
 [ -x "$D" ] || { echo "0 passed, 1 failed"; exit 1; }
 test_schedules
@@ -276,5 +302,6 @@ test_threads
 test_exercises
 test_reliability
 test_score
+test_web
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
