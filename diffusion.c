@@ -324,14 +324,15 @@ static void posterior_mean(real *mu, const real *xt, const real *x0, const Sched
 
 // The data x_0 is drawn from: Fashion-MNIST, or a folder of the user's PNG/JPEG images (the
 // loaders, with their checks against hostile files, are in PART II: load_dataset).
+typedef char ClassName[64];  // a class's name: Fashion-MNIST's, or the user's folder name
 typedef struct {
     int n, c, h, w;  // n images of c channels, h x w pixels
     float *pixels;   // (n, c, h, w) scaled to [-1, 1]: the forward process adds unit-variance
                      // noise, so the data should be on a comparable, zero-centred scale
-    int *labels;     // (n) class 0..9, or NULL when the data has no labels
+    int *labels;     // (n) class 0..n_classes-1, or NULL when the data has no classes
+    int n_classes;
+    ClassName *class_names;  // (n_classes)
 } Dataset;
-static const char *fashion_class_names[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                                              "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"};
 
 // The slide's algorithm for a batch: B tuples (x_0, t, eps, x_t), with labels when the data has
 // them. x0, eps, xt: (B, C, H, W); t, label: (B).
@@ -432,16 +433,11 @@ static void col2im(real *dinp, const real *dcol, int C, int H, int W, int K, int
             }
 }
 
-// Scratch for the convolutions, allocated once in model_create.
-enum { DW_SLOTS = 16 };
-typedef struct {
-    int threads;
-    size_t col_size, weight_size;
-    real *col, *dcol;  // (threads, col_size) each: every thread's im2col buffers
-    real *flipped;     // (weight_size): a kernel turned by 180 degrees, for the input gradient
-    real *partial;     // (DW_SLOTS, weight_size): weight-gradient slots (conv2d_weight_grad)
-} Workspace;
-static int thread_id(void);  // which OpenMP thread runs this (0 without OpenMP)
+// Scratch for the convolutions, allocated once (PART II): thread_col and thread_dcol are the
+// calling thread's own buffers for an im2col.
+typedef struct Workspace Workspace;
+static real *thread_col(const Workspace *ws);
+static real *thread_dcol(const Workspace *ws);
 
 // inp (B,C,H,W), weight (OC,C,K,K), bias (OC) -> out (B,OC,OH,OW). Images in parallel.
 static void conv2d_forward(real *out, const real *inp, const real *weight, const real *bias, int B,
@@ -454,7 +450,7 @@ static void conv2d_forward(real *out, const real *inp, const real *weight, const
         const real *col = x;  // a 1x1 convolution's col is the image itself
         real *y = out + (size_t)b * OC * N;
         if (!(K == 1 && stride == 1)) {
-            real *mine = ws->col + (size_t)thread_id() * ws->col_size;
+            real *mine = thread_col(ws);
             im2col(mine, x, C, H, W, K, stride);
             col = mine;
         }
@@ -476,7 +472,7 @@ static void conv2d_input_grad_plain(real *dinp, const real *dout, const real *we
             gemm(C, N, OC, weight, 1, CKK, dy, N, 1, dx, N, 1);  // dx += W^T . dout
             continue;
         }
-        real *dcol = ws->dcol + (size_t)thread_id() * ws->col_size;
+        real *dcol = thread_dcol(ws);
         gemm(CKK, N, OC, weight, 1, CKK, dy, N, 1, dcol, N, 0);  // dcol = W^T . dout
         col2im(dx, dcol, C, H, W, K, stride);
     }
@@ -804,38 +800,26 @@ typedef struct {
     ConvParams out_conv;      // (img_c,ch1,3,3)
 } Params;
 
-// A layout hands out consecutive pieces of a buffer (or only counts them, when base is NULL) and
-// records each tensor's name, size and kind for initialisation, gradcheck and refcheck.
-enum { MAX_TENSORS = 192 };
+// A layout (PART II) hands out consecutive pieces of a buffer, or only counts them, and records
+// each tensor's name, size and kind (for initialisation, gradcheck, refcheck and `info`).
 typedef enum { KIND_WEIGHT, KIND_BIAS, KIND_GN_GAIN, KIND_GN_SHIFT, KIND_TABLE } TensorKind;
-typedef struct {
-    char name[40];
-    size_t offset, size;
-    int fan_in;
-    TensorKind kind;
-    char shape[24];  // e.g. "(32,64,3,3)", for `info`
-} TensorInfo;
-typedef struct {
-    real *base;
-    size_t used;
-    int n;
-    TensorInfo info[MAX_TENSORS];
-} Layout;
+typedef struct Layout Layout;
 
 // take_conv and take_resblock (PART II) hand out a layer's tensors in order, named prefix.w, ...
 static ConvParams take_conv(Layout *L, const char *prefix, int cout, int cin, int K);
 static ResBlockParams take_resblock(Layout *L, const char *name, int cin, int cout, int temb);
 static real *take(Layout *L, const char *name, size_t n, int fan_in, TensorKind kind);
+static void layout_begin(Layout *L, real *base);  // an empty layout handing out base (or counting)
+static void last_shape(Layout *L, int rows, int cols);  // the last tensor is a (rows, cols) table
 static void params_layout(Params *P, Layout *L, real *base, const Config *c) {
-    memset(L, 0, sizeof *L);
-    L->base = base;
+    layout_begin(L, base);
     int ch1 = c->ch1, ch2 = c->ch2, e = c->temb;
     P->time1 = take_conv(L, "time1", e, c->tdim, 1);
     P->time2 = take_conv(L, "time2", e, e, 1);
     P->class_table = NULL;
     if (c->cond)
         P->class_table = take(L, "class_table", (size_t)(c->n_classes + 1) * e, 0, KIND_TABLE);
-    if (c->cond) snprintf(L->info[L->n - 1].shape, 24, "(%d,%d)", c->n_classes + 1, e);
+    if (c->cond) last_shape(L, c->n_classes + 1, e);
     P->conv_in = take_conv(L, "conv_in", ch1, c->img_c, 3);
     P->d0 = take_resblock(L, "d0", ch1, ch1, e);
     P->ds0 = take_conv(L, "ds0", ch1, ch1, 3);
@@ -909,44 +893,24 @@ typedef struct {
     Config cfg;
     int max_batch;
     size_t n_params, n_acts;
-    Layout layout;                                 // names and offsets of the parameter tensors
+    Layout *layout;                                // names and offsets of the parameter tensors
     real *params, *grads, *adam_m, *adam_v, *ema;  // (P) each
     Params p, g;                                   // named views into params and grads
     real *acts, *dacts;                            // (n_acts) each
     Acts a, da;                                    // named views
-    Workspace ws;                                  // convolution scratch
+    Workspace *ws;                                 // convolution scratch (PART II)
     real *scratch;  // attention scratch (2 N^2 at the lowest resolution)
+    ClassName *class_names;  // (n_classes) when cond: what each label means (in the checkpoint)
 } Model;
 // In PART II: model_create carves every buffer once (checking the config), model_free frees them.
 static Model *model_create(const Config *c, int max_batch);
 static void model_free(Model *m);
 static size_t count_params(const Config *c);
 
-// Initialisation. Weights and biases ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (PyTorch's default for
-// Linear and Conv2d: activations keep their scale from layer to layer), GroupNorm scale 1 and
-// shift 0, class rows ~ N(0,1). As in Ho et al.'s DDPM code, the last convolution of every
-// residual branch (conv2 of a ResBlock, the attention's proj) and the output convolution start at
-// ZERO: each block starts as the identity and the first prediction is eps_theta = 0 (loss
-// E[eps^2] = 1), a calm start. With test = 1 everything is random (gradcheck needs gradients).
-static int zero_init_tensor(const char *name) {
-    return strstr(name, ".conv2.") || strstr(name, "attn.proj.") || strstr(name, "out_conv.");
-}
-static void params_init(Model *m, Rng *rng, int test) {
-    for (int i = 0; i < m->layout.n; i++) {
-        const TensorInfo *ti = &m->layout.info[i];
-        real *p = m->params + ti->offset;
-        double bound = ti->fan_in ? 1.0 / sqrt((double)ti->fan_in) : 0;
-        for (size_t k = 0; k < ti->size; k++) {
-            double v;
-            if (ti->kind == KIND_TABLE) v = rng_normal(rng);
-            else if (ti->kind == KIND_GN_GAIN) v = test ? 1 + 0.1 * rng_normal(rng) : 1;
-            else if (ti->kind == KIND_GN_SHIFT) v = test ? 0.1 * rng_normal(rng) : 0;
-            else v = !test && zero_init_tensor(ti->name) ? 0 : bound * (2 * rng_uniform(rng) - 1);
-            p[k] = (real)v;
-        }
-    }
-    memcpy(m->ema, m->params, m->n_params * sizeof(real));
-}
+// The first weights (params_init, PART II): PyTorch's default U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
+// and, as in Ho et al.'s DDPM code, zero for the last convolution of every residual branch and
+// the output: each block starts as the identity and the first prediction is eps_theta = 0.
+static void params_init(Model *m, Rng *rng, int test);
 
 // ---- ResBlock -------------------------------------------------------------------------------
 //   h = conv1(SiLU(GN(x))) + Linear(SiLU(emb));   out = conv2(SiLU(GN(h))) + (skip(x) or x)
@@ -955,7 +919,7 @@ static void resblock_forward(const ResBlockParams *p, ResBlockActs *a, const rea
                              Model *m, int B) {
     int N = a->H * a->W, G = m->cfg.groups, cin = a->cin, cout = a->cout;
     size_t nin = (size_t)B * cin * N, nout = (size_t)B * cout * N;
-    const Workspace *ws = &m->ws;
+    const Workspace *ws = m->ws;
     groupnorm_forward(a->gn1.out, a->gn1.mean, a->gn1.rstd, a->in, p->gn1_g, p->gn1_b, B, cin, N,
                       G);
     silu_forward(a->act1, a->gn1.out, nin);
@@ -979,7 +943,7 @@ static void resblock_backward(const ResBlockParams *p, const ResBlockParams *g,
                               real *demb_act, Model *m, int B) {
     int N = a->H * a->W, G = m->cfg.groups, cin = a->cin, cout = a->cout, H = a->H, W = a->W;
     size_t nin = (size_t)B * cin * N, nout = (size_t)B * cout * N;
-    const Workspace *ws = &m->ws;
+    const Workspace *ws = m->ws;
     if (p->skip.w)
         conv2d_backward(d->in, g->skip.w, g->skip.b, d->out, a->in, p->skip.w, B, cin, H, W, cout,
                         1, 1, ws);
@@ -1008,7 +972,7 @@ static void resblock_backward(const ResBlockParams *p, const ResBlockParams *g,
 static void attention_forward(const AttnParams *p, AttnActs *a, Model *m, int B) {
     int C = a->C, N = a->N;
     real scale = (real)(1 / sqrt((double)C));
-    const Workspace *ws = &m->ws;
+    const Workspace *ws = m->ws;
     GroupNormActs *gn = &a->gn;
     groupnorm_forward(gn->out, gn->mean, gn->rstd, a->in, p->gn_g, p->gn_b, B, C, N, m->cfg.groups);
     conv2d_forward(a->q, gn->out, p->q.w, p->q.b, B, C, N, 1, C, 1, 1, ws);
@@ -1031,7 +995,7 @@ static void attention_backward(const AttnParams *p, const AttnParams *g, const A
                                AttnActs *d, Model *m, int B) {
     int C = a->C, N = a->N;
     real scale = (real)(1 / sqrt((double)C));
-    const Workspace *ws = &m->ws;
+    const Workspace *ws = m->ws;
     add_into(d->in, d->out, (size_t)B * C * N);  // residual: out = x + proj(o)
     conv2d_backward(d->o, g->proj.w, g->proj.b, d->out, a->o, p->proj.w, B, C, N, 1, C, 1, 1, ws);
     real *dp = m->scratch, *ds = m->scratch + (size_t)N * N;
@@ -1062,7 +1026,7 @@ static void attention_backward(const AttnParams *p, const AttnParams *g, const A
 static void unet_forward(Model *m, const real *x, const real *t, const int *label, int B) {
     const Config *c = &m->cfg;
     const Params *p = &m->p;
-    const Workspace *ws = &m->ws;
+    const Workspace *ws = m->ws;
     Acts *a = &m->a;
     int H = c->img_h, W = c->img_w, ch1 = c->ch1, ch2 = c->ch2, e = c->temb;
     int N4 = (H / 4) * (W / 4), N2 = (H / 2) * (W / 2), N = H * W;
@@ -1110,7 +1074,7 @@ static void unet_backward(Model *m, const int *label, int B) {
     const Config *c = &m->cfg;
     const Params *p = &m->p, *g = &m->g;
     const Acts *a = &m->a;
-    const Workspace *ws = &m->ws;
+    const Workspace *ws = m->ws;
     Acts *d = &m->da;
     const real *ea = a->emb_act;
     real *dea = d->emb_act;
@@ -1205,9 +1169,7 @@ static double adamw_step(Model *m, const TrainHyper *h, long step) {
 }
 
 // ---- The training loop ----------------------------------------------------------------------
-// In PART II: the data sets and the checkpoints (atomic, CRC-checked files).
-static Dataset load_dataset(const char *spec, int channels, int size);
-static void dataset_free(Dataset *d);
+// In PART II: the checkpoints (atomic, CRC-checked files); the data is loaded by cmd_train.
 static void checkpoint_save(const char *path, const Model *m, ScheduleKind sched, int T, long step,
                             const Rng *rng, int batch, int slim);
 static Model *checkpoint_load(const char *path, int max_batch, ScheduleKind *sched, int *T,
@@ -1218,7 +1180,7 @@ typedef struct {
     long steps;      // steps to run in this invocation (0: until `minutes` is up)
     double minutes;  // wall-clock budget (0: none)
     int batch;       // 0: 64, or on --resume the checkpoint's batch size
-    int resume, uncond, width;
+    int resume;
     ScheduleKind schedule;
     int T;
     uint64_t seed;
@@ -1237,8 +1199,8 @@ static void on_sigint(int sig) {
 // In PART II: the CSV log, and the progress line.
 static FILE *log_open(const char *path, int resume);
 static void log_close(FILE *log, const char *path, const char *ckpt);
-static void train_progress(const TrainOptions *o, long done, double loss, int B, double elapsed,
-                           int tty);
+static void train_progress(const TrainOptions *o, const Config *c, long done, double loss, int B,
+                           double elapsed, int tty);
 
 // One step of the slide's "learn eps_theta": B tuples drawn as in Step 3 (x0, eps, xt (B,C,H,W);
 // t, label (B)), each label hidden 10% of the time, the loss and its gradient, an AdamW step.
@@ -1259,16 +1221,12 @@ static double train_step(Model *m, const Dataset *d, const Schedule *s, real *x0
     return loss;
 }
 
-// The training loop: steps until o->steps or o->minutes (or Ctrl-C), a checkpoint every
+// The training loop on data d: steps until o->steps or o->minutes (or Ctrl-C), a checkpoint every
 // o->save_every steps and at the end. m is new or resumed at `step` (cmd_train).
-static int train(const TrainOptions *o, Model *m, ScheduleKind sched, int T, long step, Rng rng,
-                 int B) {
+static int train(const TrainOptions *o, Model *m, const Dataset *d, ScheduleKind sched, int T,
+                 long step, Rng rng, int B) {
     signal(SIGINT, on_sigint);
     const Config *c = &m->cfg;
-    Dataset d = load_dataset(o->data, c->img_c, c->img_h);
-    if (d.c != c->img_c || d.h != c->img_h || d.w != c->img_w)
-        die(o->data, "images are %dx%dx%d, the model expects %dx%dx%d", d.c, d.h, d.w, c->img_c,
-            c->img_h, c->img_w);
     Schedule s = schedule_make(sched, T);
     schedule_warn(&s);
     size_t n = (size_t)B * c->img_c * c->img_h * c->img_w;
@@ -1278,15 +1236,17 @@ static int train(const TrainOptions *o, Model *m, ScheduleKind sched, int T, lon
     FILE *log = log_open(o->log, o->resume);
     double t_start = now_seconds(), t_print = 0, smooth = -1, gnorm = 0;
     long first = step, last_saved = step;
-    fprintf(stderr, "training %zu parameters on %d images (%s), batch %d, schedule %s T=%d, %s\n",
-            m->n_params, d.n, o->data, B, schedule_names[sched], T,
-            c->cond ? "class-conditional" : "unconditional");
+    char kind[48] = "unconditional";
+    if (c->cond) snprintf(kind, sizeof kind, "class-conditional on %d classes", c->n_classes);
+    fprintf(stderr, "training %zu parameters on %d images %dx%dx%d (%s), batch %d, schedule %s "
+            "T=%d, %s\n", m->n_params, d->n, c->img_c, c->img_h, c->img_w, o->data, B,
+            schedule_names[sched], T, kind);
     while (!interrupted) {
         double elapsed = now_seconds() - t_start;
         if (o->steps && step - first >= o->steps) break;
         if (!o->steps && o->minutes && elapsed >= 60 * o->minutes) break;
         double loss =
-            train_step(m, &d, &s, x0, eps, xt, t, label, B, &o->hyper, step, &rng, &gnorm);
+            train_step(m, d, &s, x0, eps, xt, t, label, B, &o->hyper, step, &rng, &gnorm);
         if (!isfinite(loss))
             die("train", "loss is %g at step %ld: stopping; the last checkpoint (%s, step %ld) is "
                          "untouched", loss, step + 1, o->ckpt, last_saved);
@@ -1296,7 +1256,7 @@ static int train(const TrainOptions *o, Model *m, ScheduleKind sched, int T, lon
         if (log) fprintf(log, "%ld,%.6f,%g,%.4f,%.3f\n", step, loss, o->hyper.lr, gnorm, elapsed);
         if (elapsed - t_print >= (tty ? 0.5 : 10) || (o->steps && step - first == o->steps)) {
             t_print = elapsed;
-            train_progress(o, step - first, smooth, B, elapsed, tty);
+            train_progress(o, c, step - first, smooth, B, elapsed, tty);
         }
         if (step - last_saved >= o->save_every) {
             checkpoint_save(o->ckpt, m, sched, T, step, &rng, B, 0);
@@ -1312,7 +1272,6 @@ static int train(const TrainOptions *o, Model *m, ScheduleKind sched, int T, lon
     else
         fprintf(stderr, "saved %s at step %ld (smoothed loss %.4f)\n", o->ckpt, step, smooth);
     free_all(5, x0, eps, xt, t, label);
-    dataset_free(&d);
     schedule_free(&s);
     model_free(m);
     return 0;
@@ -1730,6 +1689,30 @@ static real exp_real(real x) {
 }
 
 // ---- The convolution, fast ------------------------------------------------------------------
+// The convolutions' scratch: every thread's im2col buffers, a kernel turned by 180 degrees for the
+// input gradient, and the weight-gradient slots of conv2d_weight_grad.
+enum { DW_SLOTS = 16 };
+struct Workspace {
+    int threads;
+    size_t col_size, weight_size;
+    real *col, *dcol;  // (threads, col_size) each
+    real *flipped;     // (weight_size)
+    real *partial;     // (DW_SLOTS, weight_size)
+};
+static int thread_id(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+static real *thread_col(const Workspace *ws) {
+    return ws->col + (size_t)thread_id() * ws->col_size;
+}
+static real *thread_dcol(const Workspace *ws) {
+    return ws->dcol + (size_t)thread_id() * ws->col_size;
+}
+
 // im2col (Step 4's im2col_reference) with stride 1 (OH = H, OW = W): row (c, ky, kx) is image c
 // moved by (sy, sx) = (ky - pad, kx - pad), i.e. in the flattened image col[p] = inp[p + sy W +
 // sx]: one long copy. Then the rows outside the image, and the one column that wrapped around to
@@ -1770,7 +1753,7 @@ static void conv2d_weight_grad(real *dweight, const real *dout, const real *inp,
         for (int b = slot; b < B; b += slots) {
             const real *x = inp + (size_t)b * C * H * W, *cols = x;
             if (!(K == 1 && stride == 1)) {
-                real *col = ws->col + (size_t)thread_id() * ws->col_size;
+                real *col = thread_col(ws);
                 im2col(col, x, C, H, W, K, stride);
                 cols = col;
             }
@@ -1806,19 +1789,12 @@ static void conv2d_input_grad_flipped(real *dinp, const real *dout, const real *
                     weight[((size_t)o * C + c) * KK + KK - 1 - k];
 #pragma omp parallel for schedule(static)
     for (int b = 0; b < B; b++) {
-        real *dcol = ws->dcol + (size_t)thread_id() * ws->col_size;
+        real *dcol = thread_dcol(ws);
         im2col(dcol, dout + (size_t)b * OC * N, OC, H, W, K, 1);
         gemm(C, N, OKK, ws->flipped, OKK, 1, dcol, N, 1, dinp + (size_t)b * C * N, N, 1);
     }
 }
 
-static int thread_id(void) {
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
 
 // ---- Training's log file and progress line ----------------------------------------------------
 // The CSV log of training: one line per step, appended to on --resume.
@@ -1845,19 +1821,42 @@ static void format_duration(char *out, size_t n, double s) {
 }
 
 // The progress line: in place on a terminal (every 0.5 s), a line every 10 s in a log.
-static void train_progress(const TrainOptions *o, long done, double loss, int B, double elapsed,
-                           int tty) {
+static void train_progress(const TrainOptions *o, const Config *c, long done, double loss, int B,
+                           double elapsed, int tty) {
     double rate = done / elapsed;
     double total = o->steps ? (double)o->steps : 60 * o->minutes * rate;
     char el[32], eta[32];
     format_duration(el, sizeof el, elapsed);
     format_duration(eta, sizeof eta, (total - done) / rate);
-    fprintf(stderr, "%sstep %ld/%ld  loss %.4f  %.1f img/s  elapsed %s  eta %s%s", tty ? "\r" : "",
-            done, (long)total, loss, rate * B, el, eta, tty ? "   " : "\n");
+    fprintf(stderr, "%sstep %ld/%ld  loss %.4f  %.1f img/s of %dx%dx%d  elapsed %s  eta %s%s",
+            tty ? "\r" : "", done, (long)total, loss, rate * B, c->img_c, c->img_h, c->img_w, el,
+            eta, tty ? "   " : "\n");
 }
 
 // ---- Memory: the model's buffers, carved once -----------------------------------------------
 
+enum { MAX_TENSORS = 192 };
+typedef struct {
+    char name[40];
+    size_t offset, size;
+    int fan_in;
+    TensorKind kind;
+    char shape[24];  // e.g. "(32,64,3,3)", for `info`
+} TensorInfo;
+struct Layout {
+    real *base;
+    size_t used;
+    int n;
+    TensorInfo info[MAX_TENSORS];
+};
+
+static void layout_begin(Layout *L, real *base) {
+    memset(L, 0, sizeof *L);
+    L->base = base;
+}
+static void last_shape(Layout *L, int rows, int cols) {
+    snprintf(L->info[L->n - 1].shape, sizeof L->info[0].shape, "(%d,%d)", rows, cols);
+}
 static real *take(Layout *L, const char *name, size_t n, int fan_in, TensorKind kind) {
     if (L->n == MAX_TENSORS) die("layout", "more than %d tensors", MAX_TENSORS);
     TensorInfo *ti = &L->info[L->n++];
@@ -1934,8 +1933,7 @@ static ResBlockActs take_resblock_acts(Layout *L, real *in, int cin, int cout, i
 }
 
 static void acts_layout(Acts *a, Layout *L, real *base, const Config *c, int B) {
-    memset(L, 0, sizeof *L);
-    L->base = base;
+    layout_begin(L, base);
     int H = c->img_h, W = c->img_w, G = c->groups, ch1 = c->ch1, ch2 = c->ch2;
     size_t N = (size_t)H * W, N2 = N / 4, N4 = N / 16, e = (size_t)B * c->temb;
     a->x = take_act(L, B * c->img_c * N);
@@ -2026,14 +2024,15 @@ static Model *model_create(const Config *c, int max_batch) {
     Model *m = xcalloc(1, sizeof(Model));
     m->cfg = *c;
     m->max_batch = max_batch;
-    params_layout(&m->p, &m->layout, NULL, c);
-    m->n_params = m->layout.used;
+    m->layout = xmalloc(sizeof(Layout));
+    params_layout(&m->p, m->layout, NULL, c);
+    m->n_params = m->layout->used;
     m->params = xcalloc(m->n_params, sizeof(real));
     m->grads = xcalloc(m->n_params, sizeof(real));
     m->adam_m = xcalloc(m->n_params, sizeof(real));
     m->adam_v = xcalloc(m->n_params, sizeof(real));
     m->ema = xcalloc(m->n_params, sizeof(real));
-    params_layout(&m->p, &m->layout, m->params, c);
+    params_layout(&m->p, m->layout, m->params, c);
     Layout *tmp = xmalloc(sizeof(Layout));
     params_layout(&m->g, tmp, m->grads, c);
     acts_layout(&m->a, tmp, NULL, c, max_batch);
@@ -2043,18 +2042,46 @@ static Model *model_create(const Config *c, int max_batch) {
     acts_layout(&m->a, tmp, m->acts, c, max_batch);
     acts_layout(&m->da, tmp, m->dacts, c, max_batch);
     free(tmp);
-    workspace_create(&m->ws, c);
+    m->ws = xcalloc(1, sizeof(Workspace));
+    workspace_create(m->ws, c);
     size_t n4 = (size_t)(c->img_h / 4) * (c->img_w / 4);
     m->scratch = xcalloc(2 * n4 * n4, sizeof(real));
+    m->class_names = c->cond ? xcalloc(c->n_classes, sizeof(ClassName)) : NULL;
     return m;
 }
 
 static void model_free(Model *m) {
     if (!m) return;
     real *arrays[] = {m->params, m->grads, m->adam_m, m->adam_v, m->ema, m->acts, m->dacts,
-                      m->ws.col, m->ws.dcol, m->ws.flipped, m->ws.partial, m->scratch};
+                      m->ws->col, m->ws->dcol, m->ws->flipped, m->ws->partial, m->scratch};
     for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++) free(arrays[i]);
-    free(m);
+    free_all(4, m->class_names, m->ws, m->layout, m);
+}
+
+// Initialisation. Weights and biases ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (PyTorch's default for
+// Linear and Conv2d: activations keep their scale from layer to layer), GroupNorm scale 1 and
+// shift 0, class rows ~ N(0,1). As in Ho et al.'s DDPM code, the last convolution of every
+// residual branch (conv2 of a ResBlock, the attention's proj) and the output convolution start at
+// ZERO: each block starts as the identity and the first prediction is eps_theta = 0 (loss
+// E[eps^2] = 1), a calm start. With test = 1 everything is random (gradcheck needs gradients).
+static int zero_init_tensor(const char *name) {
+    return strstr(name, ".conv2.") || strstr(name, "attn.proj.") || strstr(name, "out_conv.");
+}
+static void params_init(Model *m, Rng *rng, int test) {
+    for (int i = 0; i < m->layout->n; i++) {
+        const TensorInfo *ti = &m->layout->info[i];
+        real *p = m->params + ti->offset;
+        double bound = ti->fan_in ? 1.0 / sqrt((double)ti->fan_in) : 0;
+        for (size_t k = 0; k < ti->size; k++) {
+            double v;
+            if (ti->kind == KIND_TABLE) v = rng_normal(rng);
+            else if (ti->kind == KIND_GN_GAIN) v = test ? 1 + 0.1 * rng_normal(rng) : 1;
+            else if (ti->kind == KIND_GN_SHIFT) v = test ? 0.1 * rng_normal(rng) : 0;
+            else v = !test && zero_init_tensor(ti->name) ? 0 : bound * (2 * rng_uniform(rng) - 1);
+            p[k] = (real)v;
+        }
+    }
+    memcpy(m->ema, m->params, m->n_params * sizeof(real));
 }
 
 static double now_seconds(void) {
@@ -2100,8 +2127,13 @@ static void atomic_write_end(const char *path, const char *tmp, FILE *f) {
 
 // ---- Loaders: every size read from a file is checked before it is used ----------------------
 static const char *FASHION_DIR = "/usr/share/datasets/fashion-mnist";  // dataset-fashion-mnist
-enum { MAX_FILE_BYTES = 512 << 20, MAX_IDX_ITEMS = 10000000, MAX_IMAGE_SIDE = 16384 };
-enum { MAX_IMAGES = 1000000 };
+static const char *fashion_class_names[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                                              "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"};
+enum { MAX_FILE_BYTES = 512 << 20, MAX_IDX_ITEMS = 10000000, MAX_CLASSES = 1000 };
+// A picture may declare at most MAX_IMAGE_MB decoded (width x height x channels: 4096 x 4096
+// RGBA), checked on its header before stb_image allocates anything: a 1 MB PNG of zeros can
+// declare 16000 x 16000 RGBA, 1 GB.
+enum { MAX_IMAGES = 1000000, MAX_IMAGE_MB = 64, DEFAULT_DATA_MB = 1024 };
 
 // Reads a whole file (at most max_bytes) into memory; *len receives its size.
 static unsigned char *read_file(const char *path, size_t max_bytes, size_t *len) {
@@ -2224,48 +2256,99 @@ static unsigned char *idx_labels(const char *path, unsigned char *buf, size_t le
     return buf + 8;
 }
 
-// Loads an idx image file (gzipped or not) and, if labels_path is given, its labels.
-// Pixels 0..255 -> [-1, 1].
-static Dataset load_idx(const char *images_path, const char *labels_path) {
-    Dataset d = {0};
-    size_t len;
-    unsigned char *buf = read_maybe_gzip(images_path, &len);
-    unsigned char *px = idx_images(images_path, buf, len, &d.n, &d.h, &d.w);
-    d.c = 1;
-    size_t count = (size_t)d.n * d.h * d.w;
-    d.pixels = xmalloc(count * sizeof(float));
-    for (size_t i = 0; i < count; i++) d.pixels[i] = px[i] / 127.5f - 1.0f;
-    free(buf);
-    if (!labels_path) return d;
-    int nl;
-    unsigned char *lbuf = read_maybe_gzip(labels_path, &len);
-    unsigned char *lab = idx_labels(labels_path, lbuf, len, &nl);
-    if (nl != d.n) die(labels_path, "%d labels for %d images in %s", nl, d.n, images_path);
-    d.labels = xmalloc((size_t)d.n * sizeof(int));
-    for (int i = 0; i < d.n; i++) d.labels[i] = lab[i];
-    free(lbuf);
-    return d;
+// What the caller asks of the loaders: channels (0: 3 if any image has colour, else 1), size (0:
+// the images' common size), the most memory the pixels may take (--max-data-mb), where to say
+// what the data is before loading it (NULL: nowhere), and whether to decode pixels (0: headers).
+typedef struct {
+    int channels, size;
+    long max_mb;
+    FILE *say;
+    int pixels;
+} DataRequest;
+
+// The default size for images whose shorter sides are all `common` (0: they differ): that, as a
+// multiple of 4 (two 2x downsamplings), at most 64 (the time grows with the pixels); else 32.
+static int default_size(int common) {
+    if (common < 4) return 32;
+    return common > 64 ? 64 : common / 4 * 4;
 }
 
-// Resizes one image (c channels, sh x sw bytes) to dh x dw floats in [-1, 1] with a box filter:
-// each output pixel is the mean of the input pixels whose centres fall inside its footprint (area
-// averaging, which does not alias when shrinking a photo to 28x28); when enlarging, the footprint
-// may hold no centre and we take the nearest pixel.
-static void resize_box(float *out, const unsigned char *in, int c, int sh, int sw, int dh, int dw) {
-    for (int y = 0; y < dh; y++)
-        for (int x = 0; x < dw; x++) {
-            int y0 = (int)((double)y * sh / dh), y1 = (int)((double)(y + 1) * sh / dh);
-            int x0 = (int)((double)x * sw / dw), x1 = (int)((double)(x + 1) * sw / dw);
+// Says what the data set will be (d: its count, shape and classes, no pixels yet; why: how the
+// shape was chosen) and refuses it when its pixels would take more than r->max_mb.
+static void data_summary(const char *path, const Dataset *d, const DataRequest *r,
+                         const char *why) {
+    double mb = (double)d->n * d->c * d->h * d->w * sizeof(float) / (1 << 20);
+    if (mb > r->max_mb)
+        die(path, "%d images of %dx%dx%d take %.0f MB in memory, over the limit of %ld MB (raise "
+            "it with --max-data-mb, or choose a smaller --size)", d->n, d->c, d->h, d->w, mb,
+            r->max_mb);
+    if (!r->say) return;
+    fprintf(r->say, "data: %s: %d images, %d classes", path, d->n, d->n_classes);
+    for (int k = 0; k < d->n_classes && k < 8; k++)
+        fprintf(r->say, "%s%s", k ? ", " : " (", d->class_names[k]);
+    fprintf(r->say, "%s, as %dx%dx%d (%s): %.1f MB in memory\n", d->n_classes > 8 ? ", ...)"
+            : d->n_classes ? ")" : " (no class folders: unconditional)", d->c, d->h, d->w, why, mb);
+}
+
+// Resizes a square of side s (c channels, rows `stride` pixels apart) to size x size floats in
+// [-1, 1] with a box filter: each output pixel is the mean of the input pixels whose centres fall
+// inside its footprint (area averaging, which does not alias when shrinking a photo to 28x28);
+// when enlarging, the footprint may hold no centre and we take the nearest pixel.
+static void resize_box(float *out, const unsigned char *in, int c, int s, int stride, int size) {
+    for (int y = 0; y < size; y++)
+        for (int x = 0; x < size; x++) {
+            int y0 = (int)((double)y * s / size), y1 = (int)((double)(y + 1) * s / size);
+            int x0 = (int)((double)x * s / size), x1 = (int)((double)(x + 1) * s / size);
             if (y1 <= y0) y1 = y0 + 1;
             if (x1 <= x0) x1 = x0 + 1;
             for (int ch = 0; ch < c; ch++) {
                 double sum = 0;
                 for (int yy = y0; yy < y1; yy++)
-                    for (int xx = x0; xx < x1; xx++) sum += in[((size_t)yy * sw + xx) * c + ch];
-                double mean = sum / ((y1 - y0) * (x1 - x0));
-                out[((size_t)ch * dh + y) * dw + x] = (float)(mean / 127.5 - 1.0);
+                    for (int xx = x0; xx < x1; xx++) sum += in[((size_t)yy * stride + xx) * c + ch];
+                float mean = (float)(sum / ((y1 - y0) * (x1 - x0)));
+                out[((size_t)ch * size + y) * size + x] = mean / 127.5f - 1.0f;
             }
         }
+}
+// One image (c channels, h x w bytes, interleaved) -> (c, size, size) floats: its centre square
+// (the model's images are square), resized.
+static void image_to_floats(float *out, const unsigned char *img, int c, int h, int w, int size) {
+    int s = w < h ? w : h;
+    resize_box(out, img + ((size_t)(h - s) / 2 * w + (w - s) / 2) * c, c, s, w, size);
+}
+
+// Loads an idx image file (gzipped or not), gray, and, if labels_path is given, its labels
+// 0..9, named as Fashion-MNIST's classes if the path says "fashion", else "0".."9".
+static Dataset load_idx(const char *images_path, const char *labels_path, const DataRequest *r) {
+    Dataset d = {.c = 1};
+    size_t len;
+    int h, w;
+    unsigned char *buf = read_maybe_gzip(images_path, &len);
+    unsigned char *px = idx_images(images_path, buf, len, &d.n, &h, &w);
+    if (r->channels == 3) die(images_path, "idx images are gray: --channels 3 does not apply");
+    d.h = d.w = r->size ? r->size : default_size(h < w ? h : w);
+    if (labels_path) {
+        int nl;
+        unsigned char *lbuf = read_maybe_gzip(labels_path, &len);
+        unsigned char *lab = idx_labels(labels_path, lbuf, len, &nl);
+        if (nl != d.n) die(labels_path, "%d labels for %d images in %s", nl, d.n, images_path);
+        d.labels = xmalloc((size_t)d.n * sizeof(int));
+        for (int i = 0; i < d.n; i++) d.labels[i] = lab[i];
+        free(lbuf);
+        d.n_classes = 10;
+        d.class_names = xcalloc(10, sizeof(ClassName));
+        for (int k = 0; k < 10; k++) {
+            if (strstr(images_path, "fashion"))
+                snprintf(d.class_names[k], sizeof(ClassName), "%s", fashion_class_names[k]);
+            else snprintf(d.class_names[k], sizeof(ClassName), "%d", k);
+        }
+    }
+    data_summary(images_path, &d, r, d.h == h && d.w == w ? "gray, as stored" : "gray, resized");
+    d.pixels = r->pixels ? xmalloc((size_t)d.n * d.h * d.w * sizeof(float)) : NULL;
+    for (int i = 0; r->pixels && i < d.n; i++)
+        image_to_floats(d.pixels + (size_t)i * d.h * d.w, px + (size_t)i * h * w, 1, h, w, d.h);
+    free(buf);
+    return d;
 }
 
 // Debian's stb_image 2.27 overruns a buffer on a JPEG Huffman table (DHT) that declares more than
@@ -2318,61 +2401,124 @@ static int compare_strings(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-// The image files at path: the file itself, or every PNG/JPEG in the folder, sorted (so that runs
-// are reproducible). *n receives their number.
-static char **list_images(const char *path, int *n) {
+// Appends to *list (*n paths) the sorted paths in folder `path` of its PNG/JPEG files (dirs = 0)
+// or of its subfolders (dirs = 1); hidden ones are skipped.
+static void list_folder(const char *path, int dirs, char ***list, int *n) {
+    DIR *dir = opendir(path);
+    if (!dir) die(path, "cannot read folder: %s", strerror(errno));
+    int first = *n;
+    for (struct dirent *e; (e = readdir(dir));) {
+        size_t len = strlen(path) + strlen(e->d_name) + 2;
+        char *p = xmalloc(len);
+        snprintf(p, len, "%s/%s", path, e->d_name);
+        struct stat st;
+        int is_dir = stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+        if (e->d_name[0] == '.' || is_dir != dirs || (!dirs && !has_image_extension(e->d_name))) {
+            free(p);
+            continue;
+        }
+        if (*n == MAX_IMAGES) die(path, "more than %d images", MAX_IMAGES);
+        if ((*n & (*n - 1)) == 0) *list = realloc(*list, (2 * (size_t)*n + 1) * sizeof(char *));
+        if (!*list) die("memory", "cannot list %s", path);
+        (*list)[(*n)++] = p;  // the capacity doubles as *n passes each power of 2
+    }
+    closedir(dir);
+    if (*n > first) qsort(*list + first, (size_t)(*n - first), sizeof(char *), compare_strings);
+}
+
+// The image files at path (*n of them): the file itself, a flat folder of PNG/JPEGs (no classes),
+// or torchvision's ImageFolder layout path/<class>/*.png, whose sorted folder names become classes
+// 0, 1, ... (d's labels and class names). Sorted throughout, so that runs are reproducible.
+static char **list_images(const char *path, int *n, Dataset *d) {
     struct stat st;
     if (stat(path, &st) != 0) die(path, "cannot open: %s", strerror(errno));
-    char **files = xmalloc(sizeof(char *));
-    *n = 1;
+    char **files = NULL, **dirs = NULL;
+    int flat = 0, nd = 0;
     if (!S_ISDIR(st.st_mode)) {
+        *n = 1;
+        files = xmalloc(sizeof(char *));
         files[0] = xmalloc(strlen(path) + 1);
         strcpy(files[0], path);
         return files;
     }
-    DIR *dir = opendir(path);
-    if (!dir) die(path, "cannot read folder: %s", strerror(errno));
-    int cap = 1;
-    *n = 0;
-    for (struct dirent *e; (e = readdir(dir));) {
-        if (e->d_name[0] == '.' || !has_image_extension(e->d_name)) continue;
-        if (*n == MAX_IMAGES) die(path, "more than %d images", MAX_IMAGES);
-        if (*n == cap) {
-            cap *= 2;
-            files = realloc(files, (size_t)cap * sizeof(char *));
-            if (!files) die("memory", "cannot list %s", path);
+    list_folder(path, 0, &files, &flat);
+    list_folder(path, 1, &dirs, &nd);
+    *n = flat;
+    d->class_names = xcalloc(nd, sizeof(ClassName));
+    int *first = xmalloc((nd + 1) * sizeof(int));  // class k: files first[k] .. first[k+1]-1
+    for (int k = 0; k < nd; k++) {
+        int before = *n;
+        list_folder(dirs[k], 0, &files, n);
+        const char *name = dirs[k] + strlen(path) + 1;
+        if (*n > before && flat)
+            die(files[0], "an image beside class folders (%s): put it into one", dirs[k]);
+        if (*n > before && strlen(name) >= sizeof(ClassName))
+            die(dirs[k], "class folder name longer than %zu bytes", sizeof(ClassName) - 1);
+        if (*n > before) {  // a folder without images is no class
+            strcpy(d->class_names[d->n_classes], name);
+            first[d->n_classes++] = before;
         }
-        size_t len = strlen(path) + strlen(e->d_name) + 2;
-        files[*n] = xmalloc(len);
-        snprintf(files[(*n)++], len, "%s/%s", path, e->d_name);
+        free(dirs[k]);
     }
-    closedir(dir);
-    if (*n == 0) die(path, "no .png, .jpg or .jpeg files in this folder");
-    qsort(files, (size_t)*n, sizeof(char *), compare_strings);
+    free(dirs);
+    if (*n == 0) die(path, "no .png, .jpg or .jpeg files in this folder or its subfolders");
+    if (d->n_classes > MAX_CLASSES) die(path, "more than %d class folders", MAX_CLASSES);
+    first[d->n_classes] = *n;
+    d->labels = d->n_classes ? xmalloc((size_t)*n * sizeof(int)) : NULL;
+    for (int k = 0; k < d->n_classes; k++)
+        for (int i = first[k]; i < first[k + 1]; i++) d->labels[i] = k;
+    free(first);
     return files;
 }
 
-// Loads one PNG/JPEG (or every one in a folder) at c channels (1 gray, 3 RGB), resized to
-// size x size. The header is checked with stbi_info before any pixel is decoded.
-static Dataset load_images(const char *path, int c, int size) {
-    int nfiles;
-    char **files = list_images(path, &nfiles);
-    Dataset d = {.n = nfiles, .c = c, .h = size, .w = size};
-    d.pixels = xmalloc((size_t)nfiles * c * size * size * sizeof(float));
-    for (int i = 0; i < nfiles; i++) {
-        int w, h, comp;
-        const char *jpeg_problem = jpeg_tables_problem(files[i]);
-        if (jpeg_problem) die(files[i], "not a readable PNG/JPEG image (%s)", jpeg_problem);
-        if (!stbi_info(files[i], &w, &h, &comp))
-            die(files[i], "not a readable PNG/JPEG image (%s)", stbi_failure_reason());
-        if (w < 1 || h < 1 || w > MAX_IMAGE_SIDE || h > MAX_IMAGE_SIDE)
-            die(files[i], "image size %dx%d out of range 1..%d", w, h, MAX_IMAGE_SIDE);
-        unsigned char *img = stbi_load(files[i], &w, &h, &comp, c);
-        if (!img) die(files[i], "cannot decode image (%s)", stbi_failure_reason());
-        resize_box(d.pixels + (size_t)i * c * size * size, img, c, h, w, size, size);
-        stbi_image_free(img);
-        free(files[i]);
+// Reads a picture's header (no pixel decoded): its size and channels, refusing what stb_image
+// cannot read and what would decode to more than MAX_IMAGE_MB. Returns the decoded size in MB.
+static double image_header(const char *file, int *w, int *h, int *comp) {
+    const char *jpeg_problem = jpeg_tables_problem(file);
+    if (jpeg_problem) die(file, "not a readable PNG/JPEG image (%s)", jpeg_problem);
+    if (!stbi_info(file, w, h, comp))
+        die(file, "not a readable PNG/JPEG image (%s)", stbi_failure_reason());
+    double mb = (double)*w * *h * *comp / (1 << 20);
+    if (mb > MAX_IMAGE_MB)
+        die(file, "declares %dx%d pixels x %d channels = %.0f MB decoded, over the limit of %d MB "
+            "per image (4096x4096 RGBA): refused before decoding; shrink it first", *w, *h, *comp,
+            mb, MAX_IMAGE_MB);
+    return mb;
+}
+
+// Loads one PNG/JPEG, or a folder of them (list_images), at r->channels and r->size (0: chosen
+// from the headers, which are all read before any pixel is decoded).
+static Dataset load_images(const char *path, const DataRequest *r) {
+    Dataset d = {0};
+    char **files = list_images(path, &d.n, &d);
+    int w, h, comp, colour = 0, common = 0, crops = 0;
+    double decoded = 0;
+    for (int i = 0; i < d.n; i++) {
+        decoded += image_header(files[i], &w, &h, &comp);
+        colour |= comp >= 3;
+        int side = w < h ? w : h;
+        common = i == 0 || side == common ? side : 0;  // 0 once two differ
+        crops += w != h;
     }
+    d.c = r->channels ? r->channels : colour ? 3 : 1;
+    d.h = d.w = r->size ? r->size : default_size(common);
+    char why[200];
+    int len = snprintf(why, sizeof why, "%s; %s; %.1f MB to decode", r->channels ? "--channels"
+                       : colour ? "RGB: some images have colour" : "gray: no image has colour",
+                       r->size ? "--size" : common == d.h ? "their size" : common ? "from their "
+                       "size: a multiple of 4, at most 64" : "sizes differ: 32", decoded);
+    if (crops) snprintf(why + len, sizeof why - len, "; %d not square: centre-cropped", crops);
+    data_summary(path, &d, r, why);
+    size_t img = (size_t)d.c * d.h * d.w;
+    d.pixels = r->pixels ? xmalloc(d.n * img * sizeof(float)) : NULL;
+    for (int i = 0; r->pixels && i < d.n; i++) {
+        image_header(files[i], &w, &h, &comp);  // again, right before stb: it may have changed
+        unsigned char *px = stbi_load(files[i], &w, &h, &comp, d.c);
+        if (!px) die(files[i], "cannot decode image (%s)", stbi_failure_reason());
+        image_to_floats(d.pixels + i * img, px, d.c, h, w, d.h);
+        stbi_image_free(px);
+    }
+    for (int i = 0; i < d.n; i++) free(files[i]);
     free(files);
     return d;
 }
@@ -2380,7 +2526,7 @@ static Dataset load_images(const char *path, int c, int size) {
 // --data: "fashion-mnist" (Debian's copy), a folder holding train-images-idx3-ubyte.gz, an idx
 // image file (its labels are read from the matching ...labels-idx1... file when it exists), or
 // PNG/JPEG file(s).
-static Dataset load_dataset(const char *spec, int channels, int size) {
+static Dataset load_dataset(const char *spec, const DataRequest *r) {
     char images[4096], labels[4096];
     int fashion = !strcmp(spec, "fashion-mnist");
     const char *dir = fashion ? FASHION_DIR : spec;
@@ -2390,25 +2536,26 @@ static Dataset load_dataset(const char *spec, int channels, int size) {
     int have_images = stat(images, &st) == 0;
     if (fashion && !have_images)
         die(images, "Fashion-MNIST not found: install Debian's dataset-fashion-mnist (make deps)");
-    if (have_images) return load_idx(images, labels);
+    if (have_images) return load_idx(images, labels, r);
     const char *base = strrchr(spec, '/');
     base = base ? base + 1 : spec;
-    if (!strstr(base, "idx3") && !strstr(base, "-ubyte")) return load_images(spec, channels, size);
+    if (!strstr(base, "idx3") && !strstr(base, "-ubyte")) return load_images(spec, r);
     snprintf(labels, sizeof labels, "%s", spec);
     char *p = strstr(labels, "images-idx3");
     if (p) memcpy(p, "labels-idx1", 11);
     int have_labels = p && stat(labels, &st) == 0;
-    return load_idx(spec, have_labels ? labels : NULL);
+    return load_idx(spec, have_labels ? labels : NULL, r);
 }
 static void dataset_free(Dataset *d) {
-    free_all(2, d->pixels, d->labels);
+    free_all(3, d->pixels, d->labels, d->class_names);
 }
 
 // ---- Checkpoints ----------------------------------------------------------------------------
 // One file: a header (magic, format version, size of real, the config, schedule, T, step, RNG
 // state, which arrays follow), the arrays (params, EMA, and unless slim the AdamW moments m and
-// v), and a CRC-32 of all of it, written atomically (atomic_write_begin/end).
-enum { CKPT_VERSION = 1 };
+// v), since version 2 the class names of a class-conditional model (n_classes x 64 bytes; version
+// 1, still read, was always Fashion-MNIST's), and a CRC-32 of all of it, written atomically.
+enum { CKPT_VERSION = 2 };
 typedef struct {
     char magic[8];  // "DIFFUSNC"
     int32_t version, real_size;
@@ -2447,6 +2594,9 @@ static void checkpoint_save(const char *path, const Model *m, ScheduleKind sched
         fwrite(arrays[k], sizeof(real), m->n_params, f);
         crc = crc32_update(crc, arrays[k], m->n_params * sizeof(real));
     }
+    size_t names = c->cond ? c->n_classes * sizeof(ClassName) : 0;
+    fwrite(m->class_names, 1, names, f);
+    crc = crc32_update(crc, m->class_names, names);
     fwrite(&crc, sizeof crc, 1, f);
     atomic_write_end(path, tmp, f);
 }
@@ -2454,13 +2604,17 @@ static void checkpoint_save(const char *path, const Model *m, ScheduleKind sched
 static Config config_from_ints(const int32_t *v) {  // the checkpoint's Config, field by field
     return (Config){v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9]};
 }
+static size_t checkpoint_bytes(const CkptHeader *h, size_t P) {  // P parameters
+    size_t names = h->version > 1 && h->config[9] ? h->config[8] * sizeof(ClassName) : 0;
+    return sizeof *h + (h->has_optimizer ? 4 : 2) * P * sizeof(real) + names + 4;
+}
 // What is wrong with a checkpoint's header (len: the file's size), or NULL. *P receives the
 // parameter count of its configuration.
 static const char *checkpoint_problem(const CkptHeader *h, size_t len, size_t *P) {
     static char why[160];
     Config c = config_from_ints(h->config);
     if (memcmp(h->magic, "DIFFUSNC", 8)) return "not a diffusion.c checkpoint (bad magic)";
-    if (h->version != CKPT_VERSION) return "checkpoint format version is not 1";
+    if (h->version != 1 && h->version != CKPT_VERSION) return "checkpoint format is not 1 or 2";
     if (h->real_size != (int32_t)sizeof(real))
         return sizeof(real) == 8 ? "written by a float build, this is a double build"
                                  : "written by a double build, this is a float build";
@@ -2474,7 +2628,7 @@ static const char *checkpoint_problem(const CkptHeader *h, size_t len, size_t *P
         return "bad schedule, T, step or flags in checkpoint header";
     *P = count_params(&c);
     if (h->n_params != *P) return "header's parameter count differs from its configuration's";
-    size_t want = sizeof *h + (h->has_optimizer ? 4 : 2) * *P * sizeof(real) + 4;
+    size_t want = checkpoint_bytes(h, *P);
     if (len != want) {
         snprintf(why, sizeof why, "checkpoint is %zu bytes, expected %zu (truncated or corrupt)",
                  len, want);
@@ -2502,15 +2656,23 @@ static Model *checkpoint_load(const char *path, int max_batch, ScheduleKind *sch
     memcpy(&crc_file, buf + len - 4, 4);
     if (!why && crc32_update(0, buf, len - 4) != crc_file)
         why = "checkpoint is corrupt (CRC-32 mismatch)";
+    Config c = config_from_ints(h.config);
+    size_t names = sizeof h + narrays * P * sizeof(real);  // where version 2's class names are
+    for (int k = 0; !why && h.version > 1 && c.cond && k < c.n_classes; k++)
+        if (!memchr(buf + names + k * sizeof(ClassName), 0, sizeof(ClassName)))
+            why = "a class name without its terminating NUL";
     if (why) {
         free(buf);
         die(path, "%s", why);
     }
-    Config c = config_from_ints(h.config);
     Model *m = model_create(&c, max_batch ? max_batch : h.batch);
     real *arrays[4] = {m->params, m->ema, m->adam_m, m->adam_v};
     for (size_t k = 0; k < narrays; k++)
         memcpy(arrays[k], buf + sizeof h + k * P * sizeof(real), P * sizeof(real));
+    if (c.cond && h.version > 1)
+        memcpy(m->class_names, buf + names, c.n_classes * sizeof(ClassName));
+    for (int k = 0; c.cond && h.version == 1 && k < c.n_classes; k++)  // Fashion-MNIST's
+        snprintf(m->class_names[k], sizeof(ClassName), "%s", k < 10 ? fashion_class_names[k] : "");
     free(buf);
     *sched = (ScheduleKind)h.schedule;
     *T = h.T;
@@ -2965,10 +3127,10 @@ static void gc_conv(GradCase *g, int mode) {  // vars: inp (B,C,H,W), weight (OC
     g->nvars = n + nw + OC;
     g->nout = (size_t)B * OC * conv_out_size(H, K, s) * conv_out_size(W, K, s);
     if (mode < 0) return;
-    conv2d_forward(g->out, v, v + n, v + n + nw, B, C, H, W, OC, K, s, &g->model->ws);
+    conv2d_forward(g->out, v, v + n, v + n + nw, B, C, H, W, OC, K, s, g->model->ws);
     if (mode)
         conv2d_backward(gv, gv + n, gv + n + nw, g->R, v, v + n, B, C, H, W, OC, K, s,
-                        &g->model->ws);
+                        g->model->ws);
 }
 static void gc_linear(GradCase *g, int mode) {  // vars: inp (B,C), weight (OC,C), bias (OC)
     int B = g->B, C = g->C, OC = g->OC;
@@ -3174,8 +3336,8 @@ static int gradcheck_row(int r, Model *m, int *label, double tol, Rng *rng) {
         abs_err = gradcase_compare(&g, run, g.vars, analytic, g.nvars, 4000, &max_num);
     }
     memcpy(analytic, m->grads, m->n_params * sizeof(real));
-    for (int i = 0; GRAD_ROWS[r].params && i < m->layout.n; i++) {
-        const TensorInfo *ti = &m->layout.info[i];
+    for (int i = 0; GRAD_ROWS[r].params && i < m->layout->n; i++) {
+        const TensorInfo *ti = &m->layout->info[i];
         if (strncmp(ti->name, GRAD_ROWS[r].params, strlen(GRAD_ROWS[r].params))) continue;
         double e = gradcase_compare(&g, run, m->params + ti->offset, analytic + ti->offset,
                                     ti->size, GRAD_ROWS[r].param_checks, &max_num);
@@ -3229,8 +3391,8 @@ static int check_fast_vs_plain(Model *m, Rng *rng) {
     real *w = random_array((size_t)OC * C * 9, rng),
          *dy = random_array((size_t)B * OC * H * W, rng);
     real *d1 = xcalloc(n, sizeof(real)), *d2 = xcalloc(n, sizeof(real));
-    conv2d_input_grad_flipped(d1, dy, w, B, C, H, W, OC, 3, &m->ws);
-    conv2d_input_grad_plain(d2, dy, w, B, C, H, W, OC, 3, 1, &m->ws);
+    conv2d_input_grad_flipped(d1, dy, w, B, C, H, W, OC, 3, m->ws);
+    conv2d_input_grad_plain(d2, dy, w, B, C, H, W, OC, 3, 1, m->ws);
     worst = 0;
     for (int k = 0; k < n; k++) worst = fmax(worst, fabs(d1[k] - d2[k]));
     printf("%-34s %12.3e %12s  %s\n", "input grad: flipped vs col2im", worst, "",
@@ -3337,8 +3499,8 @@ static int run_refcheck(const char *path, size_t default_params) {
     // largest gradient or 1e-3 of the network's largest, whichever is bigger.
     double worst_rel = 0, global_max;
     max_errors(m->grads, ref_grads, P, &err, &global_max);
-    for (int k = 0; k < m->layout.n; k++) {
-        const TensorInfo *ti = &m->layout.info[k];
+    for (int k = 0; k < m->layout->n; k++) {
+        const TensorInfo *ti = &m->layout->info[k];
         max_errors(m->grads + ti->offset, ref_grads + ti->offset, ti->size, &err, &scale);
         double rel = err / fmax(scale, 1e-3 * global_max);
         worst_rel = fmax(worst_rel, rel);
@@ -3444,13 +3606,13 @@ static void bench_conv(Model *m, int B, int reps, double *fwd, double *wgrad, do
     double tf[32], tw[32], tb[32], flops = B * conv_flops(a->cin, a->cout, 3, a->H * a->W);
     for (int r = -1; r < reps; r++) {
         double t0 = now_seconds();
-        conv2d_forward(a->h1, a->act1, p->w, p->b, B, a->cin, a->H, a->W, a->cout, 3, 1, &m->ws);
+        conv2d_forward(a->h1, a->act1, p->w, p->b, B, a->cin, a->H, a->W, a->cout, 3, 1, m->ws);
         double t1 = now_seconds();
         conv2d_backward(NULL, g->w, g->b, a->h1, a->act1, p->w, B, a->cin, a->H, a->W, a->cout, 3,
-                        1, &m->ws);
+                        1, m->ws);
         double t2 = now_seconds();
         conv2d_backward(m->da.u2.act1, g->w, g->b, a->h1, a->act1, p->w, B, a->cin, a->H, a->W,
-                        a->cout, 3, 1, &m->ws);
+                        a->cout, 3, 1, m->ws);
         double t3 = now_seconds();
         if (r < 0) continue;
         tf[r] = t1 - t0;
@@ -3496,7 +3658,7 @@ static int run_bench(int reps, int threads) {
     double fwd_gf = B * fwd_flops / fwd_s / 1e9, mb = m->n_params * sizeof(real) / 1e6;
     printf("# diffusion.c bench: default U-Net (%zu parameters), batch %d, %d thread(s), %s build, "
            "vector ISA %s, OpenMP %s\n", m->n_params, B, threads, sizeof(real) == 4 ? "float" :
-           "double", vector_isa(), threads > 1 || m->ws.threads > 1 ? "on" : "off/1");
+           "double", vector_isa(), threads > 1 || m->ws->threads > 1 ? "on" : "off/1");
     printf("# compiler %s, flags: %s\n", __VERSION__, BUILD_FLAGS);
     printf("# FLOPs per image: forward %.1f M, training step ~3x = %.1f M (backward = weight + "
            "input gradients)\n", fwd_flops / 1e6, train_flops / 1e6);
@@ -3509,7 +3671,7 @@ static int run_bench(int reps, int threads) {
     printf("conv 3x3 96->32 @28x28: forward %6.1f GFLOP/s (%4.1f%% of peak), weight gradient %6.1f "
            "(%4.1f%%), input gradient %6.1f (%4.1f%%)\n", cf, 100 * cf / peak, cw, 100 * cw / peak,
            cx, 100 * cx / peak);
-    double scratch = (2 * m->ws.threads * m->ws.col_size + (DW_SLOTS + 1) * m->ws.weight_size) *
+    double scratch = (2 * m->ws->threads * m->ws->col_size + (DW_SLOTS + 1) * m->ws->weight_size) *
                      sizeof(real) / 1e6;
     printf("memory: peak resident %.1f MB = parameters %.1f + gradients %.1f + AdamW %.1f + EMA "
            "%.1f + activations %.1f (+ their gradients %.1f) + conv scratch %.1f MB + program\n",
@@ -3528,12 +3690,43 @@ static int run_bench(int reps, int threads) {
 
 typedef struct {
     ScheduleKind schedule;
-    int T, index, batch, n, label, uncond, resume, clip_x0, threads, steps_given, width, guided;
-    long steps;
+    int T, index, batch, n, uncond, resume, clip_x0, threads, steps_given, width, guided;
+    int channels, size;  // 0: chosen from the data
+    long steps, max_data_mb;
     uint64_t seed;
     double minutes, lr, eta, guidance;
-    const char *out, *data, *image, *ckpt, *log, *sampler, *trajectory, *ref;
+    const char *out, *data, *image, *ckpt, *log, *sampler, *trajectory, *ref, *label;
 } Options;
+
+// The data of --data (default Fashion-MNIST) or forward's IMAGE, at these channels and size (0:
+// chosen from the data); what it is said on `say`; pixels = 0: the headers only.
+static Dataset options_data(const Options *o, int channels, int size, FILE *say, int pixels) {
+    DataRequest r = {channels, size, o->max_data_mb, say, pixels};
+    return load_dataset(o->image ? o->image : o->data ? o->data : "fashion-mnist", &r);
+}
+
+// The network for data d (NULL: Fashion-MNIST's shape): the default U-Net (or --width's) at the
+// data's channels and size, class-conditional if the data has classes and not --uncond.
+static Config config_for(const Options *o, const Dataset *d) {
+    Config c = DEFAULT_CONFIG;
+    if (d) {
+        c.img_c = d->c;
+        c.img_h = d->h;
+        c.img_w = d->w;
+        c.n_classes = d->n_classes ? d->n_classes : 1;
+        c.cond = d->labels != NULL;
+    }
+    if (o->uncond) c.cond = 0;
+    if (o->width && o->width % c.groups)
+        die("--width", "must be a multiple of %d (the GroupNorm groups)", c.groups);
+    if (o->width) {
+        c.ch1 = o->width;
+        c.ch2 = 2 * o->width;
+        c.tdim = o->width;
+        c.temb = 4 * o->width;
+    }
+    return c;
+}
 
 // `./diffusion schedule`: Steps 1 and 2 as a table.
 static int cmd_schedule(const Options *o) {
@@ -3552,12 +3745,7 @@ static int cmd_schedule(const Options *o) {
 // same noise pattern grows (sqrt(1 - alpha_bar_t) eps).
 static int cmd_forward(const Options *o) {
     if (!o->out) die_usage("--out", "required (e.g. --out strip.png)");
-    Dataset d = o->image ? load_images(o->image, 1, 28) : load_dataset(o->data, 1, 28);
-    int w, h, comp;  // a user's image is shown in colour if it has colour (checked once loaded)
-    if (o->image && stbi_info(o->image, &w, &h, &comp) && comp >= 3) {
-        dataset_free(&d);
-        d = load_images(o->image, 3, 28);
-    }
+    Dataset d = options_data(o, o->channels, o->size, NULL, 1);
     if (o->index < 0 || o->index >= d.n)
         die("--index", "%d is out of range 0..%d", o->index, d.n - 1);
     Schedule s = schedule_make(o->schedule, o->T);
@@ -3603,10 +3791,13 @@ static void block_output(char *out, size_t size, const char *block, const Config
     else snprintf(out, size, "(%d,%d,%d)", ch, c->img_h / scale[k], c->img_w / scale[k]);
 }
 
-// `./diffusion info`: the network's tensors, block by block, with each block's output shape.
+// `./diffusion info`: the data (with --data: its headers), and the network train would make for it:
+// its tensors, block by block, with each block's output shape.
 static int cmd_info(const Options *o) {
-    Config cfg = DEFAULT_CONFIG, *c = &cfg;
-    if (o->uncond) cfg.cond = 0;
+    Dataset d = {0};
+    if (o->data) d = options_data(o, o->channels, o->size, stdout, 0);
+    Config cfg = config_for(o, o->data ? &d : NULL), *c = &cfg;
+    dataset_free(&d);
     Params P;
     Acts a;
     Layout *L = xmalloc(sizeof(Layout));
@@ -3636,27 +3827,20 @@ static int cmd_info(const Options *o) {
     return 0;
 }
 
-// A new model (or, with --resume, the checkpoint's) and where training stands: step, schedule,
-// T, the RNG and the batch size.
-static Model *train_start(const TrainOptions *o, ScheduleKind *sched, int *T, long *step, Rng *rng,
-                          int *B) {
+// The data d and a new model for it (or, with --resume, the checkpoint's, and the data at its
+// shape and with its classes), and where training stands: step, schedule, T, the RNG, the batch.
+static Model *train_start(const Options *opt, const TrainOptions *o, Dataset *d,
+                          ScheduleKind *sched, int *T, long *step, Rng *rng, int *B) {
     *sched = o->schedule;
     *T = o->T;
     *step = 0;
     *B = o->batch ? o->batch : 64;
     if (!o->resume) {
-        Config c = DEFAULT_CONFIG;
-        if (o->uncond) c.cond = 0;
-        if (o->width && o->width % c.groups)
-            die("--width", "must be a multiple of %d (the GroupNorm groups)", c.groups);
-        if (o->width) {
-            c.ch1 = o->width;
-            c.ch2 = 2 * o->width;
-            c.tdim = o->width;
-            c.temb = 4 * o->width;
-        }
+        *d = options_data(opt, opt->channels, opt->size, stderr, 1);
+        Config c = config_for(opt, d);
         Model *m = model_create(&c, *B);
         params_init(m, rng, 0);
+        if (c.cond) memcpy(m->class_names, d->class_names, c.n_classes * sizeof(ClassName));
         return m;
     }
     int has_opt, saved_batch;
@@ -3669,13 +3853,24 @@ static Model *train_start(const TrainOptions *o, ScheduleKind *sched, int *T, lo
                         "but not as one run would\n", o->batch, saved_batch);
     fprintf(stderr, "resuming %s at step %ld (schedule %s, T = %d)\n", o->ckpt, *step,
             schedule_names[*sched], *T);
+    const Config *c = &m->cfg;
+    if ((opt->channels && opt->channels != c->img_c) || (opt->size && opt->size != c->img_h))
+        die_usage("--resume", "%s's images are %dx%dx%d: --channels and --size cannot change",
+                  o->ckpt, c->img_c, c->img_h, c->img_w);
+    *d = options_data(opt, c->img_c, c->img_h, stderr, 1);
+    int same = !c->cond || (d->labels && d->n_classes == c->n_classes);
+    for (int k = 0; same && c->cond && k < c->n_classes; k++)
+        same = !strcmp(d->class_names[k], m->class_names[k]);
+    if (!same)
+        die(o->data, "its classes differ from the %d of %s (%s, ...)", c->n_classes, o->ckpt,
+            c->cond ? m->class_names[0] : "");
     return m;
 }
 
 static int cmd_train(const Options *o) {
-    TrainOptions t = {.data = o->data, .ckpt = o->ckpt ? o->ckpt : "model.ckpt", .log = o->log,
-                      .steps = o->steps, .minutes = o->minutes, .batch = o->batch,
-                      .resume = o->resume, .uncond = o->uncond, .width = o->width,
+    TrainOptions t = {.data = o->data ? o->data : "fashion-mnist", .log = o->log,
+                      .ckpt = o->ckpt ? o->ckpt : "model.ckpt", .steps = o->steps,
+                      .minutes = o->minutes, .batch = o->batch, .resume = o->resume,
                       .schedule = o->schedule, .T = o->T, .seed = o->seed, .hyper = DEFAULT_HYPER,
                       .save_every = 500};
     if (!o->steps && !o->minutes) t.minutes = 10;
@@ -3684,8 +3879,11 @@ static int cmd_train(const Options *o) {
     int T, B;
     long step;
     Rng rng = {o->seed};
-    Model *m = train_start(&t, &sched, &T, &step, &rng, &B);
-    return train(&t, m, sched, T, step, rng, B);
+    Dataset d;
+    Model *m = train_start(o, &t, &d, &sched, &T, &step, &rng, &B);
+    int status = train(&t, m, &d, sched, T, step, rng, B);
+    dataset_free(&d);
+    return status;
 }
 
 // The sampler settings of the command line, checked against the model.
@@ -3707,11 +3905,22 @@ static SampleOptions sample_options(const Options *o, const Config *c, ScheduleK
     if (so.kind == SAMPLER_SDE && sk == SCHEDULE_COSINE)
         die_usage("--sampler", "sde on a cosine model: its beta(u) reaches ~7000 at u = 1 "
                                "(beta_T = 0.999), too stiff for Euler-Maruyama; use ddpm or ddim");
-    if (o->label >= 0 && !c->cond)
-        die_usage("--label", "this model is unconditional (trained with --uncond)");
-    if (so.guided && !c->cond)
-        die_usage("--guidance", "this model is unconditional (trained with --uncond)");
+    if ((o->label || so.guided) && !c->cond)
+        die_usage(o->label ? "--label" : "--guidance", "this model is unconditional (trained on a "
+                  "folder without class folders, or with --uncond): it has no classes");
     return so;
+}
+
+// --label: one of the model's class names, or else a class number.
+static int label_of(const char *s, const Model *m) {
+    for (int k = 0; k < m->cfg.n_classes; k++)
+        if (!strcmp(s, m->class_names[k])) return k;
+    char *end;
+    long k = strtol(s, &end, 10);
+    if (end == s || *end || k < 0 || k >= m->cfg.n_classes)
+        die_usage("--label", "'%s' is neither a class name of this model nor a number 0..%d (the "
+                  "rows of ./diffusion sample name the classes)", s, m->cfg.n_classes - 1);
+    return (int)k;
 }
 
 // traj (2, frames, B, img): for each of the first samples, a row of x_t at `frames` moments (noise
@@ -3741,17 +3950,18 @@ static int cmd_sample(const Options *o) {
                                &has_opt, &batch);
     const Config *c = &m->cfg;
     SampleOptions so = sample_options(o, c, sk, T);
-    int per_class = c->cond && o->label < 0;  // one row per class
-    int n = o->n ? o->n : per_class ? 80 : 64;
-    int cols = per_class ? (n + 9) / 10 : (int)ceil(sqrt((double)n));
-    if (per_class) n = 10 * cols;
+    int K = c->n_classes, chosen = o->label ? label_of(o->label, m) : 0;
+    int per_class = c->cond && !o->label;  // one row per class
+    int n = o->n ? o->n : per_class ? 8 * K : 64;
+    int cols = per_class ? (n + K - 1) / K : (int)ceil(sqrt((double)n));
+    if (per_class) n = K * cols;
     memcpy(m->params, m->ema, m->n_params * sizeof(real));  // sample with the EMA weights
     Schedule s = schedule_make(sk, T);
     schedule_warn(&s);
     size_t img = (size_t)c->img_c * c->img_h * c->img_w;
     real *x = xmalloc((size_t)n * img * sizeof(real));
     int *label = xmalloc((size_t)n * sizeof(int)), frames = 11;
-    for (int i = 0; i < n; i++) label[i] = !c->cond ? 0 : per_class ? i / cols : o->label;
+    for (int i = 0; i < n; i++) label[i] = per_class ? i / cols : chosen;
     real *traj = o->trajectory ? xmalloc((size_t)2 * frames * chunk * img * sizeof(real)) : NULL;
     double t0 = now_seconds();
     fprintf(stderr, "sampling %d images with %s (%d network evaluations each%s) from %s (step %ld, "
@@ -3768,8 +3978,8 @@ static int cmd_sample(const Options *o) {
     const char *out = o->out ? o->out : "samples.png";
     write_image_grid(out, x, n, cols, c->img_c, c->img_h, c->img_w, 3);
     printf("wrote %s: %d samples in %.1f s\n", out, n, secs);
-    for (int k = 0; per_class && k < 10; k++)
-        printf("  row %d: %s\n", k + 1, c->n_classes == 10 ? fashion_class_names[k] : "class");
+    for (int k = 0; per_class && k < K; k++) printf("  row %d: %s\n", k + 1, m->class_names[k]);
+    if (o->label) printf("  class %d: %s\n", chosen, m->class_names[chosen]);
     if (traj)
         printf("wrote %s: noise (left) to image (right) at 11 moments; under each x_t row, the "
                "network's x0_hat (eq. 2) at that moment\n", o->trajectory);
@@ -3810,9 +4020,10 @@ static const Command commands[] = {
      "schedule [--schedule linear|cosine|sde] [--T N]\n"
      "  Prints t beta alpha alpha_bar beta_tilde coef_x0 coef_xt for t = 1..T (Steps 1 and 2).",
      cmd_schedule},
-    {"forward", " --schedule --T --data --index --seed --out IMAGE ",
-     "forward [IMAGE | --data fashion-mnist --index I] [--schedule S] [--T N] [--seed S] "
-     "--out strip.png\n"
+    {"forward", " --schedule --T --data --index --seed --out --channels --size --max-data-mb "
+                "IMAGE ",
+     "forward [IMAGE | --data fashion-mnist|DIR --index I] [--channels 1|3] [--size S] "
+     "[--schedule S] [--T N] [--seed S]\n        --out strip.png\n"
      "  Writes x_t at t = 0, T/10, ..., T: the image dissolving into noise (Step 1).",
      cmd_forward},
     {"check", " --seed ",
@@ -3820,9 +4031,10 @@ static const Command commands[] = {
      "  Measures the lecture's claims: (a)-(c), (e), (h) by Monte Carlo (10^5 samples), (d), (f),\n"
      "  (g) exactly (only rounding separates the two sides); exit 1 on any FAIL.",
      cmd_check},
-    {"info", " --uncond ",
-     "info [--uncond]\n"
-     "  Prints the network's layers (tensor shapes, parameters, output shapes) and memory.",
+    {"info", " --uncond --data --channels --size --width --max-data-mb ",
+     "info [--data DIR [--channels 1|3] [--size S]] [--uncond] [--width 32]\n"
+     "  Prints the data (count, shape, classes; headers only) and the network train makes for it:\n"
+     "  layers (tensor shapes, parameters, output shapes) and memory.",
      cmd_info},
     {"gradcheck", " --seed ",
      "gradcheck [--seed S]\n"
@@ -3831,19 +4043,21 @@ static const Command commands[] = {
      cmd_gradcheck},
     {"train",
      " --data --steps --minutes --batch --lr --seed --schedule --T --ckpt --resume --uncond --log "
-     "--width --threads ",
-     "train [--data fashion-mnist|DIR|FILE] [--steps N | --minutes M] [--batch 64] [--lr 2e-4] "
-     "[--seed S]\n"
-     "      [--schedule linear|cosine|sde] [--T 1000] [--ckpt model.ckpt] [--resume] [--uncond] "
-     "[--log loss.csv]\n"
-     "      [--width 32] [--threads N]\n"
-     "  Trains eps_theta (Steps 3 and 4) with AdamW; Ctrl-C saves and stops. Default: 10 minutes.",
+     "--width --threads --channels --size --max-data-mb ",
+     "train [--data fashion-mnist|DIR|FILE] [--channels 1|3] [--size S] [--max-data-mb 1024]\n"
+     "      [--steps N | --minutes M] [--batch 64] [--lr 2e-4] [--seed S] [--schedule "
+     "linear|cosine|sde] [--T 1000]\n"
+     "      [--ckpt model.ckpt] [--resume] [--uncond] [--log loss.csv] [--width 32] "
+     "[--threads N]\n"
+     "  Trains eps_theta (Steps 3 and 4) with AdamW; Ctrl-C saves and stops. Default: 10 minutes.\n"
+     "  DIR: PNG/JPEGs, or DIR/<class>/*.png for a class-conditional model. Channels: 3 if any\n"
+     "  image has colour; size: the images' common size (at most 64), else 32; Fashion-MNIST 28.",
      cmd_train},
     {"sample",
      " --ckpt --sampler --steps --eta --guidance --label --n --seed --out --trajectory --clip-x0 "
      "--batch --threads ",
      "sample [--ckpt data/model.ckpt] [--sampler ddpm|ddim|sde] [--steps S] [--eta E] "
-     "[--guidance W] [--label C]\n"
+     "[--guidance W] [--label C|NAME]\n"
      "       [--n N] [--seed S] [--out samples.png] [--trajectory traj.png] [--clip-x0] "
      "[--batch 64]\n"
      "  Generates images from noise (Step 5). Without --label, a class-conditional model gives one "
@@ -3914,7 +4128,10 @@ static void parse_flag(Options *o, int argc, char **argv, int *i) {
         else if (!strcmp(a, "--index")) o->index = (int)parse_long(a, v, 0, MAX_IDX_ITEMS);
         else if (!strcmp(a, "--batch")) o->batch = (int)parse_long(a, v, 1, 4096);
         else if (!strcmp(a, "--n")) o->n = (int)parse_long(a, v, 1, 4096);
-        else if (!strcmp(a, "--label")) o->label = (int)parse_long(a, v, 0, 9);
+        else if (!strcmp(a, "--label")) o->label = v;
+        else if (!strcmp(a, "--channels")) o->channels = (int)parse_long(a, v, 1, 3);
+        else if (!strcmp(a, "--size")) o->size = (int)parse_long(a, v, 4, 256);
+        else if (!strcmp(a, "--max-data-mb")) o->max_data_mb = parse_long(a, v, 1, 1000000000L);
         else if (!strcmp(a, "--steps")) o->steps = parse_long(a, v, 1, 1000000000L);
         else if (!strcmp(a, "--threads")) o->threads = (int)parse_long(a, v, 1, 1024);
         else if (!strcmp(a, "--width")) o->width = (int)parse_long(a, v, 8, 256);
@@ -3924,13 +4141,15 @@ static void parse_flag(Options *o, int argc, char **argv, int *i) {
         else if (!strcmp(a, "--guidance")) o->guidance = parse_double(a, v, -100, 100);
         o->steps_given |= !strcmp(a, "--steps");
         o->guided |= !strcmp(a, "--guidance");
+        if (o->channels == 2 || o->size % 4)
+            die_usage(a, "'%s': channels are 1 (gray) or 3 (RGB), sizes multiples of 4", v);
     }
 }
 
 static void parse_options(Options *o, const Command *cmd, int argc, char **argv) {
-    *o = (Options){.schedule = SCHEDULE_LINEAR, .T = 1000, .label = -1, .seed = 1, .lr = 2e-4,
-                   .guidance = 1, .data = "fashion-mnist", .sampler = "ddpm",
-                   .ref = "data/unet_ref.bin"};  // batch 0: the command's default
+    *o = (Options){.schedule = SCHEDULE_LINEAR, .T = 1000, .seed = 1, .lr = 2e-4, .guidance = 1,
+                   .sampler = "ddpm", .ref = "data/unet_ref.bin", .max_data_mb = DEFAULT_DATA_MB};
+    // batch 0: the command's default; data NULL: Fashion-MNIST (info: none)
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {

@@ -159,6 +159,122 @@ test_training() {
     fi
 }
 
+# ---- your own images: colour, other sizes, classes from folder names, the decoded-size budget ----------------------
+# The test writes its own PNGs with zlib: 3 classes of 32x32 colour discs, a flat folder, a folder of mixed sizes
+# and gray/colour kinds, a gray one, and a decompression bomb (1 MB declaring 16000 x 16000 RGBA: 977 MB decoded).
+png_type() { od -An -tu1 -j25 -N1 "$1" | tr -d ' '; }  # the PNG's colour type: 0 gray, 2 RGB
+test_own_images() {
+    local I=$TMP/img S=$TMP/asan
+    /usr/bin/python3 - "$I" >"$TMP/log" 2>&1 <<'PYTHON' || { fail "own images: writing the test images"; return; }
+import os, struct, sys, zlib
+import numpy as np
+out = sys.argv[1]
+def chunk(kind, data):
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+def png(path, img):  # img: (h, w) gray or (h, w, c) with c = 2 (gray+alpha), 3 (RGB), 4 (RGBA); filter 0 rows
+    img = img if img.ndim == 3 else img[:, :, None]
+    h, w, c = img.shape
+    raw = b"".join(b"\0" + row.tobytes() for row in img.astype(np.uint8))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, {1: 0, 2: 4, 3: 2, 4: 6}[c], 0, 0, 0))
+                + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+rng = np.random.default_rng(1)
+y, x = np.mgrid[0:32, 0:32]
+def blob(colour):  # a soft disc of one colour on a dark background, at a random place
+    cy, cx, r = rng.integers(10, 22), rng.integers(10, 22), rng.integers(5, 9)
+    disc = (((y - cy) ** 2 + (x - cx) ** 2) < r * r)[:, :, None]
+    return np.clip(disc * np.array(colour) + rng.integers(0, 40, (32, 32, 3)), 0, 255)
+for k, (name, colour) in enumerate([("blue", (40, 60, 230)), ("green", (40, 220, 60)), ("red", (230, 40, 40))]):
+    for i in range(8):
+        png(f"{out}/colour/{name}/{i}.png", blob(colour))     # 3 classes x 8, 32x32 RGB
+for i in range(8):
+    png(f"{out}/flat/{i}.png", blob((200, 200, 40)))          # no class folders
+# mixed: sizes 20x20, 40x24 (not square), 36x36, gray, gray+alpha, RGB, RGBA
+png(f"{out}/mixed/a_gray_20.png", rng.integers(0, 256, (20, 20)))
+png(f"{out}/mixed/b_rgb_40x24.png", np.zeros((24, 40, 3)) + [255, 0, 0])
+png(f"{out}/mixed/c_rgba_36.png", np.zeros((36, 36, 4)) + [0, 255, 0, 255])
+png(f"{out}/mixed/d_grayalpha_36.png", np.zeros((36, 36, 2)) + [128, 255])
+png(f"{out}/gray/a.png", rng.integers(0, 256, (44, 44)))       # gray only, one size: 44
+png(f"{out}/gray/b.png", np.zeros((44, 44, 2)) + [200, 255])
+# the bomb: 16000 x 16000 RGBA, all zero: 1 GB of pixels in a ~1 MB file. The zlib stream is built from one compressed
+# block repeated (a full flush makes each copy independent), so that writing it takes a fraction of a second.
+W = H = 16000
+rows = 250                                                  # rows per block: 16000 / 250 = 64 copies
+co = zlib.compressobj(9)
+block = (co.compress(bytes((1 + 4 * W) * rows)) + co.flush(zlib.Z_FULL_FLUSH))[2:]  # without the 2-byte header
+total = (1 + 4 * W) * H
+adler = (total % 65521) << 16 | 1                          # Adler-32 of `total` zero bytes
+stream = b"\x78\xda" + block * (H // rows) + b"\x03\x00" + struct.pack(">I", adler)  # 03 00: empty final block
+with open(f"{out}/bomb.png", "wb") as f:
+    f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", W, H, 8, 6, 0, 0, 0))
+            + chunk(b"IDAT", stream) + chunk(b"IEND", b""))
+PYTHON
+    tiny --data "$I/colour" --steps 3 --ckpt "$TMP/col.ckpt" >"$TMP/log" 2>&1
+    if head -1 "$TMP/log" | grep -q "^data: .*: 24 images, 3 classes (blue, green, red), as 3x32x32 (RGB: some images have colour; their size" &&
+       grep -q "^training .* 24 images 3x32x32 .*class-conditional on 3 classes$" "$TMP/log" && grep -q "img/s of 3x32x32" "$TMP/log"
+    then pass "own images: 3 class folders of colour 32x32 PNGs -> a class-conditional RGB model, said in the first line"
+    else fail "own images: 3 class folders of colour 32x32 PNGs -> a class-conditional RGB model"; fi
+    "$D" sample --ckpt "$TMP/col.ckpt" --sampler ddim --steps 3 --out "$TMP/col.png" --trajectory "$TMP/colt.png" >"$TMP/log" 2>&1
+    if [ "$(grep -c '^  row [123]: \(blue\|green\|red\)$' "$TMP/log")" = 3 ] && [ "$(png_type "$TMP/col.png")" = 2 ] &&
+       [ "$(png_type "$TMP/colt.png")" = 2 ]
+    then pass "own images: sample writes RGB grids (samples, trajectory), rows named blue, green, red"
+    else echo "PNG colour types $(png_type "$TMP/col.png") $(png_type "$TMP/colt.png")" >>"$TMP/log"; fail "own images: RGB samples with class names"; fi
+    "$D" sample --ckpt "$TMP/col.ckpt" --sampler ddim --steps 3 --n 2 --label green --guidance 2 --out "$TMP/g.png" >"$TMP/log" 2>&1 &&
+        "$D" sample --ckpt "$TMP/col.ckpt" --sampler ddim --steps 3 --n 2 --label 1 --guidance 2 --out "$TMP/g1.png" >>"$TMP/log" 2>&1 &&
+        cmp -s "$TMP/g.png" "$TMP/g1.png" && grep -q "class 1: green" "$TMP/log" &&
+        pass "own images: --label green = --label 1 (same picture)" || fail "own images: --label by name"
+    expect_error "--label that is no class of the model" "neither a class name" "$S" sample --ckpt "$TMP/col.ckpt" --label purple --n 1
+    run "own images: resume on the same class folders" "$D" train --resume --data "$I/colour" --steps 1 --ckpt "$TMP/col.ckpt"
+    "$D" train --resume --data "$I/flat" --steps 1 --ckpt "$TMP/col.ckpt" >"$TMP/log" 2>&1
+    [ $? = 1 ] && tail -1 "$TMP/log" | grep -q "^diffusion: .*flat: its classes differ from the 3 of" &&
+        pass "own images: resuming on other classes is refused" || fail "own images: resuming on other classes is refused"
+    # a flat folder: an unconditional model; guidance and labels refused
+    tiny --data "$I/flat" --steps 2 --ckpt "$TMP/flat.ckpt" >"$TMP/log" 2>&1
+    head -1 "$TMP/log" | grep -q "8 images, 0 classes (no class folders: unconditional), as 3x32x32" && grep -q "^training .*, unconditional$" "$TMP/log" &&
+        pass "own images: a flat folder -> an unconditional model" || fail "own images: a flat folder -> an unconditional model"
+    expect_error "guidance on a flat folder's model" "unconditional .*no classes" "$S" sample --ckpt "$TMP/flat.ckpt" --guidance 3 --n 1
+    run "own images: the flat folder's model samples" "$D" sample --ckpt "$TMP/flat.ckpt" --sampler ddim --steps 2 --n 2 --out "$TMP/f.png"
+    # mixed sizes and kinds: 20x20 gray, 40x24 RGB, 36x36 RGBA and gray+alpha -> RGB at 32, one centre-cropped
+    "$D" info --data "$I/mixed" >"$TMP/log" 2>&1 && grep -q "^data: .*: 4 images, 0 classes .* as 3x32x32 (RGB: some images have colour; sizes differ: 32; .*; 1 not square: centre-cropped)" "$TMP/log" &&
+        grep -q "input 3x32x32" "$TMP/log" && pass "own images: mixed sizes, gray and colour -> 3x32x32, the 40x24 one centre-cropped" || fail "own images: mixed folder"
+    "$D" info --data "$I/gray" >"$TMP/log" 2>&1 && grep -q "as 1x44x44 (gray: no image has colour; their size" "$TMP/log" &&
+        "$D" info --data "$I/colour" --channels 1 --size 64 >"$TMP/log" 2>&1 && grep -q "as 1x64x64 (--channels; --size" "$TMP/log" &&
+        pass "own images: a gray folder -> 1x44x44; --channels 1 --size 64 -> 1x64x64" || fail "own images: gray folder, --channels, --size"
+    run "own images: trains on the mixed folder" tiny --data "$I/mixed" --steps 1 --ckpt "$TMP/mix.ckpt"
+    "$D" forward "$I/colour/red/0.png" --out "$TMP/fw.png" >"$TMP/log" 2>&1 && [ "$(png_type "$TMP/fw.png")" = 2 ] &&
+        pass "own images: forward on a colour PNG writes an RGB strip" || fail "own images: forward RGB strip"
+    expect_error "an image beside class folders" "beside class folders" "$S" info --data "$I"
+    expect_error "--size not a multiple of 4" "multiples of 4" "$S" train --data "$I/colour" --size 30
+    expect_error "--channels 2" "1 (gray) or 3 (RGB)" "$S" train --data "$I/colour" --channels 2
+    # the data set's memory, said before loading and refused beyond --max-data-mb (24 x 3 x 256 x 256 floats: 18 MB)
+    expect_error "a data set over --max-data-mb" "take 18 MB in memory, over the limit of 10 MB" "$S" info --data "$I/colour" --size 256 --max-data-mb 10
+    run "own images: --max-data-mb raises the limit" "$D" info --data "$I/colour" --size 256 --max-data-mb 20
+    # the bomb: refused on its header, in little time and memory: the child's peak RSS from the kernel, by GNU time
+    # (or else Python's getrusage, which counts the forked Python's pages too: an upper bound)
+    if [ -x /usr/bin/time ]; then /usr/bin/time -o "$TMP/rss" -f "%e %M %x" "$D" forward "$I/bomb.png" --out "$TMP/b.png" 2>"$TMP/err"
+    else /usr/bin/python3 -c 'import resource, subprocess, sys, time
+t = time.time(); r = subprocess.run(sys.argv[1:])
+print("%.3f %d %d" % (time.time() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, r.returncode))' \
+        "$D" forward "$I/bomb.png" --out "$TMP/b.png" 2>"$TMP/err" >"$TMP/rss"; fi
+    tail -1 "$TMP/rss" >"$TMP/log"  # GNU time may first say "Command exited with non-zero status 1"
+    mv "$TMP/log" "$TMP/rss"
+    cat "$TMP/rss" "$TMP/err" >"$TMP/log"
+    if awk '{ exit !($1 < 2 && $2 < 65536 && $3 == 1) }' "$TMP/rss" && grep -q "declares 16000x16000 pixels x 4 channels = 977 MB decoded, over the limit of 64 MB" "$TMP/err"
+    then pass "own images: the 1 MB bomb PNG (16000x16000 RGBA) refused in $(cut -d' ' -f1 "$TMP/rss") s, peak RSS $(cut -d' ' -f2 "$TMP/rss") KB"
+    else fail "own images: the bomb PNG refused quickly with little memory"; fi
+    mkdir -p "$I/bombs" && cp "$I/bomb.png" "$I/flat/0.png" "$I/bombs/"
+    expect_error "train --data on a folder holding the bomb" "bomb.png: declares 16000x16000" "$S" train --data "$I/bombs" --steps 1
+    # version 1: the shipped data/model.ckpt loads, and exported as version 2 (with its class names) samples the same
+    if [ -f data/model.ckpt ]; then
+        "$D" export --ckpt data/model.ckpt --out "$TMP/v2.ckpt" >/dev/null 2>&1
+        "$D" sample --sampler ddim --steps 5 --n 10 --seed 5 --out "$TMP/v1.png" >"$TMP/log" 2>&1
+        "$D" sample --ckpt "$TMP/v2.ckpt" --sampler ddim --steps 5 --n 10 --seed 5 --out "$TMP/v2.png" >>"$TMP/log" 2>&1
+        cmp -s "$TMP/v1.png" "$TMP/v2.png" && [ "$(grep -c "^  row 10: Ankle boot$" "$TMP/log")" = 2 ] &&
+            pass "checkpoint version 1 (data/model.ckpt) loads; as version 2 it samples the same bytes, rows named" || fail "checkpoint version 1 vs 2"
+    fi
+}
+
 # ---- the program's main paths under ASan + LeakSanitizer + UBSan: no error, no leak -----------------------------
 test_sanitized() {
     local S=$TMP/asan  # built by test_bad_input; LeakSanitizer is on by default with -fsanitize=address
@@ -171,12 +287,14 @@ test_sanitized() {
                "sample --ckpt $TMP/z.ckpt --sampler ddim --steps 4 --guidance 2 --n 10 --out $TMP/z.png --trajectory $TMP/zt.png" \
                "sample --ckpt $TMP/z.ckpt --sampler sde --steps 4 --label 3 --n 3 --out $TMP/z.png" \
                "export --ckpt $TMP/z.ckpt --out $TMP/zs.ckpt" "forward --data $FASHION --index 5 --out $TMP/zf.png" \
-               "refcheck" "gradcheck"; do
+               "train --data $TMP/img/colour --width 8 --batch 4 --steps 2 --ckpt $TMP/zc.ckpt" \
+               "sample --ckpt $TMP/zc.ckpt --sampler ddim --steps 2 --label red --n 2 --out $TMP/zc.png" \
+               "info --data $TMP/img/mixed" "refcheck" "gradcheck"; do
         if ! "$S" $cmd >"$TMP/out" 2>"$TMP/err" || grep -qE "Sanitizer|runtime error|leak" "$TMP/err"; then
             ok=0; { echo "$cmd"; tail -5 "$TMP/err"; } >>"$TMP/log"
         fi
     done
-    [ $ok = 1 ] && pass "ASan + LeakSanitizer + UBSan: train, resume, sample, export, forward, refcheck, gradcheck: no error, no leak" || fail "ASan + LeakSanitizer + UBSan: main paths"
+    [ $ok = 1 ] && pass "ASan + LeakSanitizer + UBSan: train, resume, sample, export, forward, own images, refcheck, gradcheck: no error, no leak" || fail "ASan + LeakSanitizer + UBSan: main paths"
 }
 
 # ---- threads: results do not depend on the thread count ------------------------------------------------------
@@ -297,6 +415,7 @@ test_schedules
 test_claims
 test_bad_input
 test_training
+test_own_images
 test_sanitized
 test_threads
 test_exercises

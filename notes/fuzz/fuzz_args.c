@@ -20,7 +20,8 @@ enum { MAX_ARGS = 64 };
 static int takes_value(const char *a) {
     static const char *with_value[] = {"--schedule", "--T", "--seed", "--index", "--batch", "--n", "--label",
                                        "--steps", "--threads", "--minutes", "--lr", "--eta", "--guidance", "--width",
-                                       "--out", "--data", "--ckpt", "--log", "--sampler", "--trajectory", "--ref"};
+                                       "--out", "--data", "--ckpt", "--log", "--sampler", "--trajectory", "--ref",
+                                       "--channels", "--size", "--max-data-mb"};
     for (size_t i = 0; i < sizeof with_value / sizeof *with_value; i++)
         if (!strcmp(a, with_value[i])) return 1;
     return 0;
@@ -43,7 +44,9 @@ static void check_ranges(const Options *o) {
     FUZZ_ASSERT(o->index >= 0 && o->index <= MAX_IDX_ITEMS, "index %d", o->index);
     FUZZ_ASSERT(o->batch >= 0 && o->batch <= 4096, "batch %d", o->batch);  // 0: the command's default
     FUZZ_ASSERT(o->n >= 0 && o->n <= 4096, "n %d", o->n);
-    FUZZ_ASSERT(o->label >= -1 && o->label <= 9, "label %d", o->label);
+    FUZZ_ASSERT(o->channels == 0 || o->channels == 1 || o->channels == 3, "channels %d", o->channels);
+    FUZZ_ASSERT(o->size >= 0 && o->size <= 256 && o->size % 4 == 0, "size %d", o->size);
+    FUZZ_ASSERT(o->max_data_mb >= 1 && o->max_data_mb <= 1000000000L, "max_data_mb %ld", o->max_data_mb);
     FUZZ_ASSERT(o->steps >= 0 && o->steps <= 1000000000L, "steps %ld", o->steps);
     FUZZ_ASSERT(o->threads >= 0 && o->threads <= 1024, "threads %d", o->threads);
     FUZZ_ASSERT(o->minutes == 0 || (o->minutes >= 1e-3 && o->minutes <= 1e6), "minutes %g", o->minutes);

@@ -17,8 +17,11 @@ enum { REPAIR_MAX_BYTES = 4 << 20 };
 
 static void use_model(Model *m, const uint8_t *file, size_t size, int has_opt) {
     const Config *c = &m->cfg;
-    size_t P = m->n_params, narrays = has_opt ? 4 : 2;
-    FUZZ_ASSERT(P == count_params(c) && size == sizeof(CkptHeader) + narrays * P * sizeof(real) + 4, "sizes");
+    size_t P = m->n_params;
+    CkptHeader h;
+    memcpy(&h, file, sizeof h);
+    FUZZ_ASSERT(P == count_params(c) && size == checkpoint_bytes(&h, P) && h.has_optimizer == has_opt, "sizes");
+    for (int k = 0; c->cond && k < c->n_classes; k++) FUZZ_ASSERT(memchr(m->class_names[k], 0, sizeof(ClassName)), "name %d", k);
     FUZZ_ASSERT(!memcmp(m->params, file + sizeof(CkptHeader), P * sizeof(real)), "params differ from the file");
     double H = c->img_h, W = c->img_w, wide = c->ch1 + 2.0 * c->ch2;
     if (H * W * wide * wide * 9 + (H * W / 16) * (H * W / 16) * c->ch2 + (double)P > 3e7) return;  // too slow to fuzz
@@ -60,11 +63,11 @@ static void fuzz_ckpt(const uint8_t *data, size_t size) {
     if (size < sizeof h) return;
     memcpy(&h, data, sizeof h);
     memcpy(h.magic, "DIFFUSNC", 8);
-    h.version = CKPT_VERSION, h.real_size = (int32_t)sizeof(real);
+    h.version = h.version == 1 ? 1 : CKPT_VERSION, h.real_size = (int32_t)sizeof(real);  // 1: no class names
     if (h.batch < 1 || h.batch > 4096) h.batch = 1;
     Config c = config_from_ints(h.config);
     if (config_check(&c) || (h.has_optimizer != 0 && h.has_optimizer != 1)) return;
-    size_t P = count_params(&c), want = sizeof h + (h.has_optimizer ? 4 : 2) * P * sizeof(real) + 4;
+    size_t P = count_params(&c), want = checkpoint_bytes(&h, P);
     if (want > REPAIR_MAX_BYTES) return;
     h.n_params = P;
     uint8_t *buf = calloc(1, want);

@@ -78,11 +78,19 @@ static void image_seeds(void) {
         'G', 'I', 'F', '8', '9', 'a', 1, 0, 1, 0, 0x80, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0x21, 0xf9, 4, 1, 0, 0, 0, 0,
         0x2c, 0, 0, 0, 0, 1, 0, 1, 0, 0, 2, 2, 0x44, 1, 0, 0x3b};
     put("corpus/image/seed-1x1.gif", gif, sizeof gif);
+    // A decompression bomb's header: 16000 x 16000 RGBA, 977 MB decoded (test.sh builds the whole 1 MB file);
+    // refused on its header alone, before any pixel is decoded (here no pixel data follows it).
+    unsigned char bomb[45] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 0, 0, 0, 13, 'I', 'H', 'D', 'R'};
+    put_be32(bomb + 16, 16000), put_be32(bomb + 20, 16000), bomb[24] = 8, bomb[25] = 6;  // 8 bits, RGBA
+    put_be32(bomb + 29, crc32_update(0, bomb + 12, 17));
+    memcpy(bomb + 33, "\0\0\0\0IEND\xae\x42\x60\x82", 12), put("corpus/image/seed-bomb-16000x16000-rgba.png", bomb, 45);
 }
 
-// A checkpoint of a toy network, written by checkpoint_save exactly as train and export write theirs.
+// A checkpoint of a toy network, written by checkpoint_save exactly as train and export write theirs. (The
+// committed seed-tiny-*.ckpt files before seed-tiny-cond-v2-names.ckpt are of format version 1: keep them.)
 static void ckpt_seed(const char *name, Config c, ScheduleKind sched, int T, int slim) {
     Model *m = model_create(&c, 1);
+    for (int k = 0; c.cond && k < c.n_classes; k++) snprintf(m->class_names[k], sizeof(ClassName), "class %c", 'a' + k);
     Rng rng = {7};
     params_init(m, &rng, 1);
     memcpy(m->ema, m->params, m->n_params * sizeof(real));
@@ -110,6 +118,7 @@ int main(void) {
     ckpt_seed("seed-tiny-cond.ckpt", tiny, SCHEDULE_LINEAR, 10, 0);
     ckpt_seed("seed-tiny-cond-slim.ckpt", tiny, SCHEDULE_COSINE, 1000, 1);
     ckpt_seed("seed-tiny-rgb-8x4-uncond-sde-slim.ckpt", tiny2, SCHEDULE_SDE, 50, 1);
+    ckpt_seed("seed-tiny-cond-v2-names.ckpt", tiny, SCHEDULE_LINEAR, 10, 0);
     args_seed("seed-train", "train\n--data\nfashion-mnist\n--steps\n100\n--batch\n4\n--lr\n1e-3\n--seed\n7\n--schedule\ncosine\n"
                             "--T\n500\n--ckpt\nm.ckpt\n--resume\n--uncond\n--log\nl.csv\n--width\n8\n--threads\n2\n--minutes\n0.5");
     args_seed("seed-sample", "sample\n--ckpt\nm.ckpt\n--sampler\nddim\n--steps\n50\n--eta\n0.5\n--guidance\n3\n--label\n2\n"
@@ -122,5 +131,7 @@ int main(void) {
     args_seed("seed-help", "gradcheck\n--help");
     args_seed("seed-refcheck", "refcheck\n--ref\nx.bin");
     args_seed("seed-info", "info\n--uncond");
+    args_seed("seed-own-images", "train\n--data\nmy folder\n--channels\n3\n--size\n32\n--max-data-mb\n100");
+    args_seed("seed-label-name", "sample\n--label\nAnkle boot\n--guidance\n2");
     return 0;
 }

@@ -93,7 +93,8 @@ WEB_API double web_info(int k) {
 }
 // Class k's name: Fashion-MNIST's, for a model of 10 classes (and for the forward tab's images).
 WEB_API const char *web_class_name(int k) {
-    return (!web_m || web_m->cfg.n_classes == 10) && k >= 0 && k < 10 ? fashion_class_names[k] : "";
+    if (!web_m) return k >= 0 && k < 10 ? fashion_class_names[k] : "";
+    return web_m->cfg.cond && k >= 0 && k < web_m->cfg.n_classes ? web_m->class_names[k] : "";
 }
 
 // Starts a sampler on n images, exactly as `./diffusion sample` starts sample_loop: the same
@@ -108,8 +109,11 @@ WEB_API int web_start(int n, int label, int guided, double w, const char *sample
     const Config *c = &web_m->cfg;
     if (label >= c->n_classes || label < -2)
         die("--label", "%d is not a class of this model (0..%d)", label, c->n_classes - 1);
+    char number[16];  // sample_options takes --label as text (it only asks whether there is one)
+    snprintf(number, sizeof number, "%d", label);
     Options o = {.sampler = sampler, .eta = eta, .clip_x0 = clip, .guided = guided && label != -2,
-                 .guidance = w, .steps = steps, .steps_given = steps > 0, .label = label};
+                 .guidance = w, .steps = steps, .steps_given = steps > 0,
+                 .label = label >= 0 ? number : NULL};
     SampleOptions so = sample_options(&o, c, web_s.kind, web_s.T);  // the command's checks
     int need = so.guided ? 2 * n : n;
     if (web_m->max_batch < need && web_load_batch(web_path, need) != 0) return -1;
@@ -178,7 +182,8 @@ WEB_API int web_forward_schedule(int kind, int T) {
 // An idx file of images (and its labels beside it), as `--data FILE` reads it. Returns how many.
 WEB_API int web_forward_data(const char *path) {
     WEB_GUARD();
-    Dataset d = load_dataset(path, 1, 28);
+    DataRequest r = {.channels = 1, .size = 28, .max_mb = 1024, .pixels = 1};
+    Dataset d = load_dataset(path, &r);
     dataset_free(&web_data);
     web_data = d;
     return d.n;
@@ -207,12 +212,8 @@ WEB_API int web_forward_image(int index, const char *path, double seed) {
         web_forward_set(web_data.pixels + (size_t)index * 28 * 28, 1, seed);
         return 1;
     }
-    Dataset d = load_images(path, 1, 28);
-    int w, h, comp;
-    if (stbi_info(path, &w, &h, &comp) && comp >= 3) {
-        dataset_free(&d);
-        d = load_images(path, 3, 28);
-    }
+    DataRequest r = {.channels = 0, .size = 28, .max_mb = 1024, .pixels = 1};  // 0: colour if any
+    Dataset d = load_images(path, &r);
     web_forward_set(d.pixels, d.c, seed);
     dataset_free(&d);
     return web_fc;
