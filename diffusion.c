@@ -6,19 +6,19 @@
  *                       | sample | export | bench      (each has --help)
  *   notes/README.md maps every slide of the lectures to the function that implements it.
  *
- * Contents (search for the banner; the first function under it is named on the right):
+ * Contents (search for the banner; its first function and its main one are named on the right):
  *
  *   PART I    The lecture: MIT 15.S60 "A Practical Introduction to Diffusion Models" (000)
- *     Step 0.  preliminaries: errors, random numbers ...................... die, rng_normal_fill
- *     Step 1.  the forward SDE discretized: alpha_k, alpha_bar_k ........... schedule_betas
+ *     Step 0.  preliminaries: errors, random numbers ....................... die_with, Rng
+ *     Step 1.  the forward SDE discretized: alpha_k, alpha_bar_k ...... vp_beta, schedule_make
  *     Step 2.  the posterior q(x_{t-1} | x_t, x_0) ...................... posterior_coefficients
  *     Step 3.  the training data (x_0, t, eps, x_t) .......................... draw_training_batch
- *     Step 4.  learn eps_theta: layers, U-Net, loss, AdamW ....... matmul_reference ... train
- *     Step 5.  the reverse process: eq. (2), eq. (3), sampling .......... x0_hat_from_eps
- *              then lecture 001's additions: guidance, DDIM, reverse SDE ...... guided_eps
- *   PART II   Making it fast and safe (skip on a first reading) ..................... gemm
- *   PART III  Checking: check, gradcheck, refcheck, bench ........................ check_line
- *   PART IV   The command line .............................................. Options, main
+ *     Step 4.  learn eps_theta: layers, U-Net, loss, AdamW ......... matmul_reference, train
+ *     Step 5.  the reverse process: eq. (2), eq. (3), sampling ..... x0_hat_from_eps, sample_loop
+ *              then lecture 001's additions: guidance, DDIM, reverse SDE ......... guided_eps
+ *   PART II   Making it fast and safe (skip on a first reading) ........... gemm_kernel, gemm
+ *   PART III  Checking: check, gradcheck, refcheck, bench .............. mean_var, check_line
+ *   PART IV   The command line ............................................ options_data, main
  *
  * Dimension letters in shape comments: B batch, C channels (OC output channels), H, W height and
  * width, N = H*W positions, T number of timesteps, P number of parameters, D embedding width.
