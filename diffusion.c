@@ -28,6 +28,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <float.h>
+#include <inttypes.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -59,6 +60,9 @@
 #define STBI_ONLY_PNG  // the two formats we promise: other decoders are code a hostile file reaches
 #define STBI_ONLY_JPEG
 #define STBI_MAX_DIMENSIONS 16384  // refuse absurd image headers before stb allocates anything
+#ifndef __GNUC__
+#define STBI_NO_SIMD  // a compiler that is neither GCC nor clang (tcc) may lack SSE2's intrinsics
+#endif
 #if defined(__has_include)
 #if __has_include(<stb/stb_image.h>)
 #include <stb/stb_image.h>
@@ -1142,7 +1146,7 @@ static const TrainHyper DEFAULT_HYPER = {2e-4, 0.9, 0.999, 1e-8, 0.0, 1.0, 0.999
 // Scales the gradient so that its global L2 norm is at most h->clip (one bad batch cannot throw
 // the weights far), takes AdamW step number `step` (1, 2, ...) and updates the EMA. Returns the
 // norm before clipping.
-static double adamw_step(Model *m, const TrainHyper *h, long step) {
+static double adamw_step(Model *m, const TrainHyper *h, int64_t step) {
     double norm2 = 0;
     for (size_t i = 0; i < m->n_params; i++) norm2 += (double)m->grads[i] * m->grads[i];
     double norm = sqrt(norm2);
@@ -1170,14 +1174,14 @@ static double adamw_step(Model *m, const TrainHyper *h, long step) {
 
 // ---- The training loop ----------------------------------------------------------------------
 // In PART II: the checkpoints (atomic, CRC-checked files); the data is loaded by cmd_train.
-static void checkpoint_save(const char *path, const Model *m, ScheduleKind sched, int T, long step,
-                            const Rng *rng, int batch, int slim);
+static void checkpoint_save(const char *path, const Model *m, ScheduleKind sched, int T,
+                            int64_t step, const Rng *rng, int batch, int slim);
 static Model *checkpoint_load(const char *path, int max_batch, ScheduleKind *sched, int *T,
-                              long *step, Rng *rng, int *has_optimizer, int *batch);
+                              int64_t *step, Rng *rng, int *has_optimizer, int *batch);
 
 typedef struct {
     const char *data, *ckpt, *log;
-    long steps;      // steps to run in this invocation (0: until `minutes` is up)
+    int64_t steps;   // steps to run in this invocation (0: until `minutes` is up)
     double minutes;  // wall-clock budget (0: none)
     int batch;       // 0: 64, or on --resume the checkpoint's batch size
     int resume;
@@ -1199,15 +1203,15 @@ static void on_sigint(int sig) {
 // In PART II: the CSV log, and the progress line.
 static FILE *log_open(const char *path, int resume);
 static void log_close(FILE *log, const char *path, const char *ckpt);
-static void train_progress(const TrainOptions *o, const Config *c, long done, double loss, int B,
+static void train_progress(const TrainOptions *o, const Config *c, int64_t done, double loss, int B,
                            double elapsed, int tty);
 
 // One step of the slide's "learn eps_theta": B tuples drawn as in Step 3 (x0, eps, xt (B,C,H,W);
 // t, label (B)), each label hidden 10% of the time, the loss and its gradient, an AdamW step.
 // Returns the loss; *gnorm receives the gradient's norm.
 static double train_step(Model *m, const Dataset *d, const Schedule *s, real *x0, real *eps,
-                         real *xt, int *t, int *label, int B, const TrainHyper *h, long step,
-                         Rng *rng, double *gnorm) {
+                         real *xt, int *t, int *label, int B, const TrainHyper *h,
+                         int64_t step, Rng *rng, double *gnorm) {
     real tr[4096];
     draw_training_batch(x0, t, eps, xt, label, d, s, B, rng);
     for (int b = 0; b < B; b++) {
@@ -1224,7 +1228,7 @@ static double train_step(Model *m, const Dataset *d, const Schedule *s, real *x0
 // The training loop on data d: steps until o->steps or o->minutes (or Ctrl-C), a checkpoint every
 // o->save_every steps and at the end. m is new or resumed at `step` (cmd_train).
 static int train(const TrainOptions *o, Model *m, const Dataset *d, ScheduleKind sched, int T,
-                 long step, Rng rng, int B) {
+                 int64_t step, Rng rng, int B) {
     signal(SIGINT, on_sigint);
     const Config *c = &m->cfg;
     Schedule s = schedule_make(sched, T);
@@ -1235,7 +1239,7 @@ static int train(const TrainOptions *o, Model *m, const Dataset *d, ScheduleKind
     int *t = xmalloc(B * sizeof(int)), *label = xmalloc(B * sizeof(int)), tty = isatty(2);
     FILE *log = log_open(o->log, o->resume);
     double t_start = now_seconds(), t_print = 0, smooth = -1, gnorm = 0;
-    long first = step, last_saved = step;
+    int64_t first = step, last_saved = step;
     char kind[48] = "unconditional";
     if (c->cond) snprintf(kind, sizeof kind, "class-conditional on %d classes", c->n_classes);
     fprintf(stderr, "training %zu parameters on %d images %dx%dx%d (%s), batch %d, schedule %s "
@@ -1248,12 +1252,13 @@ static int train(const TrainOptions *o, Model *m, const Dataset *d, ScheduleKind
         double loss =
             train_step(m, d, &s, x0, eps, xt, t, label, B, &o->hyper, step, &rng, &gnorm);
         if (!isfinite(loss))
-            die("train", "loss is %g at step %ld: stopping; the last checkpoint (%s, step %ld) is "
-                         "untouched", loss, step + 1, o->ckpt, last_saved);
+            die("train", "loss is %g at step %" PRId64 ": stopping; the last checkpoint (%s, step "
+                         "%" PRId64 ") is untouched", loss, step + 1, o->ckpt, last_saved);
         step++;
         smooth = smooth < 0 ? loss : 0.98 * smooth + 0.02 * loss;
         elapsed = now_seconds() - t_start;
-        if (log) fprintf(log, "%ld,%.6f,%g,%.4f,%.3f\n", step, loss, o->hyper.lr, gnorm, elapsed);
+        if (log) fprintf(log, "%" PRId64 ",%.6f,%g,%.4f,%.3f\n", step, loss, o->hyper.lr, gnorm,
+                         elapsed);
         if (elapsed - t_print >= (tty ? 0.5 : 10) || (o->steps && step - first == o->steps)) {
             t_print = elapsed;
             train_progress(o, c, step - first, smooth, B, elapsed, tty);
@@ -1267,10 +1272,11 @@ static int train(const TrainOptions *o, Model *m, const Dataset *d, ScheduleKind
     checkpoint_save(o->ckpt, m, sched, T, step, &rng, B, 0);
     log_close(log, o->log, o->ckpt);
     if (interrupted)
-        fprintf(stderr, "interrupted: saved %s at step %ld; continue with: ./diffusion train "
-                        "--resume --ckpt %s\n", o->ckpt, step, o->ckpt);
+        fprintf(stderr, "interrupted: saved %s at step %" PRId64 "; continue with: ./diffusion "
+                        "train --resume --ckpt %s\n", o->ckpt, step, o->ckpt);
     else
-        fprintf(stderr, "saved %s at step %ld (smoothed loss %.4f)\n", o->ckpt, step, smooth);
+        fprintf(stderr, "saved %s at step %" PRId64 " (smoothed loss %.4f)\n", o->ckpt, step,
+                smooth);
     free_all(5, x0, eps, xt, t, label);
     schedule_free(&s);
     model_free(m);
@@ -1363,7 +1369,7 @@ static double sde_du(int T, int S) { return (1.0 - 1.0 / T) / (S - 1); }
 // times (DDIM), or at the fractional time u T (SDE).
 static double sample_time(const SampleOptions *o, int T, int i, int S) {
     if (o->kind == SAMPLER_DDPM) return T - i;
-    if (o->kind == SAMPLER_DDIM) return T - (int)((long)i * T / S);
+    if (o->kind == SAMPLER_DDIM) return T - (int)((int64_t)i * T / S);
     return (1.0 - i * sde_du(T, S)) * T;
 }
 // Evaluation i's update of x (n values) with eps = eps_theta(x, sample_time): the DDPM step, a
@@ -1378,7 +1384,7 @@ static void sample_update(real *x, real *x0_hat, const real *eps, const Schedule
         return;
     }
     if (o->kind == SAMPLER_DDIM) {
-        int tp = T - (int)((long)(i + 1) * T / S);
+        int tp = T - (int)((int64_t)(i + 1) * T / S);
         ddim_step(x, x0_hat, eps, s, (int)time, tp, o->eta, n, o->clip, z, rng);
         return;
     }
@@ -1507,19 +1513,26 @@ static void sde_step(real *x, const real *eps, double beta, double one_minus_alp
 // panel narrower than NR, are first copied ("packed") into that layout, zero-padded. Likewise a
 // strip of A is read where it lies; only a last strip of fewer than MR rows is copied.
 // Threads share the tiles of C, and every C element is summed over k in the same order whatever
-// the thread count, so results do not depend on it. The vectors are GCC vector extensions: plain
-// C that the compiler maps onto what the target has (SSE, AVX2, AVX-512, NEON).
+// the thread count, so results do not depend on it. The vectors are GCC vector extensions (GCC
+// and clang): plain C that the compiler maps onto what the target has (SSE, AVX2, AVX-512, NEON).
 // The vector width is the widest the build targets: 64 bytes with AVX-512, 32 with AVX2, 16
 // otherwise. The accumulators must fit the register file: with 16 vector registers (SSE, AVX2)
 // MR = 6 rows x 2 vectors = 12 accumulators; with 32 (AVX-512) MR = 8, 16 accumulators.
-// A plain x86-64 build targets SSE2, which has no fused multiply-add: there GCC compiles gemm
-// twice (function multiversioning) and picks at run time, with FMA (most x86-64 CPUs since 2013)
-// or without; with FMA the plain build trains 1.5x faster.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__AVX__)
+// A compiler without vector extensions (tcc) runs the same code on one-lane "vectors", scalars.
+// A plain x86 build targets SSE2, which has no fused multiply-add: there GCC and clang (14 and
+// later) compile gemm_tile twice (function multiversioning, with the ELF loader's ifunc) and pick
+// at run time, with FMA (most x86-64 CPUs since 2013) or without; with FMA the plain build trains
+// 1.5x faster. ARM's vector units always have FMA.
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__ELF__) && !defined(__AVX__) && \
+    ((defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 6) || __clang_major__ >= 14)
 #define FMA_CLONES __attribute__((target_clones("fma", "default")))
+#define HAVE_FMA_CLONES 1
 #else
 #define FMA_CLONES
+#define HAVE_FMA_CLONES 0
 #endif
+#if defined(__GNUC__)
+#define ALWAYS_INLINE __attribute__((always_inline))
 #if defined(__AVX512F__)
 enum { VEC_BYTES = 64 };
 #elif defined(__AVX__)
@@ -1528,13 +1541,17 @@ enum { VEC_BYTES = 32 };
 enum { VEC_BYTES = 16 };
 #endif
 typedef real vec __attribute__((vector_size(VEC_BYTES)));
+#else
+#define ALWAYS_INLINE
+enum { VEC_BYTES = sizeof(real) };
+typedef real vec;
+#endif
 enum { VL = VEC_BYTES / sizeof(real), MR = VEC_BYTES == 64 ? 8 : 6, NR = 2 * VL };
 enum { KC = 256, NC = 256 };
 
 // acc (MR x NR) = A (MR x kc, element (r,k) at a[r*ars + k*acs]) . B (kc x NR, row k at b + k*brs)
-__attribute__((always_inline)) static inline void gemm_kernel(int kc, const real *a, long ars,
-                                                              long acs, const real *b, long brs,
-                                                              vec acc[MR][2]) {
+ALWAYS_INLINE static inline void gemm_kernel(int kc, const real *a, long ars, long acs,
+                                             const real *b, long brs, vec acc[MR][2]) {
     for (int r = 0; r < MR; r++) {
         acc[r][0] = (vec){0};
         acc[r][1] = (vec){0};
@@ -1577,9 +1594,8 @@ static void pack_a_panel(real *panel, const real *A, long ars, long acs, int i0,
         for (int k = 0; k < kc; k++) panel[k * MR + r] = A[(i0 + r) * ars + (k0 + k) * acs];
 }
 // C tile (rows x cols at c, row stride crs) = or += acc. Whole rows go as two vector stores.
-__attribute__((always_inline)) static inline void store_tile(real *C, long crs,
-                                                             const vec acc[MR][2], int rows,
-                                                             int cols, int add) {
+ALWAYS_INLINE static inline void store_tile(real *C, long crs, vec acc[MR][2], int rows,
+                                            int cols, int add) {
     for (int r = 0; r < rows; r++) {
         real *c = C + r * crs;
         if (cols == NR) {
@@ -1601,8 +1617,19 @@ __attribute__((always_inline)) static inline void store_tile(real *C, long crs,
     }
 }
 
-FMA_CLONES static void gemm(int M, int N, int K, const real *A, long ars, long acs, const real *B,
-                            long brs, long bcs, real *C, long crs, int accumulate) {
+// One tile: C (rows x cols at C) = or += A strip . B panel (kc). The part that FMA_CLONES
+// compiles twice (not gemm: with OpenMP its loop body becomes a function of its own, which
+// clang does not multiversion).
+FMA_CLONES
+static void gemm_tile(int kc, const real *a, long ars, long acs, const real *b, long brs, real *C,
+                      long crs, int rows, int cols, int add) {
+    vec acc[MR][2];
+    gemm_kernel(kc, a, ars, acs, b, brs, acc);
+    store_tile(C, crs, acc, rows, cols, add);
+}
+
+static void gemm(int M, int N, int K, const real *A, long ars, long acs, const real *B, long brs,
+                 long bcs, real *C, long crs, int accumulate) {
     // Packed blocks live on the stack (0.26 MB in float, 0.5 MB in double): nothing allocated.
     _Alignas(64) real bpack[KC * NC];
     _Alignas(64) real apack[MR * KC];
@@ -1625,14 +1652,14 @@ FMA_CLONES static void gemm(int M, int N, int K, const real *A, long ars, long a
 #pragma omp parallel for schedule(static)
             for (int tile = 0; tile < npanels * mpanels; tile++) {
                 int p = tile / mpanels, q = tile % mpanels, i0 = q * MR, j0 = jc + p * NR;
-                vec acc[MR][2];
                 const real *b =
                     p < inplace ? B + pc * brs + j0 : bpack + (size_t)(p - inplace) * kc * NR;
                 long bs = p < inplace ? brs : NR;
-                if (q < full) gemm_kernel(kc, A + i0 * ars + pc * acs, ars, acs, b, bs, acc);
-                else gemm_kernel(kc, apack, 1, MR, b, bs, acc);
                 int rows = M - i0 < MR ? M - i0 : MR, cols = N - j0 < NR ? N - j0 : NR;
-                store_tile(C + i0 * crs + j0, crs, acc, rows, cols, add);
+                real *c = C + i0 * crs + j0;
+                const real *a = q < full ? A + i0 * ars + pc * acs : apack;
+                if (q < full) gemm_tile(kc, a, ars, acs, b, bs, c, crs, rows, cols, add);
+                else gemm_tile(kc, a, 1, MR, b, bs, c, crs, rows, cols, add);
             }
         }
     }
@@ -1821,15 +1848,16 @@ static void format_duration(char *out, size_t n, double s) {
 }
 
 // The progress line: in place on a terminal (every 0.5 s), a line every 10 s in a log.
-static void train_progress(const TrainOptions *o, const Config *c, long done, double loss, int B,
+static void train_progress(const TrainOptions *o, const Config *c, int64_t done, double loss, int B,
                            double elapsed, int tty) {
     double rate = done / elapsed;
     double total = o->steps ? (double)o->steps : 60 * o->minutes * rate;
     char el[32], eta[32];
     format_duration(el, sizeof el, elapsed);
     format_duration(eta, sizeof eta, (total - done) / rate);
-    fprintf(stderr, "%sstep %ld/%ld  loss %.4f  %.1f img/s of %dx%dx%d  elapsed %s  eta %s%s",
-            tty ? "\r" : "", done, (long)total, loss, rate * B, c->img_c, c->img_h, c->img_w, el,
+    fprintf(stderr, "%sstep %" PRId64 "/%.0f  loss %.4f  %.1f img/s of %dx%dx%d  elapsed %s  eta %s"
+            "%s",
+            tty ? "\r" : "", done, floor(total), loss, rate * B, c->img_c, c->img_h, c->img_w, el,
             eta, tty ? "   " : "\n");
 }
 
@@ -1859,6 +1887,8 @@ static void last_shape(Layout *L, int rows, int cols) {
 }
 static real *take(Layout *L, const char *name, size_t n, int fan_in, TensorKind kind) {
     if (L->n == MAX_TENSORS) die("layout", "more than %d tensors", MAX_TENSORS);
+    if (n > SIZE_MAX / sizeof(real) - L->used)
+        die("memory", "the network's arrays are more than this system can address");
     TensorInfo *ti = &L->info[L->n++];
     snprintf(ti->name, sizeof ti->name, "%s", name);
     ti->offset = L->used;
@@ -2035,6 +2065,12 @@ static Model *model_create(const Config *c, int max_batch) {
     params_layout(&m->p, m->layout, m->params, c);
     Layout *tmp = xmalloc(sizeof(Layout));
     params_layout(&m->g, tmp, m->grads, c);
+    // Every activation is max_batch x a size per image: one image's count tells whether this
+    // system can address them all (a 32-bit system cannot count bytes past 4 GB).
+    acts_layout(&m->a, tmp, NULL, c, 1);
+    if ((double)tmp->used * max_batch * 2 * sizeof(real) > (double)SIZE_MAX)
+        die("memory", "a batch of %d needs %.0f MB of activations and their gradients: more than "
+            "this system can address", max_batch, 2e-6 * tmp->used * max_batch * sizeof(real));
     acts_layout(&m->a, tmp, NULL, c, max_batch);
     m->n_acts = tmp->used;
     m->acts = xcalloc(m->n_acts, sizeof(real));
@@ -2566,8 +2602,8 @@ typedef struct {
     int32_t has_optimizer, batch;  // batch: the training batch size, so that --resume continues
 } CkptHeader;
 
-static void checkpoint_save(const char *path, const Model *m, ScheduleKind sched, int T, long step,
-                            const Rng *rng, int batch, int slim) {
+static void checkpoint_save(const char *path, const Model *m, ScheduleKind sched, int T,
+                            int64_t step, const Rng *rng, int batch, int slim) {
     const Config *c = &m->cfg;
     CkptHeader h;
     memset(&h, 0, sizeof h);
@@ -2641,7 +2677,7 @@ static const char *checkpoint_problem(const CkptHeader *h, size_t len, size_t *P
 // saved in the checkpoint, which *batch receives) and fills params, EMA and, when present, the
 // AdamW moments. Anything wrong ends with a one-line message naming the file.
 static Model *checkpoint_load(const char *path, int max_batch, ScheduleKind *sched, int *T,
-                              long *step, Rng *rng, int *has_optimizer, int *batch) {
+                              int64_t *step, Rng *rng, int *has_optimizer, int *batch) {
     size_t len, P = 0;
     unsigned char *buf = read_file(path, MAX_FILE_BYTES, &len);
     CkptHeader h;
@@ -2676,7 +2712,7 @@ static Model *checkpoint_load(const char *path, int max_batch, ScheduleKind *sch
     free(buf);
     *sched = (ScheduleKind)h.schedule;
     *T = h.T;
-    *step = (long)h.step;
+    *step = h.step;
     rng->state = h.rng_state;
     *has_optimizer = h.has_optimizer;
     *batch = h.batch;
@@ -2729,6 +2765,12 @@ static void write_image_grid(const char *path, const real *imgs, int n, int cols
 // ============================================================================================
 // PART III — CHECKING: the lecture's claims, the backward passes, PyTorch, the speed
 // ============================================================================================
+// GCC before 13 for aarch64 crashes (an internal compiler error) vectorizing the checks' nested
+// fmax() reductions: from here on (checks, command line), where speed does not matter, it is
+// told not to vectorize loops.
+#if defined(__aarch64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 13
+#pragma GCC optimize("no-tree-loop-vectorize")
+#endif
 
 // ---- `./diffusion check`: the lecture's exactness claims, measured --------------------------
 // Monte Carlo tolerances are 5 standard errors of the estimate (a correct claim fails with
@@ -3012,7 +3054,7 @@ static void gaussian_step(const Schedule *s, const SampleOptions *o, int i, int 
     double time = sample_time(o, T, i, S), omab = noise_level(s, o, time), ab = 1 - omab, beta, u;
     double k = sqrt(omab) / (ab * GAUSS_S2 + omab), be = -k * sqrt(ab) * GAUSS_M;  // eps* = kx + be
     double a0 = (1 - sqrt(omab) * k) / sqrt(ab), b0 = -sqrt(omab) * be / sqrt(ab);  // eq. (2)
-    int t = (int)time, tp = T - (int)((long)(i + 1) * T / S);
+    int t = (int)time, tp = T - (int)((int64_t)(i + 1) * T / S);
     if (o->kind == SAMPLER_DDPM) {
         *A = s->coef_x0[t] * a0 + s->coef_xt[t];
         *B = s->coef_x0[t] * b0;
@@ -3543,20 +3585,27 @@ static double unet_flops(const Config *c) {
 
 // The peak: 12 independent chains of vector multiply-adds (enough to hide their latency), per
 // thread, with this build's vectors (fused FMAs when the CPU has them, as gemm uses them).
-FMA_CLONES static double fma_peak_gflops(int threads) {
+FMA_CLONES static double fma_chains(long iters) {  // one thread's chains; the sum of a lane
+    vec acc[12], x = (vec){0} + (real)0.999999, y = (vec){0} + (real)1e-7;
+    double sink = 0;
+    for (int i = 0; i < 12; i++) acc[i] = (vec){0} + (real)i;
+    for (long k = 0; k < iters; k++)
+#pragma GCC unroll 12
+        for (int i = 0; i < 12; i++) acc[i] = acc[i] * x + y;
+    for (int i = 0; i < 12; i++) {
+        real lane0;  // (acc[i][0], but one-lane vectors are scalars)
+        memcpy(&lane0, &acc[i], sizeof lane0);
+        sink += lane0;
+    }
+    return sink;
+}
+static double fma_peak_gflops(int threads) {
     const long iters = 20000000;
     double best = 0;
     for (int rep = 0; rep < 3; rep++) {
         double t0 = now_seconds(), sink = 0;
 #pragma omp parallel for num_threads(threads) reduction(+ : sink)
-        for (int th = 0; th < threads; th++) {
-            vec acc[12], x = (vec){0} + (real)0.999999, y = (vec){0} + (real)1e-7;
-            for (int i = 0; i < 12; i++) acc[i] = (vec){0} + (real)i;
-            for (long k = 0; k < iters; k++)
-#pragma GCC unroll 12
-                for (int i = 0; i < 12; i++) acc[i] = acc[i] * x + y;
-            for (int i = 0; i < 12; i++) sink += acc[i][0];
-        }
+        for (int th = 0; th < threads; th++) sink += fma_chains(iters);
         best = fmax(best, 2.0 * 12 * VL * iters * threads / (now_seconds() - t0) / 1e9);
         if (sink == 12345) printf(" ");  // keeps the loop from being optimised away
     }
@@ -3565,6 +3614,11 @@ FMA_CLONES static double fma_peak_gflops(int threads) {
 
 #ifndef BUILD_FLAGS  // the Makefile passes its flags; a hand-typed `cc` command cannot be seen
 #define BUILD_FLAGS "not recorded (built without the Makefile)"
+#endif
+#ifdef __VERSION__  // GCC's and clang's
+#define COMPILER_VERSION __VERSION__
+#else
+#define COMPILER_VERSION "(version not recorded)"
 #endif
 static int compare_doubles(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -3575,7 +3629,7 @@ static double median(double *v, int n) {
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 static const char *vector_isa(void) {
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__AVX__)
+#if HAVE_FMA_CLONES
     if (__builtin_cpu_supports("fma")) return "SSE2 + the FMA clone of gemm (chosen at run time)";
 #endif
 #if defined(__AVX512F__)
@@ -3584,6 +3638,10 @@ static const char *vector_isa(void) {
     return "AVX2";
 #elif defined(__SSE2__)
     return "SSE2";
+#elif defined(__ARM_NEON)
+    return "NEON";
+#elif !defined(__GNUC__)
+    return "scalar (no vector extensions)";
 #else
     return "generic";
 #endif
@@ -3659,7 +3717,7 @@ static int run_bench(int reps, int threads) {
     printf("# diffusion.c bench: default U-Net (%zu parameters), batch %d, %d thread(s), %s build, "
            "vector ISA %s, OpenMP %s\n", m->n_params, B, threads, sizeof(real) == 4 ? "float" :
            "double", vector_isa(), threads > 1 || m->ws->threads > 1 ? "on" : "off/1");
-    printf("# compiler %s, flags: %s\n", __VERSION__, BUILD_FLAGS);
+    printf("# compiler %s, flags: %s\n", COMPILER_VERSION, BUILD_FLAGS);
     printf("# FLOPs per image: forward %.1f M, training step ~3x = %.1f M (backward = weight + "
            "input gradients)\n", fwd_flops / 1e6, train_flops / 1e6);
     printf("# peak of this build's vectors (12 independent multiply-add chains): %.1f GFLOP/s on "
@@ -3692,7 +3750,8 @@ typedef struct {
     ScheduleKind schedule;
     int T, index, batch, n, uncond, resume, clip_x0, threads, steps_given, width, guided;
     int channels, size;  // 0: chosen from the data
-    long steps, max_data_mb;
+    int64_t steps;
+    long max_data_mb;
     uint64_t seed;
     double minutes, lr, eta, guidance;
     const char *out, *data, *image, *ckpt, *log, *sampler, *trajectory, *ref, *label;
@@ -3757,7 +3816,7 @@ static int cmd_forward(const Options *o) {
     rng_normal_fill(&rng, eps, n);
     printf("# frame t sqrt(alpha_bar_t) sqrt(1-alpha_bar_t)\n");
     for (int k = 0; k <= 10; k++) {
-        int t = (int)((long)k * o->T / 10);
+        int t = (int)((int64_t)k * o->T / 10);
         forward_one_shot(strip + k * n, x0, eps, &s, t, n);
         printf("%d %d %.6f %.6f\n", k, t, sqrt(s.alpha_bar[t]), sqrt(s.one_minus_alpha_bar[t]));
     }
@@ -3830,7 +3889,7 @@ static int cmd_info(const Options *o) {
 // The data d and a new model for it (or, with --resume, the checkpoint's, and the data at its
 // shape and with its classes), and where training stands: step, schedule, T, the RNG, the batch.
 static Model *train_start(const Options *opt, const TrainOptions *o, Dataset *d,
-                          ScheduleKind *sched, int *T, long *step, Rng *rng, int *B) {
+                          ScheduleKind *sched, int *T, int64_t *step, Rng *rng, int *B) {
     *sched = o->schedule;
     *T = o->T;
     *step = 0;
@@ -3851,7 +3910,7 @@ static Model *train_start(const Options *opt, const TrainOptions *o, Dataset *d,
     else if (o->batch != saved_batch)
         fprintf(stderr, "note: batch %d differs from the checkpoint's %d: training continues, "
                         "but not as one run would\n", o->batch, saved_batch);
-    fprintf(stderr, "resuming %s at step %ld (schedule %s, T = %d)\n", o->ckpt, *step,
+    fprintf(stderr, "resuming %s at step %" PRId64 " (schedule %s, T = %d)\n", o->ckpt, *step,
             schedule_names[*sched], *T);
     const Config *c = &m->cfg;
     if ((opt->channels && opt->channels != c->img_c) || (opt->size && opt->size != c->img_h))
@@ -3877,7 +3936,7 @@ static int cmd_train(const Options *o) {
     t.hyper.lr = o->lr;
     ScheduleKind sched;
     int T, B;
-    long step;
+    int64_t step;
     Rng rng = {o->seed};
     Dataset d;
     Model *m = train_start(o, &t, &d, &sched, &T, &step, &rng, &B);
@@ -3944,7 +4003,7 @@ static int cmd_sample(const Options *o) {
     const char *path = o->ckpt ? o->ckpt : "data/model.ckpt";
     int chunk = o->batch ? o->batch : 64, T, has_opt, batch;
     ScheduleKind sk;
-    long step;
+    int64_t step;
     Rng unused, rng = {o->seed};
     Model *m = checkpoint_load(path, o->guided ? 2 * chunk : chunk, &sk, &T, &step, &unused,
                                &has_opt, &batch);
@@ -3964,8 +4023,8 @@ static int cmd_sample(const Options *o) {
     for (int i = 0; i < n; i++) label[i] = per_class ? i / cols : chosen;
     real *traj = o->trajectory ? xmalloc((size_t)2 * frames * chunk * img * sizeof(real)) : NULL;
     double t0 = now_seconds();
-    fprintf(stderr, "sampling %d images with %s (%d network evaluations each%s) from %s (step %ld, "
-            "%s T=%d)\n", n, o->sampler, so.kind == SAMPLER_DDPM ? T : so.steps,
+    fprintf(stderr, "sampling %d images with %s (%d network evaluations each%s) from %s (step "
+            "%" PRId64 ", %s T=%d)\n", n, o->sampler, so.kind == SAMPLER_DDPM ? T : so.steps,
             so.guided ? ", guided: x2" : "", path, step, schedule_names[sk], T);
     for (int first = 0; first < n; first += chunk) {
         int B = n - first < chunk ? n - first : chunk;
@@ -3993,11 +4052,12 @@ static int cmd_export(const Options *o) {
     if (!o->ckpt || !o->out) die_usage("export", "needs --ckpt and --out");
     ScheduleKind sk;
     int T, has_opt, batch;
-    long step;
+    int64_t step;
     Rng r;
     Model *m = checkpoint_load(o->ckpt, 1, &sk, &T, &step, &r, &has_opt, &batch);
     checkpoint_save(o->out, m, sk, T, step, &r, batch, 1);
-    printf("wrote %s (step %ld, weights and EMA weights, no optimizer state)\n", o->out, step);
+    printf("wrote %s (step %" PRId64 ", weights and EMA weights, no optimizer state)\n", o->out,
+           step);
     model_free(m);
     return 0;
 }
@@ -4084,12 +4144,13 @@ static const char *flag_value(int argc, char **argv, int *i) {
     if (*i + 1 >= argc) die_usage(argv[*i], "missing value");
     return argv[++*i];
 }
-static long parse_long(const char *flag, const char *s, long lo, long hi) {
+// In 64 bits whatever the size of long (32 bits on Windows and 32-bit systems).
+static int64_t parse_int(const char *flag, const char *s, int64_t lo, int64_t hi) {
     char *end;
     errno = 0;
-    long v = strtol(s, &end, 10);
+    long long v = strtoll(s, &end, 10);
     if (errno || end == s || *end || v < lo || v > hi)
-        die_usage(flag, "'%s' is not an integer in %ld..%ld", s, lo, hi);
+        die_usage(flag, "'%s' is not an integer in %" PRId64 "..%" PRId64, s, lo, hi);
     return v;
 }
 static double parse_double(const char *flag, const char *s, double lo, double hi) {
@@ -4123,18 +4184,18 @@ static void parse_flag(Options *o, int argc, char **argv, int *i) {
     else if (!strcmp(a, "--ref")) o->ref = flag_value(argc, argv, i);
     else {
         const char *v = flag_value(argc, argv, i);
-        if (!strcmp(a, "--T")) o->T = (int)parse_long(a, v, 1, 100000);
-        else if (!strcmp(a, "--seed")) o->seed = (uint64_t)parse_long(a, v, 0, 0x7fffffffffffffffL);
-        else if (!strcmp(a, "--index")) o->index = (int)parse_long(a, v, 0, MAX_IDX_ITEMS);
-        else if (!strcmp(a, "--batch")) o->batch = (int)parse_long(a, v, 1, 4096);
-        else if (!strcmp(a, "--n")) o->n = (int)parse_long(a, v, 1, 4096);
+        if (!strcmp(a, "--T")) o->T = (int)parse_int(a, v, 1, 100000);
+        else if (!strcmp(a, "--seed")) o->seed = (uint64_t)parse_int(a, v, 0, INT64_MAX);
+        else if (!strcmp(a, "--index")) o->index = (int)parse_int(a, v, 0, MAX_IDX_ITEMS);
+        else if (!strcmp(a, "--batch")) o->batch = (int)parse_int(a, v, 1, 4096);
+        else if (!strcmp(a, "--n")) o->n = (int)parse_int(a, v, 1, 4096);
         else if (!strcmp(a, "--label")) o->label = v;
-        else if (!strcmp(a, "--channels")) o->channels = (int)parse_long(a, v, 1, 3);
-        else if (!strcmp(a, "--size")) o->size = (int)parse_long(a, v, 4, 256);
-        else if (!strcmp(a, "--max-data-mb")) o->max_data_mb = parse_long(a, v, 1, 1000000000L);
-        else if (!strcmp(a, "--steps")) o->steps = parse_long(a, v, 1, 1000000000L);
-        else if (!strcmp(a, "--threads")) o->threads = (int)parse_long(a, v, 1, 1024);
-        else if (!strcmp(a, "--width")) o->width = (int)parse_long(a, v, 8, 256);
+        else if (!strcmp(a, "--channels")) o->channels = (int)parse_int(a, v, 1, 3);
+        else if (!strcmp(a, "--size")) o->size = (int)parse_int(a, v, 4, 256);
+        else if (!strcmp(a, "--max-data-mb")) o->max_data_mb = (long)parse_int(a, v, 1, 1000000000);
+        else if (!strcmp(a, "--steps")) o->steps = parse_int(a, v, 1, 1000000000);
+        else if (!strcmp(a, "--threads")) o->threads = (int)parse_int(a, v, 1, 1024);
+        else if (!strcmp(a, "--width")) o->width = (int)parse_int(a, v, 8, 256);
         else if (!strcmp(a, "--minutes")) o->minutes = parse_double(a, v, 1e-3, 1e6);
         else if (!strcmp(a, "--lr")) o->lr = parse_double(a, v, 1e-12, 1);
         else if (!strcmp(a, "--eta")) o->eta = parse_double(a, v, 0, 1);

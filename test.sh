@@ -21,7 +21,7 @@ FASHION=/usr/share/datasets/fashion-mnist
 # ---- builds ------------------------------------------------------------------------------------------------
 test_builds() {
     cc diffusion.c -lm -O2 -o "$D" 2>"$TMP/log" && [ ! -s "$TMP/log" ] && pass "cc diffusion.c -lm -O2: builds, no warnings" || fail "cc diffusion.c -lm -O2: builds, no warnings"
-    cc -std=c11 -Wall -Wextra -O2 diffusion.c -lm -o "$TMP/strict" 2>"$TMP/log" && [ ! -s "$TMP/log" ] && pass "cc -std=c11 -Wall -Wextra: no warnings" || fail "cc -std=c11 -Wall -Wextra: no warnings"
+    cc -std=c11 -pedantic -Wall -Wextra -O2 diffusion.c -lm -o "$TMP/strict" 2>"$TMP/log" && [ ! -s "$TMP/log" ] && pass "cc -std=c11 -pedantic -Wall -Wextra: no warnings" || fail "cc -std=c11 -pedantic -Wall -Wextra: no warnings"
     cc -O2 -DDOUBLE diffusion.c -lm -o "$TMP/double" 2>"$TMP/log" && pass "cc -DDOUBLE builds" || fail "cc -DDOUBLE builds"
 }
 
@@ -409,6 +409,174 @@ test_web() {
     fi
 }
 
+# ---- other compilers and machines: clang, aarch64 under qemu, 32 bits, tcc ----------------------------------
+# Each runs when its tools are installed (.ci/run installs them all) and prints SKIP otherwise.
+# build_quiet NAME OUT COMPILER ARGS...: `COMPILER ARGS... diffusion.c -lm -o OUT` builds and prints nothing.
+build_quiet() {
+    local name=$1 out=$2; shift 2
+    if "$@" diffusion.c -lm -o "$out" >"$TMP/log" 2>&1 && [ ! -s "$TMP/log" ]; then pass "$name: builds, no warnings"; return 0; fi
+    fail "$name: builds, no warnings"; return 1
+}
+# agree KIND A B TOL: how close two results of the same run on two machines are, printed; false beyond TOL.
+#   ckpt: the parameters of two float checkpoints, max |a - b| / max |b| <= TOL
+#   png:  the pixels of two PNGs written by ./diffusion, max |a - b| <= TOL levels (of 255)
+agree() {
+    python3 - "$@" <<'PYTHON'
+import struct, sys, zlib
+from array import array
+kind, path_a, path_b, tol = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+def params(path):  # CkptHeader is 96 bytes, n_params (uint64) at offset 80; then the parameters
+    data = open(path, "rb").read()
+    n = struct.unpack_from("<Q", data, 80)[0]
+    a = array("f")
+    a.frombytes(data[96:96 + 4 * n])
+    return a
+def pixels(path):  # 8-bit grey or RGB, not interlaced: the rows with their filters undone
+    data, pos, idat = open(path, "rb").read(), 8, b""
+    while pos < len(data):
+        n, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        if kind == b"IHDR":
+            w, h, depth, ctype = struct.unpack(">IIBB", data[pos + 8:pos + 18])
+        if kind == b"IDAT":
+            idat += data[pos + 8:pos + 8 + n]
+        pos += 12 + n
+    bpp = {0: 1, 2: 3}[ctype]
+    stride, raw, out, prev = w * bpp, zlib.decompress(idat), bytearray(), bytearray(w * bpp)
+    for y in range(h):
+        f, row = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        for x in range(stride):
+            a, b = row[x - bpp] if x >= bpp else 0, prev[x]
+            c = prev[x - bpp] if x >= bpp else 0
+            if f == 1: row[x] = (row[x] + a) & 255
+            elif f == 2: row[x] = (row[x] + b) & 255
+            elif f == 3: row[x] = (row[x] + (a + b) // 2) & 255
+            elif f == 4:
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                row[x] = (row[x] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+        out += row
+        prev = row
+    return out
+get = params if kind == "ckpt" else pixels
+a, b = get(path_a), get(path_b)
+if len(a) != len(b):
+    sys.exit(f"{len(a)} values vs {len(b)}")
+diff = max(abs(x - y) for x, y in zip(a, b))
+ndiff = sum(x != y for x, y in zip(a, b))
+if kind == "ckpt":
+    largest = max(abs(y) for y in b)
+    err = diff / largest
+    print(f"max |difference| {diff:.1e} = {err:.1e} x the largest weight ({largest:.2f}); {ndiff} of {len(a)} differ")
+else:
+    err = diff
+    print(f"max |difference| {diff} levels, {ndiff} of {len(a)} pixels differ")
+sys.exit(0 if err <= tol else 1)
+PYTHON
+}
+
+# clang, the compiler of macOS and of many Linux machines: no warnings, the same proofs, and the same arithmetic
+# as GCC (both multiversion gemm_tile with and without FMA, and fuse nothing else on plain x86-64).
+test_clang() {
+    if ! command -v clang >/dev/null 2>&1; then echo "SKIP  clang: not installed"; return; fi
+    local C=$TMP/clang omp
+    build_quiet "clang -Wall -Wextra -O2" "$C" clang -Wall -Wextra -O2 || return
+    build_quiet "clang -std=c11 -pedantic -Wall -Wextra" "$TMP/clang_c11" clang -std=c11 -pedantic -Wall -Wextra -O2
+    build_quiet "clang -DDOUBLE" "$C.double" clang -Wall -Wextra -O2 -DDOUBLE
+    run "clang build: check" "$C" check
+    run "clang -DDOUBLE build: gradcheck within 1e-6" "$C.double" gradcheck
+    run "clang build: refcheck" "$C" refcheck
+    tiny --steps 20 --seed 11 --ckpt "$TMP/gcc.ckpt" >/dev/null 2>&1
+    "$C" train --width 8 --batch 8 --seed 11 --steps 20 --ckpt "$TMP/clang.ckpt" >/dev/null 2>&1
+    cmp -s "$TMP/gcc.ckpt" "$TMP/clang.ckpt" && pass "clang and GCC builds: identical weights after 20 steps" || fail "clang and GCC builds: identical weights after 20 steps"
+    printf '#include <omp.h>\nint main(void) { return omp_get_max_threads() < 1; }\n' >"$TMP/omp.c"
+    if ! clang -fopenmp "$TMP/omp.c" -o "$TMP/omp_probe" 2>/dev/null; then
+        echo "SKIP  clang -fopenmp: clang's OpenMP runtime is not installed (Debian: libomp-dev)"; return
+    fi
+    omp=$TMP/clang_omp
+    build_quiet "clang -fopenmp -Wall -Wextra -O2" "$omp" clang -fopenmp -Wall -Wextra -O2 || return
+    build_quiet "clang -fopenmp -DDOUBLE" "$omp.double" clang -fopenmp -Wall -Wextra -O2 -DDOUBLE
+    run "clang -fopenmp build: check" "$omp" check
+    run "clang -fopenmp -DDOUBLE build: gradcheck within 1e-6" "$omp.double" gradcheck
+    run "clang -fopenmp build: refcheck" "$omp" refcheck
+    "$omp" train --width 8 --batch 8 --seed 11 --steps 20 --threads 2 --ckpt "$TMP/clang_omp.ckpt" >/dev/null 2>&1
+    cmp -s "$TMP/gcc.ckpt" "$TMP/clang_omp.ckpt" && pass "clang -fopenmp on 2 threads: identical weights to GCC's 1 thread" || fail "clang -fopenmp on 2 threads: identical weights to GCC's 1 thread"
+}
+
+# aarch64 (ARM64, the class of Apple Silicon and the Raspberry Pi): cross GCC, the same vector code on NEON, run
+# under qemu. ARM fuses multiply-adds everywhere (GCC's default -ffp-contract=fast) where plain x86-64 fuses them
+# only in gemm, so results differ in the last bits; how much is printed. Measured: 5 training steps give the same
+# losses to 6 digits and weights within ~1e-5 of the largest; the sample is the same picture.
+test_aarch64() {
+    local CC=aarch64-linux-gnu-gcc Q=qemu-aarch64 A=$TMP/arm64 out
+    if ! command -v $CC >/dev/null 2>&1 || ! command -v $Q >/dev/null 2>&1; then
+        echo "SKIP  aarch64: needs $CC and $Q (Debian: gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)"; return
+    fi
+    # -static: qemu needs no ARM loader; -idirafter: the host's stb headers, after the target's own headers
+    local flags="-O2 -Wall -Wextra -static -idirafter /usr/include"
+    build_quiet "aarch64 (cross GCC, NEON)" "$A" $CC $flags || return
+    build_quiet "aarch64 -DDOUBLE" "$A.double" $CC $flags -DDOUBLE
+    run "aarch64 under qemu: check" $Q "$A" check
+    run "aarch64 under qemu: gradcheck (-DDOUBLE) within 1e-6" $Q "$A.double" gradcheck
+    run "aarch64 under qemu: refcheck" $Q "$A" refcheck
+    if ! command -v python3 >/dev/null 2>&1; then echo "SKIP  aarch64 vs x86-64: python3 not installed"; return; fi
+    tiny --steps 5 --ckpt "$TMP/x86_5.ckpt" --log "$TMP/x86_5.csv" >/dev/null 2>&1
+    $Q "$A" train --width 8 --batch 8 --seed 7 --steps 5 --ckpt "$TMP/arm_5.ckpt" --log "$TMP/arm_5.csv" >"$TMP/log" 2>&1
+    # the 5 losses (printed to 6 digits): relative difference <= 1e-4, refcheck's tolerance for the loss
+    if out=$(paste -d, "$TMP/x86_5.csv" "$TMP/arm_5.csv" | awk -F, 'NR > 1 { d = $2 - $7; if (d < 0) d = -d; d /= $2;
+            if (d > m) m = d; n++ } END { printf "%d losses, max relative difference %.1e", n, m; exit !(n == 5 && m <= 1e-4) }')
+    then pass "aarch64 vs x86-64, 5 training steps: $out (<= 1e-4)"; else fail "aarch64 vs x86-64, 5 training steps: $out"; fi
+    # the weights after 5 AdamW steps: within 1e-4 of the largest (a wrong formula moves them by ~lr = 2e-4 each step)
+    if out=$(agree ckpt "$TMP/arm_5.ckpt" "$TMP/x86_5.ckpt" 1e-4 2>&1)
+    then pass "aarch64 vs x86-64, weights after 5 steps: $out (<= 1e-4)"; else fail "aarch64 vs x86-64, weights after 5 steps: $out"; fi
+    # a DDIM sample of the shipped model from the same noise: pixels within 2 levels of 255
+    "$D" sample --sampler ddim --steps 5 --seed 3 --n 10 --out "$TMP/x86.png" >/dev/null 2>&1
+    $Q "$A" sample --sampler ddim --steps 5 --seed 3 --n 10 --out "$TMP/arm.png" >"$TMP/log" 2>&1
+    if out=$(agree png "$TMP/arm.png" "$TMP/x86.png" 2 2>&1)
+    then pass "aarch64 vs x86-64, DDIM sample (5 steps, 10 images): $out (<= 2)"; else fail "aarch64 vs x86-64, DDIM sample: $out"; fi
+    # clang for aarch64 (the compiler of Apple Silicon; it fuses multiply-adds within an expression only), linked
+    # with the cross GCC's binutils and libraries
+    command -v clang >/dev/null 2>&1 || return
+    build_quiet "clang --target=aarch64-linux-gnu" "$A.clang" clang --target=aarch64-linux-gnu $flags || return
+    run "clang aarch64 under qemu: refcheck" $Q "$A.clang" refcheck
+    $Q "$A.clang" train --width 8 --batch 8 --seed 7 --steps 5 --ckpt "$TMP/arm_clang_5.ckpt" >"$TMP/log" 2>&1
+    if out=$(agree ckpt "$TMP/arm_clang_5.ckpt" "$TMP/x86_5.ckpt" 1e-4 2>&1)
+    then pass "clang aarch64 vs x86-64, weights after 5 steps: $out (<= 1e-4)"; else fail "clang aarch64 vs x86-64, weights after 5 steps: $out"; fi
+}
+
+# 32 bits (long is 32 bits there, as on Windows and wasm32): the same bytes as the 64-bit build. -msse2
+# -mfpmath=sse does the float arithmetic as x86-64 does (the x87 unit of plain 32-bit x86 rounds differently).
+test_32bit() {
+    local CC B=$TMP/i686 run32=""
+    if echo 'int main(void) { return 0; }' | cc -m32 -x c - -o "$TMP/m32" 2>/dev/null; then CC="cc -m32"
+    elif command -v i686-linux-gnu-gcc >/dev/null 2>&1; then CC=i686-linux-gnu-gcc
+    else echo "SKIP  32-bit build: needs gcc-multilib or gcc-i686-linux-gnu with libc6-dev-i386-cross"; return; fi
+    local flags="-O2 -Wall -Wextra -msse2 -mfpmath=sse -static"
+    build_quiet "32-bit x86 ($CC)" "$B" $CC $flags || return
+    build_quiet "32-bit x86 -DDOUBLE" "$B.double" $CC $flags -DDOUBLE
+    if ! "$B" info >/dev/null 2>&1; then
+        if command -v qemu-i386 >/dev/null 2>&1; then run32="qemu-i386 -cpu max"
+        else echo "SKIP  32-bit runs: this kernel runs no 32-bit programs and qemu-i386 is missing"; return; fi
+    fi
+    run "32-bit: check" $run32 "$B" check
+    run "32-bit -DDOUBLE: gradcheck within 1e-6" $run32 "$B.double" gradcheck
+    # a seed above 2^32 (a 32-bit long cannot hold it), 20 steps, a sample: byte for byte the 64-bit build's
+    tiny --steps 20 --seed 1099511627783 --ckpt "$TMP/s64.ckpt" >/dev/null 2>&1
+    $run32 "$B" train --width 8 --batch 8 --steps 20 --seed 1099511627783 --ckpt "$TMP/s32.ckpt" >/dev/null 2>&1
+    cmp -s "$TMP/s64.ckpt" "$TMP/s32.ckpt" && pass "32-bit: 20 steps, seed 2^40 + 7: identical checkpoint to the 64-bit build's" || fail "32-bit: 20 steps, seed 2^40 + 7: identical checkpoint"
+    "$D" sample --sampler ddim --steps 10 --seed 4294967301 --n 10 --out "$TMP/s64.png" >/dev/null 2>&1
+    $run32 "$B" sample --sampler ddim --steps 10 --seed 4294967301 --n 10 --out "$TMP/s32.png" >/dev/null 2>&1
+    cmp -s "$TMP/s64.png" "$TMP/s32.png" && pass "32-bit: DDIM sample of the shipped model: identical PNG to the 64-bit build's" || fail "32-bit: DDIM sample: identical PNG"
+    expect_error "32-bit: a batch beyond the address space" "more than this system can address" $run32 "$B" train --batch 4096 --width 256 --steps 1 --ckpt "$TMP/none.ckpt"
+}
+
+# tcc, a small compiler without GCC's vector extensions: gemm runs on one-lane "vectors", stb_image without SSE2
+test_tcc() {
+    if ! command -v tcc >/dev/null 2>&1; then echo "SKIP  tcc: not installed"; return; fi
+    build_quiet "tcc diffusion.c -lm" "$TMP/tcc" tcc || return
+    run "tcc build: check" "$TMP/tcc" check
+    run "tcc build: refcheck" "$TMP/tcc" refcheck
+}
+
 test_builds
 [ -x "$D" ] || { echo "0 passed, 1 failed"; exit 1; }
 test_schedules
@@ -422,5 +590,9 @@ test_exercises
 test_reliability
 test_score
 test_web
+test_clang
+test_aarch64
+test_32bit
+test_tcc
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
