@@ -2776,7 +2776,13 @@ static void write_image_grid(const char *path, const real *imgs, int n, int cols
 // Monte Carlo tolerances are 5 standard errors of the estimate (a correct claim fails with
 // probability < 1e-6, and with a fixed seed the outcome is fixed): SE(mean) = sqrt(var/n),
 // SE(variance) = var sqrt(2/(n-1)) for Gaussian data.
-enum { NS = 100000 };  // Monte Carlo samples per claim
+// Monte Carlo samples per claim. A slow machine (an emulator) may build with -DCHECK_SAMPLES=10000:
+// every tolerance is 5 standard errors of the number of samples it has.
+#ifndef CHECK_SAMPLES
+enum { NS = 100000 };
+#else
+enum { NS = CHECK_SAMPLES };
+#endif
 static void mean_var(const double *x, size_t n, double *mean, double *var) {
     double s = 0, ss = 0;
     for (size_t i = 0; i < n; i++) s += x[i];
