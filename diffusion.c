@@ -2772,6 +2772,10 @@ static void write_image_grid(const char *path, const real *imgs, int n, int cols
 #pragma GCC optimize("no-tree-loop-vectorize")
 #endif
 
+// The larger of a running worst error and a new one, where NaN (a broken computation) is the
+// worst of all and stays so: fmax would drop it, and a check fed NaNs would pass.
+static double worse(double worst, double e) { return isnan(worst) || e <= worst ? worst : e; }
+
 // ---- `./diffusion check`: the lecture's exactness claims, measured --------------------------
 // Monte Carlo tolerances are 5 standard errors of the estimate (a correct claim fails with
 // probability < 1e-6, and with a fixed seed the outcome is fixed): SE(mean) = sqrt(var/n),
@@ -2952,7 +2956,7 @@ static int check_lecture001_update(int T, Rng *rng) {
             for (int i = 0; i < M; i++) {
                 double d = s.beta[t] / sqrt(s.one_minus_alpha_bar[t]) * e[i];
                 double a = (xt[i] - d) / sqrt(s.alpha[t]);
-                worst = fmax(worst, fabs(a - mu[i]) / (1 + fabs(a)));
+                worst = worse(worst, fabs(a - mu[i]) / (1 + fabs(a)));
             }
         }
         fails += !check_linef(worst, 0, tol, "%s: max relative difference", schedule_names[k]);
@@ -3022,7 +3026,7 @@ static int check_samplers(Rng *rng) {
         sample_loop(a, m, &s, cases[k].la, B, &cases[k].oa, &r1, 0);
         sample_loop(b, m, &s, cases[k].lb, B, &cases[k].ob, &r2, 0);
         double worst = 0;
-        for (size_t i = 0; i < n; i++) worst = fmax(worst, fabs(a[i] - b[i]));
+        for (size_t i = 0; i < n; i++) worst = worse(worst, fabs(a[i] - b[i]));
         fails += !check_line(cases[k].claim, worst, 0, tol);
     }
     free_all(2, a, b);
@@ -3345,7 +3349,7 @@ static double gradcase_compare(GradCase *g, GradRun run, real *vars, const real 
         double lm = gradcase_loss(g, run);
         vars[i] = saved;
         double num = (lp - lm) / (2 * h);
-        max_err = fmax(max_err, fabs(num - analytic[i]));
+        max_err = worse(max_err, fabs(num - analytic[i]));
         *max_num = fmax(*max_num, fabs(num));
     }
     return max_err;
@@ -3389,7 +3393,7 @@ static int gradcheck_row(int r, Model *m, int *label, double tol, Rng *rng) {
         if (strncmp(ti->name, GRAD_ROWS[r].params, strlen(GRAD_ROWS[r].params))) continue;
         double e = gradcase_compare(&g, run, m->params + ti->offset, analytic + ti->offset,
                                     ti->size, GRAD_ROWS[r].param_checks, &max_num);
-        abs_err = fmax(abs_err, e);
+        abs_err = worse(abs_err, e);
     }
     real *arrays[] = {analytic, g.vars, g.R, g.aux, g.grads, g.out};
     for (int i = 0; i < 6; i++) free(arrays[i]);
@@ -3413,7 +3417,7 @@ static int check_fast_vs_plain(Model *m, Rng *rng) {
         gemm(M, N, K, A, ars, acs, Bm, brs, bcs, C1, N, i == 3);
         matmul_reference(M, N, K, A, ars, acs, Bm, brs, bcs, C2, N, i == 3);
         for (size_t k = 0; k < (size_t)M * N; k++)
-            worst = fmax(worst, fabs(C1[k] - C2[k]) / (1 + fabs(C2[k])));
+            worst = worse(worst, fabs(C1[k] - C2[k]) / (1 + fabs(C2[k])));
         real *arrays[] = {A, Bm, C1, C2};
         for (int j = 0; j < 4; j++) free(arrays[j]);
     }
@@ -3442,7 +3446,7 @@ static int check_fast_vs_plain(Model *m, Rng *rng) {
     conv2d_input_grad_flipped(d1, dy, w, B, C, H, W, OC, 3, m->ws);
     conv2d_input_grad_plain(d2, dy, w, B, C, H, W, OC, 3, 1, m->ws);
     worst = 0;
-    for (int k = 0; k < n; k++) worst = fmax(worst, fabs(d1[k] - d2[k]));
+    for (int k = 0; k < n; k++) worst = worse(worst, fabs(d1[k] - d2[k]));
     printf("%-34s %12.3e %12s  %s\n", "input grad: flipped vs col2im", worst, "",
            worst <= tol ? "PASS" : "FAIL");
     fails += !(worst <= tol);
@@ -3495,7 +3499,7 @@ static void max_errors(const real *a, const float *b, size_t n, double *err, dou
     *err = 0;
     *scale = 0;
     for (size_t i = 0; i < n; i++) {
-        *err = fmax(*err, fabs(a[i] - (double)b[i]));
+        *err = worse(*err, fabs(a[i] - (double)b[i]));
         *scale = fmax(*scale, fabs((double)b[i]));
     }
 }
@@ -3551,7 +3555,7 @@ static int run_refcheck(const char *path, size_t default_params) {
         const TensorInfo *ti = &m->layout->info[k];
         max_errors(m->grads + ti->offset, ref_grads + ti->offset, ti->size, &err, &scale);
         double rel = err / fmax(scale, 1e-3 * global_max);
-        worst_rel = fmax(worst_rel, rel);
+        worst_rel = worse(worst_rel, rel);
         char name[64];
         snprintf(name, sizeof name, "grad %s", ti->name);
         failures += !gradcheck_report(name, err, rel, 1e-3);
