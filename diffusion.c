@@ -3061,7 +3061,7 @@ static void eps_star(real *eps, const real *x, double one_minus_alpha_bar, size_
 static void gaussian_step(const Schedule *s, const SampleOptions *o, int i, int S, double *A,
                           double *B, double *C2) {
     int T = s->T;
-    double time = sample_time(o, T, i, S), omab = noise_level(s, o, time), ab = 1 - omab, beta, u;
+    double time = sample_time(o, T, i, S), omab = noise_level(s, o, time), ab = 1 - omab;
     double k = sqrt(omab) / (ab * GAUSS_S2 + omab), be = -k * sqrt(ab) * GAUSS_M;  // eps* = kx + be
     double a0 = (1 - sqrt(omab) * k) / sqrt(ab), b0 = -sqrt(omab) * be / sqrt(ab);  // eq. (2)
     int t = (int)time, tp = T - (int)((int64_t)(i + 1) * T / S);
@@ -3071,19 +3071,20 @@ static void gaussian_step(const Schedule *s, const SampleOptions *o, int i, int 
         *C2 = t > 1 ? s->beta_tilde[t] : 0;
     } else if (o->kind == SAMPLER_DDIM) {
         double abp = s->alpha_bar[tp], omabp = s->one_minus_alpha_bar[tp];
-        *C2 = fmax(0, o->eta * o->eta * omabp / omab * (1 - ab / abp));
-        *A = sqrt(abp) * a0 + sqrt(fmax(0, omabp - *C2)) * k;
-        *B = sqrt(abp) * b0 + sqrt(fmax(0, omabp - *C2)) * be;
+        *C2 = fmax(0, o->eta * o->eta * omabp / omab * (1 - ab / abp));  // sigma^2
+        double cd = sqrt(fmax(0, omabp - *C2));                            // eps*'s coefficient
+        *A = sqrt(abp) * a0 + cd * k;
+        *B = sqrt(abp) * b0 + cd * be;
     } else if (i == S - 1) {
         *A = a0;
         *B = b0;
         *C2 = 0;
     } else {
-        u = sde_du(T, S);
-        schedule_at(s, time / T, &beta, &omab);
-        *A = 1 + beta * (0.5 - k / sqrt(omab)) * u;
-        *B = -beta * be / sqrt(omab) * u;
-        *C2 = beta * u;
+        double du = sde_du(T, S), beta, unused;  // 1 - alpha_bar(u) is omab, from noise_level
+        schedule_at(s, time / T, &beta, &unused);
+        *A = 1 + beta * (0.5 - k / sqrt(omab)) * du;
+        *B = -beta * be / sqrt(omab) * du;
+        *C2 = beta * du;
     }
 }
 static int check_gaussian_samplers(const Schedule *lin, Rng *rng) {
