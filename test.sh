@@ -582,20 +582,10 @@ test_tcc() {
 
 test_builds
 [ -x "$D" ] || { echo "0 passed, 1 failed"; exit 1; }
-test_schedules
-test_claims
-test_bad_input
-test_training
-test_own_images
-test_sanitized
-test_threads
-test_exercises
-test_reliability
-test_score
-test_web
-test_clang
-test_aarch64
-test_32bit
-test_tcc
+# TESTS="claims training" ./test.sh runs only those groups (after the builds): for working on one part
+for t in ${TESTS:-schedules claims bad_input training own_images sanitized threads exercises reliability score web \
+    clang aarch64 32bit tcc}; do
+    "test_$t"
+done
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
