@@ -2779,9 +2779,8 @@ static double worse(double worst, double e) { return isnan(worst) || e <= worst 
 // ---- `./diffusion check`: the lecture's exactness claims, measured --------------------------
 // Monte Carlo tolerances are 5 standard errors of the estimate (a correct claim fails with
 // probability < 1e-6, and with a fixed seed the outcome is fixed): SE(mean) = sqrt(var/n),
-// SE(variance) = var sqrt(2/(n-1)) for Gaussian data.
-// Monte Carlo samples per claim. A slow machine (an emulator) may build with -DCHECK_SAMPLES=10000:
-// every tolerance is 5 standard errors of the number of samples it has.
+// SE(variance) = var sqrt(2/(n-1)) for Gaussian data, with n = NS samples per claim (a slow
+// machine, an emulator, may build with -DCHECK_SAMPLES=10000: the tolerances follow).
 #ifndef CHECK_SAMPLES
 enum { NS = 100000 };
 #else
@@ -2794,28 +2793,31 @@ static void mean_var(const double *x, size_t n, double *mean, double *var) {
     for (size_t i = 0; i < n; i++) ss += (x[i] - *mean) * (x[i] - *mean);
     *var = ss / (n - 1);
 }
-static int check_line(const char *claim, double measured, double expected, double tol) {
-    int ok = fabs(measured - expected) <= tol;
-    printf("  %-48s measured %12.6g  expected %12.6g  tol %.2e  %s\n", claim, measured, expected,
-           tol, ok ? "PASS" : "FAIL");
-    return ok;
-}
-// check_line for a claim whose name is formatted like printf
-static int check_linef(double measured, double expected, double tol, const char *fmt, ...) {
+// One claim, named like printf: measured against expected within tol. Returns 1 if it holds.
+static int check_line(double measured, double expected, double tol, const char *fmt, ...) {
     char claim[96];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(claim, sizeof claim, fmt, ap);
     va_end(ap);
-    return check_line(claim, measured, expected, tol);
+    int ok = fabs(measured - expected) <= tol;
+    printf("  %-48s measured %12.6g  expected %12.6g  tol %.2e  %s\n", claim, measured, expected,
+           tol, ok ? "PASS" : "FAIL");
+    return ok;
 }
-// mean and variance of x ~ N(mean, var) (n samples) at the 5-SE tolerances; returns the failures
+// mean and variance of x ~ N(mean, var) (NS samples) at the 5-SE tolerances widened by extra_m and
+// extra_v, named like printf; returns the failures
 static int check_gaussian(const double *x, double mean, double var, double extra_m, double extra_v,
-                          const char *what) {
+                          const char *fmt, ...) {
+    char what[64];
     double m, v;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
     mean_var(x, NS, &m, &v);
-    int ok = check_linef(m, mean, 5 * sqrt(var / NS) + extra_m, "%s mean", what);
-    ok &= check_linef(v, var, 5 * var * sqrt(2.0 / (NS - 1)) + extra_v, "%s variance", what);
+    int ok = check_line(m, mean, 5 * sqrt(var / NS) + extra_m, "%s mean", what);
+    ok &= check_line(v, var, 5 * var * sqrt(2.0 / (NS - 1)) + extra_v, "%s variance", what);
     return !ok;
 }
 
@@ -2837,13 +2839,10 @@ static int check_one_step_equals_one_shot(const Schedule *lin, Rng *rng) {
         rng_normal_fill(rng, e, NS);
         forward_one_shot(shot, ones, e, lin, k, NS);
         double mean = sqrt(lin->alpha_bar[k]), var = lin->one_minus_alpha_bar[k];
-        char what[48];
-        for (int i = 0; i < NS; i++) x[i] = chain[i];
-        snprintf(what, sizeof what, "k=%4d one-step", k);
-        fails += check_gaussian(x, mean, var, 0, 0, what);
-        for (int i = 0; i < NS; i++) x[i] = shot[i];
-        snprintf(what, sizeof what, "k=%4d one-shot", k);
-        fails += check_gaussian(x, mean, var, 0, 0, what);
+        for (int j = 0; j < 2; j++) {  // the chain, then the one-shot form
+            for (int i = 0; i < NS; i++) x[i] = j ? shot[i] : chain[i];
+            fails += check_gaussian(x, mean, var, 0, 0, "k=%4d %s", k, j ? "one-shot" : "one-step");
+        }
     }
     free_all(5, chain, shot, e, ones, x);
     return fails;
@@ -2859,10 +2858,8 @@ static int check_forward_sdes(const Schedule *sde, Rng *rng) {
     int fails = 0, T = sde->T;
     for (int variant = 0; variant < 2; variant++) {
         double drift = variant == 0 ? 0.5 : 1.0;
-        printf(
-            "(b%d) Euler-Maruyama (%d steps) of dX = -%sbeta(u) X du + sqrt(beta(u)) dW, X_0 = 1, "
-            "n=%d\n",
-            variant + 1, M, variant == 0 ? "1/2 " : "", NS);
+        printf("(b%d) Euler-Maruyama (%d steps) of dX = -%sbeta(u) X du + sqrt(beta(u)) dW, "
+               "X_0 = 1, n=%d\n", variant + 1, M, variant == 0 ? "1/2 " : "", NS);
         for (int i = 0; i < NS; i++) x[i] = 1;
         double em_mean = 1, em_var = 0;
         for (int j = 1; j <= M; j++) {
@@ -2877,11 +2874,9 @@ static int check_forward_sdes(const Schedule *sde, Rng *rng) {
             double exact_var = variant == 0 ? -expm1(-Ib) : 0.5 * -expm1(-2 * Ib);
             double want_mean = variant == 0 ? sqrt(sde->alpha_bar[k]) : exact_mean;
             double want_var = variant == 0 ? sde->one_minus_alpha_bar[k] : exact_var;
-            char what[64];
-            snprintf(what, sizeof what, "u=%.2f %s", u,
-                     variant == 0 ? "vs alpha_bar [sde]" : "vs exact");
             fails += check_gaussian(x, want_mean, want_var, fabs(em_mean - exact_mean),
-                                    fabs(em_var - exact_var), what);
+                                    fabs(em_var - exact_var), "u=%.2f %s", u,
+                                    variant == 0 ? "vs alpha_bar [sde]" : "vs exact");
             if (variant == 0 || j < M) continue;
             double m, v, tv = 5 * 0.5 * sqrt(2.0 / (NS - 1));
             mean_var(x, NS, &m, &v);
@@ -2907,9 +2902,8 @@ static int check_posterior(const Schedule *lin, Rng *rng) {
     for (int j = 0; j < 5; j++) {
         int t = ts[j];
         for (int i = 0; i < NS; i++) {
-            double noise1 = rng_normal(rng);
-            x[i] =
-                sqrt(lin->alpha_bar[t - 1]) * xz + sqrt(lin->one_minus_alpha_bar[t - 1]) * noise1;
+            double noise1 = rng_normal(rng), sd = sqrt(lin->one_minus_alpha_bar[t - 1]);
+            x[i] = sqrt(lin->alpha_bar[t - 1]) * xz + sd * noise1;  // x_{t-1} given X_0
             y[i] = sqrt(lin->alpha[t]) * x[i] + sqrt(lin->beta[t]) * rng_normal(rng);  // x_t
         }
         double mx, vx, my, vy, cov = 0, mr, resid;
@@ -2922,11 +2916,11 @@ static int check_posterior(const Schedule *lin, Rng *rng) {
         mean_var(z, NS, &mr, &resid);
         double se_slope = sqrt(resid / (NS * vy)), se_icept = sqrt(resid / NS * (1 + my * my / vy));
         double tol_resid = 5 * lin->beta_tilde[t] * sqrt(2.0 / (NS - 1)) + 1e-15;
-        fails += !check_linef(slope, lin->coef_xt[t], 5 * se_slope, "t=%4d slope = coef_xt", t);
-        fails += !check_linef(icept, lin->coef_x0[t] * xz, 5 * se_icept,
-                              "t=%4d intercept = coef_x0 X_0", t);
-        fails += !check_linef(resid, lin->beta_tilde[t], tol_resid,
-                              "t=%4d residual variance = beta_tilde", t);
+        fails += !check_line(slope, lin->coef_xt[t], 5 * se_slope, "t=%4d slope = coef_xt", t);
+        fails += !check_line(icept, lin->coef_x0[t] * xz, 5 * se_icept,
+                             "t=%4d intercept = coef_x0 X_0", t);
+        fails += !check_line(resid, lin->beta_tilde[t], tol_resid,
+                             "t=%4d residual variance = beta_tilde", t);
     }
     free_all(3, x, y, z);
     return fails;
@@ -2959,7 +2953,7 @@ static int check_lecture001_update(int T, Rng *rng) {
                 worst = worse(worst, fabs(a - mu[i]) / (1 + fabs(a)));
             }
         }
-        fails += !check_linef(worst, 0, tol, "%s: max relative difference", schedule_names[k]);
+        fails += !check_line(worst, 0, tol, "%s: max relative difference", schedule_names[k]);
         schedule_free(&s);
     }
     return fails;
@@ -2976,9 +2970,7 @@ static int check_xT_is_noise(int T, Rng *rng) {
         double ab = s.alpha_bar[T];
         for (int i = 0; i < NS; i++)
             x[i] = sqrt(ab) + sqrt(s.one_minus_alpha_bar[T]) * rng_normal(rng);
-        char what[48];
-        snprintf(what, sizeof what, "%s: X_T vs N(0,1)", schedule_names[k]);
-        fails += check_gaussian(x, 0, 1, 0, 0, what);
+        fails += check_gaussian(x, 0, 1, 0, 0, "%s: X_T vs N(0,1)", schedule_names[k]);
         // KL(N(mu, s^2) || N(0,1)) = (s^2 + mu^2 - 1 - ln s^2)/2 with mu^2 = ab, s^2 = 1 - ab
         double kl = -0.5 * log1p(-ab);
         printf("  %-46s %.3e nats per pixel\n", "exact KL(q(X_T|X_0) || N(0,1))", kl);
@@ -3002,32 +2994,26 @@ static int check_samplers(Rng *rng) {
     int label[B] = {1, 5, 7, 9}, none[B] = {10, 10, 10, 10}, fails = 0;
     double tol = sizeof(real) == sizeof(double) ? 1e-9 : 1e-4;  // float rounding over T steps
     SampleOptions ddpm = {.kind = SAMPLER_DDPM};
+    SampleOptions ddim = {.kind = SAMPLER_DDIM, .steps = T, .eta = 1};
+    SampleOptions w1 = {.guided = 1, .w = 1}, w0 = {.guided = 1, .w = 0};  // guidance weights
     struct {
         const char *claim;
-        SampleOptions oa, ob;
-        const int *la, *lb;
+        SampleOptions o;  // with the labels `label`, against DDPM with the labels lb
+        const int *lb;
     } cases[] = {
-        {"(f) DDIM, eta = 1, all T steps = DDPM",
-         {.kind = SAMPLER_DDIM, .steps = T, .eta = 1},
-         ddpm,
-         label,
-         label},
-        {"(g) guidance w = 1 = conditional eps(x,t,c)", {.guided = 1, .w = 1}, ddpm, label, label},
-        {"(g) guidance w = 0 = unconditional eps(x,t,none)",
-         {.guided = 1, .w = 0},
-         ddpm,
-         label,
-         none},
+        {"(f) DDIM, eta = 1, all T steps = DDPM", ddim, label},
+        {"(g) guidance w = 1 = conditional eps(x,t,c)", w1, label},
+        {"(g) guidance w = 0 = unconditional eps(x,t,none)", w0, none},
     };
     printf("(f, g) samplers on a random small network (8x8, T = %d, %d samples): max |difference| "
            "of the final x_0\n", T, B);
     for (int k = 0; k < 3; k++) {
         Rng r1 = {42}, r2 = {42};
-        sample_loop(a, m, &s, cases[k].la, B, &cases[k].oa, &r1, 0);
-        sample_loop(b, m, &s, cases[k].lb, B, &cases[k].ob, &r2, 0);
+        sample_loop(a, m, &s, label, B, &cases[k].o, &r1, 0);
+        sample_loop(b, m, &s, cases[k].lb, B, &ddpm, &r2, 0);
         double worst = 0;
         for (size_t i = 0; i < n; i++) worst = worse(worst, fabs(a[i] - b[i]));
-        fails += !check_line(cases[k].claim, worst, 0, tol);
+        fails += !check_line(worst, 0, tol, "%s", cases[k].claim);
     }
     free_all(2, a, b);
     schedule_free(&s);
@@ -3122,7 +3108,7 @@ static int check_gaussian_samplers(const Schedule *lin, Rng *rng) {
             var = A * A * var + C2;
         }
         for (int i = 0; i < NS; i++) d[i] = x[i];
-        fails += check_gaussian(d, mean, var, 0, 0, cases[c].name);
+        fails += check_gaussian(d, mean, var, 0, 0, "%s", cases[c].name);
         printf("    its law: mean %+.5f (data %+.2f), variance %.5f (data %.2f: %+.2f%%)%s\n", mean,
                GAUSS_M, var, GAUSS_S2, 100 * (var / GAUSS_S2 - 1),
                cases[c].judged ? "" : o->kind == SAMPLER_DDPM ? "  [beta_tilde: not judged]"
@@ -3256,6 +3242,17 @@ static void gc_mse(GradCase *g, int mode) {  // vars: pred; eps = aux; out: the 
     if (mode) mse_backward(g->grads, g->vars, g->aux, nin(g));
 }
 // The blocks of the small network: vars are the block's input; its parameters are checked too.
+// After a block's forward pass: its output `out` into g->out; with mode 1 also zeroed gradients
+// and dL/dout = R into `dout`, for its backward pass. Returns mode.
+static int gc_block_out(GradCase *g, int mode, const real *out, real *dout) {
+    Model *m = g->model;
+    memcpy(g->out, out, g->nout * sizeof(real));
+    if (!mode) return 0;
+    memset(m->dacts, 0, m->n_acts * sizeof(real));
+    memset(m->grads, 0, m->n_params * sizeof(real));
+    memcpy(dout, g->R, g->nout * sizeof(real));
+    return 1;
+}
 static void gc_attention(GradCase *g, int mode) {
     Model *m = g->model;
     AttnActs *a = &m->a.at, *d = &m->da.at;
@@ -3263,11 +3260,7 @@ static void gc_attention(GradCase *g, int mode) {
     if (mode < 0) return;
     memcpy(a->in, g->vars, g->nvars * sizeof(real));
     attention_forward(&m->p.attn, a, m, g->B);
-    memcpy(g->out, a->out, g->nout * sizeof(real));
-    if (!mode) return;
-    memset(m->dacts, 0, m->n_acts * sizeof(real));
-    memset(m->grads, 0, m->n_params * sizeof(real));
-    memcpy(d->out, g->R, g->nout * sizeof(real));
+    if (!gc_block_out(g, mode, a->out, d->out)) return;
     attention_backward(&m->p.attn, &m->g.attn, a, d, m, g->B);
     memcpy(g->grads, d->in, g->nvars * sizeof(real));
 }
@@ -3280,11 +3273,7 @@ static void gc_resblock(GradCase *g, int mode) {
     memcpy(m->a.emb_act, g->aux, (size_t)g->B * m->cfg.temb * sizeof(real));
     memcpy(a->in, g->vars, g->nvars * sizeof(real));
     resblock_forward(&m->p.d1, a, m->a.emb_act, m, g->B);
-    memcpy(g->out, a->out, g->nout * sizeof(real));
-    if (!mode) return;
-    memset(m->dacts, 0, m->n_acts * sizeof(real));
-    memset(m->grads, 0, m->n_params * sizeof(real));
-    memcpy(d->out, g->R, g->nout * sizeof(real));
+    if (!gc_block_out(g, mode, a->out, d->out)) return;
     resblock_backward(&m->p.d1, &m->g.d1, a, d, m->a.emb_act, m->da.emb_act, m, g->B);
     memcpy(g->grads, d->in, g->nvars * sizeof(real));
 }
@@ -3295,11 +3284,7 @@ static void gc_unet(GradCase *g, int mode) {  // parameters only; x_t = aux, t =
     if (mode < 0) return;
     real t[2] = {1, 38};
     unet_forward(m, g->aux, t, g->label, g->B);
-    memcpy(g->out, m->a.pred, g->nout * sizeof(real));
-    if (!mode) return;
-    memset(m->dacts, 0, m->n_acts * sizeof(real));
-    memcpy(m->da.pred, g->R, g->nout * sizeof(real));
-    unet_backward(m, g->label, g->B);
+    if (gc_block_out(g, mode, m->a.pred, m->da.pred)) unet_backward(m, g->label, g->B);
 }
 
 static const struct {
@@ -3381,23 +3366,18 @@ static int gradcheck_row(int r, Model *m, int *label, double tol, Rng *rng) {
     g.aux = random_array(g.nvars > g.nout ? g.nvars : g.nout, rng);
     g.grads = xcalloc(g.nvars, sizeof(real));
     g.out = xcalloc(g.nout, sizeof(real));
-    run(&g, 1);
+    run(&g, 1);  // the analytic gradients, into g.grads and m->grads, which forward passes keep
     double abs_err = 0, max_num = 0;
-    real *analytic = xmalloc((g.nvars > m->n_params ? g.nvars : m->n_params) * sizeof(real));
-    if (run != gc_unet) {
-        memcpy(analytic, g.grads, g.nvars * sizeof(real));
-        abs_err = gradcase_compare(&g, run, g.vars, analytic, g.nvars, 4000, &max_num);
-    }
-    memcpy(analytic, m->grads, m->n_params * sizeof(real));
+    if (run != gc_unet)  // parameters only
+        abs_err = gradcase_compare(&g, run, g.vars, g.grads, g.nvars, 4000, &max_num);
     for (int i = 0; GRAD_ROWS[r].params && i < m->layout->n; i++) {
         const TensorInfo *ti = &m->layout->info[i];
         if (strncmp(ti->name, GRAD_ROWS[r].params, strlen(GRAD_ROWS[r].params))) continue;
-        double e = gradcase_compare(&g, run, m->params + ti->offset, analytic + ti->offset,
+        double e = gradcase_compare(&g, run, m->params + ti->offset, m->grads + ti->offset,
                                     ti->size, GRAD_ROWS[r].param_checks, &max_num);
         abs_err = worse(abs_err, e);
     }
-    real *arrays[] = {analytic, g.vars, g.R, g.aux, g.grads, g.out};
-    for (int i = 0; i < 6; i++) free(arrays[i]);
+    free_all(5, g.vars, g.R, g.aux, g.grads, g.out);
     return !gradcheck_report(GRAD_ROWS[r].name, abs_err, abs_err / (max_num > 0 ? max_num : 1e-30),
                              tol);
 }
@@ -3419,8 +3399,7 @@ static int check_fast_vs_plain(Model *m, Rng *rng) {
         matmul_reference(M, N, K, A, ars, acs, Bm, brs, bcs, C2, N, i == 3);
         for (size_t k = 0; k < (size_t)M * N; k++)
             worst = worse(worst, fabs(C1[k] - C2[k]) / (1 + fabs(C2[k])));
-        real *arrays[] = {A, Bm, C1, C2};
-        for (int j = 0; j < 4; j++) free(arrays[j]);
+        free_all(4, A, Bm, C1, C2);
     }
     printf("%-34s %12.3e %12s  %s\n", "gemm vs matmul_reference", worst, "",
            worst <= tol ? "PASS" : "FAIL");
@@ -3451,18 +3430,15 @@ static int check_fast_vs_plain(Model *m, Rng *rng) {
     printf("%-34s %12.3e %12s  %s\n", "input grad: flipped vs col2im", worst, "",
            worst <= tol ? "PASS" : "FAIL");
     fails += !(worst <= tol);
-    real *arrays[] = {w, dy, d1, d2};
-    for (int j = 0; j < 4; j++) free(arrays[j]);
+    free_all(4, w, dy, d1, d2);
     if (sizeof(real) == sizeof(double)) return fails;  // the double build's exp_real is exp
     worst = 0;
     for (double x = -87; x <= 88; x += 1.0 / 4096) {
         double e = exp((double)(real)x), rel = fabs(exp_real((real)x) - e) / e;
         if (!(rel <= worst)) worst = rel;
     }
-    printf(
-        "exp_real vs exp: max relative error %.2e on [-87, 88] (tolerance 1.5e-7, ~1 float ulp)  "
-        "%s\n",
-        worst, worst <= 1.5e-7 ? "PASS" : "FAIL");
+    printf("exp_real vs exp: max relative error %.2e on [-87, 88] (tolerance 1.5e-7, ~1 float "
+           "ulp)  %s\n", worst, worst <= 1.5e-7 ? "PASS" : "FAIL");
     return fails + !(worst <= 1.5e-7);
 }
 
@@ -3531,10 +3507,8 @@ static int run_refcheck(const char *path, size_t default_params) {
     Model *m = model_create(&c, B);
     real *x = xmalloc(n * sizeof(real)), *eps = xmalloc(n * sizeof(real)), t[64];
     for (size_t i = 0; i < P; i++) m->params[i] = f[i];
-    for (size_t i = 0; i < n; i++) {
-        x[i] = ref_x[i];
-        eps[i] = ref_eps[i];
-    }
+    for (size_t i = 0; i < n; i++) x[i] = ref_x[i];
+    for (size_t i = 0; i < n; i++) eps[i] = ref_eps[i];
     for (int b = 0; b < B; b++) {
         t[b] = (real)tt[b];
         if (label[b] < 0 || label[b] > c.n_classes) die(path, "label %d out of range", label[b]);
