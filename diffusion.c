@@ -3572,26 +3572,61 @@ static int run_refcheck(const char *path, size_t default_params) {
 }
 
 // ---- `./diffusion bench`: the speed of the default network (batch 64), beside the FMA peak --
-// Multiply-adds per image (every FLOP that goes through gemm; elementwise layers, ~1%, are left
-// out): a convolution is 2 OC C K^2 N' FLOPs, attention's two products 2 N^2 C each, a linear
-// layer 2 O I.
-static double conv_flops(int C, int OC, int K, int N) { return 2.0 * OC * C * K * K * N; }
-static double resblock_flops(int cin, int cout, int N, int temb) {
-    double skip = cin != cout ? conv_flops(cin, cout, 1, N) : 0;
-    return conv_flops(cin, cout, 3, N) + conv_flops(cout, cout, 3, N) + skip + 2.0 * temb * cout;
+// The default U-Net's convolutions, grouped by shape: C -> OC channels, K x K, stride, on
+// side x side inputs, `count` of them (params_layout's names). bench times each shape alone, and
+// checks the table against the network's own tensors.
+static const struct {
+    int C, OC, K, stride, side, count;
+    const char *layers;
+} BENCH_CONVS[] = {
+    {1, 32, 3, 1, 28, 1, "conv_in"},
+    {32, 32, 3, 1, 28, 3, "d0.conv1, d0.conv2, u2.conv2"},
+    {32, 32, 3, 2, 28, 1, "ds0"},
+    {32, 64, 3, 1, 14, 1, "d1.conv1"},
+    {32, 64, 1, 1, 14, 1, "d1.skip"},
+    {64, 64, 3, 1, 14, 3, "d1.conv2, us0, u1.conv2"},
+    {64, 64, 3, 2, 14, 1, "ds1"},
+    {64, 64, 3, 1, 7, 7, "conv1, conv2 of d2, m0, m1; u0.conv2"},
+    {64, 64, 1, 1, 7, 4, "attn.q, .k, .v, .proj"},
+    {128, 64, 3, 1, 7, 1, "u0.conv1"},
+    {128, 64, 1, 1, 7, 1, "u0.skip"},
+    {128, 64, 3, 1, 14, 1, "u1.conv1"},
+    {128, 64, 1, 1, 14, 1, "u1.skip"},
+    {64, 64, 3, 1, 28, 1, "us1"},
+    {96, 32, 3, 1, 28, 1, "u2.conv1"},
+    {96, 32, 1, 1, 28, 1, "u2.skip"},
+    {32, 1, 3, 1, 28, 1, "out_conv (no input gradient)"},
+};
+enum { BENCH_N_CONVS = sizeof BENCH_CONVS / sizeof BENCH_CONVS[0] };
+
+// FLOPs per image (multiply-adds x 2, every one through gemm; elementwise layers, ~1%, left out):
+// a convolution 2 OC C K^2 N' (N' output positions), a linear layer 2 O I, attention's two
+// products 2 N^2 C each. Checks that BENCH_CONVS holds exactly the network's convolution weights.
+static double conv_flops(int r) {
+    int side = BENCH_CONVS[r].side / BENCH_CONVS[r].stride;
+    return 2.0 * BENCH_CONVS[r].OC * BENCH_CONVS[r].C * BENCH_CONVS[r].K * BENCH_CONVS[r].K *
+           side * side;
 }
-static double unet_flops(const Config *c) {
-    int N = c->img_h * c->img_w, N2 = N / 4, N4 = N / 16, e = c->temb, c1 = c->ch1, c2 = c->ch2;
-    double time = 2.0 * (c->tdim * e + e * e);
-    double down = conv_flops(c->img_c, c1, 3, N) + resblock_flops(c1, c1, N, e) +
-                  conv_flops(c1, c1, 3, N2) + resblock_flops(c1, c2, N2, e) +
-                  conv_flops(c2, c2, 3, N4) + resblock_flops(c2, c2, N4, e);
-    double middle = 2 * resblock_flops(c2, c2, N4, e) + 4 * conv_flops(c2, c2, 1, N4) +
-                    4.0 * N4 * N4 * c2;
-    double up = resblock_flops(2 * c2, c2, N4, e) + conv_flops(c2, c2, 3, N2) +
-                resblock_flops(2 * c2, c2, N2, e) + conv_flops(c2, c2, 3, N) +
-                resblock_flops(c2 + c1, c1, N, e) + conv_flops(c1, c->img_c, 3, N);
-    return time + down + middle + up;
+static double unet_flops(const Model *m) {
+    const Config *c = &m->cfg;
+    double flops = 0, table_weights = 0, conv_weights = 0, n4 = c->img_h / 4 * (c->img_w / 4);
+    for (int r = 0; r < BENCH_N_CONVS; r++) {
+        flops += BENCH_CONVS[r].count * conv_flops(r);
+        int K = BENCH_CONVS[r].K;
+        table_weights += (double)BENCH_CONVS[r].count * BENCH_CONVS[r].OC * BENCH_CONVS[r].C * K *
+                         K;
+    }
+    for (int i = 0; i < m->layout->n; i++) {
+        const TensorInfo *ti = &m->layout->info[i];
+        int linear = !strncmp(ti->name, "time", 4) || strstr(ti->name, ".temb.");
+        if (ti->kind != KIND_WEIGHT) continue;
+        if (linear) flops += 2.0 * ti->size;
+        else conv_weights += ti->size;
+    }
+    if (table_weights != conv_weights)
+        die("bench", "BENCH_CONVS (%.0f weights) does not match the network's convolutions (%.0f)",
+            table_weights, conv_weights);
+    return flops + 4.0 * n4 * n4 * c->ch2;
 }
 
 // The peak: 12 independent chains of vector multiply-adds (enough to hide their latency), per
@@ -3667,31 +3702,60 @@ static long peak_rss_kb(void) {  // the kernel's high-water mark of resident mem
     return kb;
 }
 
-// The largest convolution alone (u2.conv1: 96 -> 32 channels at 28x28): GFLOP/s of the forward,
-// the weight gradient, and the input gradient (the difference of two timings).
-static void bench_conv(Model *m, int B, int reps, double *fwd, double *wgrad, double *xgrad) {
-    const ResBlockActs *a = &m->a.u2;
-    const ConvParams *p = &m->p.u2.conv1, *g = &m->g.u2.conv1;
-    double tf[32], tw[32], tb[32], flops = B * conv_flops(a->cin, a->cout, 3, a->H * a->W);
-    for (int r = -1; r < reps; r++) {
+// Convolution shape r alone, at batch B: the median seconds t[0] of the forward, t[1] of the
+// weight gradient, t[2] of the input gradient (a backward with it, less one without).
+static void bench_conv(Model *m, int r, int B, int reps, double t[3]) {
+    int C = BENCH_CONVS[r].C, OC = BENCH_CONVS[r].OC, K = BENCH_CONVS[r].K;
+    int s = BENCH_CONVS[r].stride, H = BENCH_CONVS[r].side;
+    size_t n_in = (size_t)B * C * H * H, n_out = (size_t)B * OC * (H / s) * (H / s);
+    size_t n_w = (size_t)OC * C * K * K;
+    Rng rng = {7};
+    real *x = random_array(n_in, &rng), *dx = xcalloc(n_in, sizeof(real));
+    real *w = random_array(n_w + OC, &rng), *dw = xcalloc(n_w + OC, sizeof(real));
+    real *y = xmalloc(n_out * sizeof(real)), *dy = random_array(n_out, &rng);
+    double times[3][32];
+    for (int i = -1; i < reps; i++) {
         double t0 = now_seconds();
-        conv2d_forward(a->h1, a->act1, p->w, p->b, B, a->cin, a->H, a->W, a->cout, 3, 1, m->ws);
+        conv2d_forward(y, x, w, w + n_w, B, C, H, H, OC, K, s, m->ws);
         double t1 = now_seconds();
-        conv2d_backward(NULL, g->w, g->b, a->h1, a->act1, p->w, B, a->cin, a->H, a->W, a->cout, 3,
-                        1, m->ws);
+        conv2d_backward(NULL, dw, dw + n_w, dy, x, w, B, C, H, H, OC, K, s, m->ws);
         double t2 = now_seconds();
-        conv2d_backward(m->da.u2.act1, g->w, g->b, a->h1, a->act1, p->w, B, a->cin, a->H, a->W,
-                        a->cout, 3, 1, m->ws);
+        conv2d_backward(dx, dw, dw + n_w, dy, x, w, B, C, H, H, OC, K, s, m->ws);
         double t3 = now_seconds();
-        if (r < 0) continue;
-        tf[r] = t1 - t0;
-        tw[r] = t2 - t1;
-        tb[r] = t3 - t2;
+        if (i < 0) continue;
+        times[0][i] = t1 - t0;
+        times[1][i] = t2 - t1;
+        times[2][i] = t3 - t2;
     }
-    double w = median(tw, reps), both = median(tb, reps);
-    *fwd = flops / median(tf, reps) / 1e9;
-    *wgrad = flops / w / 1e9;
-    *xgrad = both > w ? flops / (both - w) / 1e9 : 0;
+    for (int k = 0; k < 3; k++) t[k] = median(times[k], reps);
+    t[2] = t[2] > t[1] ? t[2] - t[1] : 0;
+    free_all(6, x, dx, w, dw, y, dy);
+}
+
+// Where a training step's time goes: each convolution shape's GFLOP/s (forward, weight gradient,
+// input gradient) and share of the step (times its count); the rest is everything else.
+static void bench_profile(Model *m, int B, int reps, double peak, double train_s) {
+    double shared = 0;
+    printf("per product shape, batch %d: GFLOP/s (%% of peak) and share of the training step\n", B);
+    printf("  %-22s %5s %13s %13s %13s %6s  %s\n", "convolution", "count", "forward",
+           "weight grad", "input grad", "share", "layers");
+    for (int r = 0; r < BENCH_N_CONVS; r++) {
+        double t[3], gf[3], f = B * conv_flops(r);
+        bench_conv(m, r, B, reps, t);
+        if (BENCH_CONVS[r].C == m->cfg.img_c) t[2] = 0;  // the network's input needs no gradient
+        for (int k = 0; k < 3; k++) gf[k] = t[k] > 0 ? f / t[k] / 1e9 : 0;
+        double share = BENCH_CONVS[r].count * (t[0] + t[1] + t[2]) / train_s;
+        shared += share;
+        char shape[32];
+        snprintf(shape, sizeof shape, "%d->%d %dx%d%s @%d", BENCH_CONVS[r].C, BENCH_CONVS[r].OC,
+                 BENCH_CONVS[r].K, BENCH_CONVS[r].K, BENCH_CONVS[r].stride > 1 ? " s2" : "",
+                 BENCH_CONVS[r].side);
+        printf("  %-22s %5d", shape, BENCH_CONVS[r].count);
+        for (int k = 0; k < 3; k++) printf(" %6.1f (%3.0f%%)", gf[k], 100 * gf[k] / peak);
+        printf(" %5.1f%%  %s\n", 100 * share, BENCH_CONVS[r].layers);
+    }
+    printf("  %-22s %5s %41s %5.1f%%  GroupNorm, SiLU, attention, linear, AdamW, copies\n",
+           "everything else", "", "", 100 * (1 - shared));
 }
 
 static int run_bench(int reps, int threads) {
@@ -3707,7 +3771,7 @@ static int run_bench(int reps, int threads) {
         t[b] = (real)(1 + rng_int(&rng, 1000));
         label[b] = rng_int(&rng, 11);
     }
-    double fwd_flops = unet_flops(c), train_flops = 3 * fwd_flops;  // backward: dW and dx
+    double fwd_flops = unet_flops(m), train_flops = 3 * fwd_flops;  // backward: dW and dx
     double tt[32], tf[32];
     reps = reps > 32 ? 32 : reps;
     for (int r = -2; r < reps; r++) {  // two warm-up rounds (page faults, caches), then timed
@@ -3721,8 +3785,7 @@ static int run_bench(int reps, int threads) {
         tt[r] = t1 - t0;
         tf[r] = t2 - t1;
     }
-    double train_s = median(tt, reps), fwd_s = median(tf, reps), cf, cw, cx;
-    bench_conv(m, B, reps, &cf, &cw, &cx);
+    double train_s = median(tt, reps), fwd_s = median(tf, reps);
     double peak = fma_peak_gflops(threads), train_gf = B * train_flops / train_s / 1e9;
     double fwd_gf = B * fwd_flops / fwd_s / 1e9, mb = m->n_params * sizeof(real) / 1e6;
     printf("# diffusion.c bench: default U-Net (%zu parameters), batch %d, %d thread(s), %s build, "
@@ -3737,15 +3800,13 @@ static int run_bench(int reps, int threads) {
            "median of %d\n", B / train_s, train_gf, 100 * train_gf / peak, reps);
     printf("denoiser forward (sampling)      : %7.1f images/s  %6.1f GFLOP/s  (%4.1f%% of peak)\n",
            B / fwd_s, fwd_gf, 100 * fwd_gf / peak);
-    printf("conv 3x3 96->32 @28x28: forward %6.1f GFLOP/s (%4.1f%% of peak), weight gradient %6.1f "
-           "(%4.1f%%), input gradient %6.1f (%4.1f%%)\n", cf, 100 * cf / peak, cw, 100 * cw / peak,
-           cx, 100 * cx / peak);
     double scratch = (2 * m->ws->threads * m->ws->col_size + (DW_SLOTS + 1) * m->ws->weight_size) *
                      sizeof(real) / 1e6;
     printf("memory: peak resident %.1f MB = parameters %.1f + gradients %.1f + AdamW %.1f + EMA "
            "%.1f + activations %.1f (+ their gradients %.1f) + conv scratch %.1f MB + program\n",
            peak_rss_kb() / 1e3, mb, mb, 2 * mb, mb, m->n_acts * sizeof(real) / 1e6,
            m->n_acts * sizeof(real) / 1e6, scratch);
+    bench_profile(m, B, reps, peak, train_s);
     printf("c threads=%d batch=%d train_img_s=%.1f fwd_img_s=%.1f peak_gflops=%.1f\n", threads, B,
            B / train_s, B / fwd_s, peak);
     free_all(2, x, eps);
