@@ -442,6 +442,10 @@ static void col2im(real *dinp, const real *dcol, int C, int H, int W, int K, int
 typedef struct Workspace Workspace;
 static real *thread_col(const Workspace *ws);
 static real *thread_dcol(const Workspace *ws);
+// In PART II: one image of a stride-1 KxK convolution, out (OC,H,W) = [out +] W . col(inp),
+// computed without building col (3-5x less memory traffic than im2col).
+static void conv2d_image_padded(real *out, const real *inp, const real *weight, int C, int H,
+                                int W, int OC, int K, int accumulate, const Workspace *ws);
 
 // inp (B,C,H,W), weight (OC,C,K,K), bias (OC) -> out (B,OC,OH,OW). Images in parallel.
 static void conv2d_forward(real *out, const real *inp, const real *weight, const real *bias, int B,
@@ -453,12 +457,16 @@ static void conv2d_forward(real *out, const real *inp, const real *weight, const
         const real *x = inp + (size_t)b * C * H * W;
         const real *col = x;  // a 1x1 convolution's col is the image itself
         real *y = out + (size_t)b * OC * N;
-        if (!(K == 1 && stride == 1)) {
-            real *mine = thread_col(ws);
-            im2col(mine, x, C, H, W, K, stride);
-            col = mine;
+        if (stride == 1 && K > 1) {
+            conv2d_image_padded(y, x, weight, C, H, W, OC, K, 0, ws);  // the same y, fast
+        } else {
+            if (K > 1) {
+                real *mine = thread_col(ws);
+                im2col(mine, x, C, H, W, K, stride);
+                col = mine;
+            }
+            gemm(OC, N, CKK, weight, CKK, 1, col, N, 1, y, N, 0);  // y = W . col
         }
-        gemm(OC, N, CKK, weight, CKK, 1, col, N, 1, y, N, 0);  // y = W . col
         for (int o = 0; o < OC; o++)
             for (int p = 0; p < N; p++) y[o * N + p] += bias[o];
     }
@@ -1549,17 +1557,18 @@ typedef real vec;
 enum { VL = VEC_BYTES / sizeof(real), MR = VEC_BYTES == 64 ? 8 : 6, NR = 2 * VL };
 enum { KC = 256, NC = 256 };
 
-// acc (MR x NR) = A (MR x kc, element (r,k) at a[r*ars + k*acs]) . B (kc x NR, row k at b + k*brs)
+// acc (MR x NR) = A (MR x kc, element (r,k) at a[r*ars + k*acs]) . B (kc x NR, row k at
+// b + brow[k])
 ALWAYS_INLINE static inline void gemm_kernel(int kc, const real *a, long ars, long acs,
-                                             const real *b, long brs, vec acc[MR][2]) {
+                                             const real *b, const long *brow, vec acc[MR][2]) {
     for (int r = 0; r < MR; r++) {
         acc[r][0] = (vec){0};
         acc[r][1] = (vec){0};
     }
     for (int k = 0; k < kc; k++) {
         vec b0, b1;
-        memcpy(&b0, b + k * brs, sizeof b0);
-        memcpy(&b1, b + k * brs + VL, sizeof b1);
+        memcpy(&b0, b + brow[k], sizeof b0);
+        memcpy(&b1, b + brow[k] + VL, sizeof b1);
 #pragma GCC unroll 8
         for (int r = 0; r < MR; r++) {  // unrolled, so that acc stays in registers
             real ar = a[r * ars + k * acs];
@@ -1621,18 +1630,24 @@ ALWAYS_INLINE static inline void store_tile(real *C, long crs, vec acc[MR][2], i
 // compiles twice (not gemm: with OpenMP its loop body becomes a function of its own, which
 // clang does not multiversion).
 FMA_CLONES
-static void gemm_tile(int kc, const real *a, long ars, long acs, const real *b, long brs, real *C,
-                      long crs, int rows, int cols, int add) {
+static void gemm_tile(int kc, const real *a, long ars, long acs, const real *b, const long *brow,
+                      real *C, long crs, int rows, int cols, int add) {
     vec acc[MR][2];
-    gemm_kernel(kc, a, ars, acs, b, brs, acc);
+    gemm_kernel(kc, a, ars, acs, b, brow, acc);
     store_tile(C, crs, acc, rows, cols, add);
 }
 
-static void gemm(int M, int N, int K, const real *A, long ars, long acs, const real *B, long brs,
-                 long bcs, real *C, long crs, int accumulate) {
+// gemm, or with B's rows where `rows` says (gemm_rows: then brs and bcs are unused).
+static void gemm_blocked(int M, int N, int K, const real *A, long ars, long acs, const real *B,
+                         long brs, long bcs, const long *rows, real *C, long crs, int accumulate) {
     // Packed blocks live on the stack (0.26 MB in float, 0.5 MB in double): nothing allocated.
     _Alignas(64) real bpack[KC * NC];
     _Alignas(64) real apack[MR * KC];
+    long packed_rows[KC], strided_rows[KC];  // where the kernel finds row k of a B panel
+    for (int k = 0; k < KC; k++) {
+        packed_rows[k] = (long)k * NR;
+        strided_rows[k] = k * brs;
+    }
     if (K == 0) {
         if (!accumulate)
             for (int i = 0; i < M; i++) memset(C + i * crs, 0, N * sizeof(real));
@@ -1645,24 +1660,35 @@ static void gemm(int M, int N, int K, const real *A, long ars, long acs, const r
         for (int pc = 0; pc < K; pc += slice) {
             int kc = K - pc < slice ? K - pc : slice;
             int add = accumulate || pc > 0;        // the first K slice overwrites C, unless asked
-            int inplace = bcs == 1 ? nc / NR : 0;  // whole panels of a row-contiguous B: in place
+            int inplace = rows ? npanels : bcs == 1 ? nc / NR : 0;  // B's panels read in place
             if (inplace < npanels)
                 pack_b(bpack, B, brs, bcs, pc, kc, jc + inplace * NR, nc - inplace * NR);
             if (full < mpanels) pack_a_panel(apack, A, ars, acs, full * MR, pc, kc, M - full * MR);
 #pragma omp parallel for schedule(static)
             for (int tile = 0; tile < npanels * mpanels; tile++) {
                 int p = tile / mpanels, q = tile % mpanels, i0 = q * MR, j0 = jc + p * NR;
-                const real *b =
-                    p < inplace ? B + pc * brs + j0 : bpack + (size_t)(p - inplace) * kc * NR;
-                long bs = p < inplace ? brs : NR;
-                int rows = M - i0 < MR ? M - i0 : MR, cols = N - j0 < NR ? N - j0 : NR;
+                const real *b = bpack + (size_t)(p - inplace) * kc * NR;
+                const long *brow = packed_rows;
+                if (p < inplace) b = rows ? B + j0 : B + pc * brs + j0;
+                if (p < inplace) brow = rows ? rows + pc : strided_rows;
+                int m = M - i0 < MR ? M - i0 : MR, n = N - j0 < NR ? N - j0 : NR;
                 real *c = C + i0 * crs + j0;
                 const real *a = q < full ? A + i0 * ars + pc * acs : apack;
-                if (q < full) gemm_tile(kc, a, ars, acs, b, bs, c, crs, rows, cols, add);
-                else gemm_tile(kc, a, 1, MR, b, bs, c, crs, rows, cols, add);
+                if (q < full) gemm_tile(kc, a, ars, acs, b, brow, c, crs, m, n, add);
+                else gemm_tile(kc, a, 1, MR, b, brow, c, crs, m, n, add);
             }
         }
     }
+}
+static void gemm(int M, int N, int K, const real *A, long ars, long acs, const real *B, long brs,
+                 long bcs, real *C, long crs, int accumulate) {
+    gemm_blocked(M, N, K, A, ars, acs, B, brs, bcs, NULL, C, crs, accumulate);
+}
+// gemm for a B whose row k, N contiguous values, starts at B + rows[k]: rows need not be evenly
+// spaced (conv2d_image_padded's are not). B is read in place, up to NR - 1 values past a row.
+static void gemm_rows(int M, int N, int K, const real *A, long ars, long acs, const real *B,
+                      const long *rows, real *C, long crs, int accumulate) {
+    gemm_blocked(M, N, K, A, ars, acs, B, 0, 0, rows, C, crs, accumulate);
 }
 
 // ---- Sums and exp that vectorize ------------------------------------------------------------
@@ -1721,8 +1747,9 @@ static real exp_real(real x) {
 enum { DW_SLOTS = 16 };
 struct Workspace {
     int threads;
-    size_t col_size, weight_size;
+    size_t col_size, rows_size, weight_size;
     real *col, *dcol;  // (threads, col_size) each
+    long *rows;        // (threads, rows_size): conv2d_image_padded's row offsets
     real *flipped;     // (weight_size)
     real *partial;     // (DW_SLOTS, weight_size)
 };
@@ -1768,6 +1795,36 @@ static void im2col(real *col, const real *inp, int C, int H, int W, int K, int s
             }
 }
 
+// One image of a stride-1 convolution without col. Pad the image with p = K/2 zeros on every
+// side: xp (C, H+2p, W+2p). Row (c, ky, kx) of col at output (y, x) is xp[c][y + ky][x + kx], so
+// on the padded grid, q = y Wp + x with Wp = W + 2p, it is xp_c[q + ky Wp + kx]: a contiguous run
+// of xp starting at c Hp Wp + ky Wp + kx. gemm_rows reads those runs in place and computes the
+// product on H rows of Wp columns (the last 2p of each row are thrown away): the same sums, in the
+// same order, as gemm on col, from 1/K^2 of the memory. out (OC,H,W) = [out +] W . col(inp).
+static void conv2d_image_padded(real *out, const real *inp, const real *weight, int C, int H,
+                                int W, int OC, int K, int accumulate, const Workspace *ws) {
+    int p = K / 2, Wp = W + 2 * p, Hp = H + 2 * p, KK = K * K, N = H * Wp;
+    real *xp = thread_col(ws), *grid = thread_dcol(ws);  // xp (C,Hp,Wp), grid (OC,H,Wp)
+    long *rows = ws->rows + (size_t)thread_id() * ws->rows_size;
+    memset(xp, 0, ((size_t)C * Hp * Wp + NR + K) * sizeof(real));  // + what gemm_rows reads past
+    for (int c = 0; c < C; c++)
+        for (int y = 0; y < H; y++)
+            memcpy(xp + ((size_t)c * Hp + y + p) * Wp + p, inp + ((size_t)c * H + y) * W,
+                   W * sizeof(real));
+    for (int r = 0; r < C * KK; r++) rows[r] = (long)r / KK * Hp * Wp + r % KK / K * Wp + r % K;
+    for (int o = 0; accumulate && o < OC; o++)  // the grid starts as out, so that gemm adds to it
+        for (int y = 0; y < H; y++) {
+            real *g = grid + ((size_t)o * H + y) * Wp;
+            memcpy(g, out + ((size_t)o * H + y) * W, W * sizeof(real));
+            memset(g + W, 0, 2 * p * sizeof(real));
+        }
+    gemm_rows(OC, N, C * KK, weight, C * KK, 1, xp, rows, grid, N, accumulate);
+    for (int o = 0; o < OC; o++)
+        for (int y = 0; y < H; y++)
+            memcpy(out + ((size_t)o * H + y) * W, grid + ((size_t)o * H + y) * Wp,
+                   W * sizeof(real));
+}
+
 // dW += sum_b dout_b . col_b^T. Image b adds its term into slot b % DW_SLOTS; the slots run in
 // parallel and are summed in the order 0, 1, 2, ...: every sum has the same order whatever the
 // number of threads, so the result does not depend on it.
@@ -1804,11 +1861,11 @@ static void conv2d_weight_grad(real *dweight, const real *dout, const real *inp,
 // The input gradient of a stride-1 convolution is itself a convolution: of dout, with the kernel
 // turned by 180 degrees and its two channel axes swapped, flipped[c][o][ky][kx] =
 // W[o][c][K-1-ky][K-1-kx] (input pixel x gets W[ky][kx] dout[x - ky + pad]: the kernel read
-// backwards). So dinp += flipped . im2col(dout): the same im2col and gemm as the forward, with
+// backwards). So dinp += flipped . im2col(dout): the same product as the forward, with
 // inner size OC K^2, where col2im's W^T . dout has inner size OC, a product too thin to run fast.
 static void conv2d_input_grad_flipped(real *dinp, const real *dout, const real *weight, int B,
                                       int C, int H, int W, int OC, int K, const Workspace *ws) {
-    int N = H * W, KK = K * K, OKK = OC * KK;
+    int N = H * W, KK = K * K;
     for (int o = 0; o < OC; o++)
         for (int c = 0; c < C; c++)
             for (int k = 0; k < KK; k++)
@@ -1816,9 +1873,8 @@ static void conv2d_input_grad_flipped(real *dinp, const real *dout, const real *
                     weight[((size_t)o * C + c) * KK + KK - 1 - k];
 #pragma omp parallel for schedule(static)
     for (int b = 0; b < B; b++) {
-        real *dcol = thread_dcol(ws);
-        im2col(dcol, dout + (size_t)b * OC * N, OC, H, W, K, 1);
-        gemm(C, N, OKK, ws->flipped, OKK, 1, dcol, N, 1, dinp + (size_t)b * C * N, N, 1);
+        const real *dy = dout + (size_t)b * OC * N;
+        conv2d_image_padded(dinp + (size_t)b * C * N, dy, ws->flipped, OC, H, W, C, K, 1, ws);
     }
 }
 
@@ -2044,6 +2100,8 @@ static void workspace_create(Workspace *ws, const Config *c) {
     if (ws->weight_size < (size_t)c->temb * c->temb) ws->weight_size = (size_t)c->temb * c->temb;
     ws->col = xcalloc(ws->threads * ws->col_size, sizeof(real));
     ws->dcol = xcalloc(ws->threads * ws->col_size, sizeof(real));
+    ws->rows_size = (size_t)(c->ch2 + wide) * 9;
+    ws->rows = xcalloc(ws->threads * ws->rows_size, sizeof(long));
     ws->flipped = xcalloc(ws->weight_size, sizeof(real));
     ws->partial = xcalloc((size_t)DW_SLOTS * ws->weight_size, sizeof(real));
 }
@@ -2091,7 +2149,7 @@ static void model_free(Model *m) {
     real *arrays[] = {m->params, m->grads, m->adam_m, m->adam_v, m->ema, m->acts, m->dacts,
                       m->ws->col, m->ws->dcol, m->ws->flipped, m->ws->partial, m->scratch};
     for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++) free(arrays[i]);
-    free_all(4, m->class_names, m->ws, m->layout, m);
+    free_all(5, m->class_names, m->ws->rows, m->ws, m->layout, m);
 }
 
 // Initialisation. Weights and biases ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (PyTorch's default for
