@@ -1557,9 +1557,9 @@ typedef real vec;
 enum { VL = VEC_BYTES / sizeof(real), MR = VEC_BYTES == 64 ? 8 : 6, NR = 2 * VL };
 enum { KC = 256, NC = 256 };
 
-// acc (MR x NR) = A (MR x kc, element (r,k) at a[r*ars + k*acs]) . B (kc x NR, row k at
+// acc (MR x NR) = A (MR x kc, element (r,k) at a[arow[r] + k*acs]) . B (kc x NR, row k at
 // b + brow[k])
-ALWAYS_INLINE static inline void gemm_kernel(int kc, const real *a, long ars, long acs,
+ALWAYS_INLINE static inline void gemm_kernel(int kc, const real *a, const long *arow, long acs,
                                              const real *b, const long *brow, vec acc[MR][2]) {
     for (int r = 0; r < MR; r++) {
         acc[r][0] = (vec){0};
@@ -1571,7 +1571,7 @@ ALWAYS_INLINE static inline void gemm_kernel(int kc, const real *a, long ars, lo
         memcpy(&b1, b + brow[k] + VL, sizeof b1);
 #pragma GCC unroll 8
         for (int r = 0; r < MR; r++) {  // unrolled, so that acc stays in registers
-            real ar = a[r * ars + k * acs];
+            real ar = a[arow[r] + k * acs];
             acc[r][0] += ar * b0;
             acc[r][1] += ar * b1;
         }
@@ -1595,12 +1595,15 @@ static void pack_b(real *bpack, const real *B, long brs, long bcs, int k0, int k
                 bpack[((size_t)(j / NR) * kc + k) * NR + j % NR] =
                     B[(k0 + k) * brs + (j0 + j) * bcs];
 }
+// Where row i of A starts: A + arows[i], or evenly spaced, A + i * ars.
+static long a_row(const long *arows, long ars, int i) { return arows ? arows[i] : i * ars; }
 // A[i0.., k0..] (rows < MR valid rows, kc columns) -> panel (kc, MR), zero-padded to MR rows
-static void pack_a_panel(real *panel, const real *A, long ars, long acs, int i0, int k0, int kc,
-                         int rows) {
+static void pack_a_panel(real *panel, const real *A, const long *arows, long ars, long acs, int i0,
+                         int k0, int kc, int rows) {
     memset(panel, 0, (size_t)kc * MR * sizeof(real));
     for (int r = 0; r < rows; r++)
-        for (int k = 0; k < kc; k++) panel[k * MR + r] = A[(i0 + r) * ars + (k0 + k) * acs];
+        for (int k = 0; k < kc; k++)
+            panel[k * MR + r] = A[a_row(arows, ars, i0 + r) + (k0 + k) * acs];
 }
 // C tile (rows x cols at c, row stride crs) = or += acc. Whole rows go as two vector stores.
 ALWAYS_INLINE static inline void store_tile(real *C, long crs, vec acc[MR][2], int rows,
@@ -1630,24 +1633,28 @@ ALWAYS_INLINE static inline void store_tile(real *C, long crs, vec acc[MR][2], i
 // compiles twice (not gemm: with OpenMP its loop body becomes a function of its own, which
 // clang does not multiversion).
 FMA_CLONES
-static void gemm_tile(int kc, const real *a, long ars, long acs, const real *b, const long *brow,
-                      real *C, long crs, int rows, int cols, int add) {
+static void gemm_tile(int kc, const real *a, const long *arow, long acs, const real *b,
+                      const long *brow, real *C, long crs, int rows, int cols, int add) {
     vec acc[MR][2];
-    gemm_kernel(kc, a, ars, acs, b, brow, acc);
+    gemm_kernel(kc, a, arow, acs, b, brow, acc);
     store_tile(C, crs, acc, rows, cols, add);
 }
 
-// gemm, or with B's rows where `rows` says (gemm_rows: then brs and bcs are unused).
-static void gemm_blocked(int M, int N, int K, const real *A, long ars, long acs, const real *B,
-                         long brs, long bcs, const long *rows, real *C, long crs, int accumulate) {
+// gemm, with rows that need not be evenly spaced: row i of A starts at A + arows[i], row k of B
+// (N contiguous values) at B + brows[k]; NULL: evenly spaced, by ars, brs. B rows given by brows
+// are read in place, up to NR - 1 values past their end (conv2d_image_padded's rows are so).
+static void gemm_rows(int M, int N, int K, const real *A, long ars, long acs, const long *arows,
+                      const real *B, long brs, long bcs, const long *brows, real *C, long crs,
+                      int accumulate) {
     // Packed blocks live on the stack (0.26 MB in float, 0.5 MB in double): nothing allocated.
     _Alignas(64) real bpack[KC * NC];
     _Alignas(64) real apack[MR * KC];
-    long packed_rows[KC], strided_rows[KC];  // where the kernel finds row k of a B panel
+    long packed_rows[KC], strided_rows[KC], packed_arow[MR];  // where the kernel finds rows
     for (int k = 0; k < KC; k++) {
         packed_rows[k] = (long)k * NR;
         strided_rows[k] = k * brs;
     }
+    for (int r = 0; r < MR; r++) packed_arow[r] = r;
     if (K == 0) {
         if (!accumulate)
             for (int i = 0; i < M; i++) memset(C + i * crs, 0, N * sizeof(real));
@@ -1660,35 +1667,31 @@ static void gemm_blocked(int M, int N, int K, const real *A, long ars, long acs,
         for (int pc = 0; pc < K; pc += slice) {
             int kc = K - pc < slice ? K - pc : slice;
             int add = accumulate || pc > 0;        // the first K slice overwrites C, unless asked
-            int inplace = rows ? npanels : bcs == 1 ? nc / NR : 0;  // B's panels read in place
+            int inplace = brows ? npanels : bcs == 1 ? nc / NR : 0;  // B's panels read in place
             if (inplace < npanels)
                 pack_b(bpack, B, brs, bcs, pc, kc, jc + inplace * NR, nc - inplace * NR);
-            if (full < mpanels) pack_a_panel(apack, A, ars, acs, full * MR, pc, kc, M - full * MR);
+            if (full < mpanels)
+                pack_a_panel(apack, A, arows, ars, acs, full * MR, pc, kc, M - full * MR);
 #pragma omp parallel for schedule(static)
             for (int tile = 0; tile < npanels * mpanels; tile++) {
                 int p = tile / mpanels, q = tile % mpanels, i0 = q * MR, j0 = jc + p * NR;
                 const real *b = bpack + (size_t)(p - inplace) * kc * NR;
                 const long *brow = packed_rows;
-                if (p < inplace) b = rows ? B + j0 : B + pc * brs + j0;
-                if (p < inplace) brow = rows ? rows + pc : strided_rows;
+                if (p < inplace) b = brows ? B + j0 : B + pc * brs + j0;
+                if (p < inplace) brow = brows ? brows + pc : strided_rows;
                 int m = M - i0 < MR ? M - i0 : MR, n = N - j0 < NR ? N - j0 : NR;
                 real *c = C + i0 * crs + j0;
-                const real *a = q < full ? A + i0 * ars + pc * acs : apack;
-                if (q < full) gemm_tile(kc, a, ars, acs, b, brow, c, crs, m, n, add);
-                else gemm_tile(kc, a, 1, MR, b, brow, c, crs, m, n, add);
+                long arow[MR];
+                for (int r = 0; r < MR; r++) arow[r] = a_row(arows, ars, i0 + r);
+                if (q < full) gemm_tile(kc, A + pc * acs, arow, acs, b, brow, c, crs, m, n, add);
+                else gemm_tile(kc, apack, packed_arow, MR, b, brow, c, crs, m, n, add);
             }
         }
     }
 }
 static void gemm(int M, int N, int K, const real *A, long ars, long acs, const real *B, long brs,
                  long bcs, real *C, long crs, int accumulate) {
-    gemm_blocked(M, N, K, A, ars, acs, B, brs, bcs, NULL, C, crs, accumulate);
-}
-// gemm for a B whose row k, N contiguous values, starts at B + rows[k]: rows need not be evenly
-// spaced (conv2d_image_padded's are not). B is read in place, up to NR - 1 values past a row.
-static void gemm_rows(int M, int N, int K, const real *A, long ars, long acs, const real *B,
-                      const long *rows, real *C, long crs, int accumulate) {
-    gemm_blocked(M, N, K, A, ars, acs, B, 0, 0, rows, C, crs, accumulate);
+    gemm_rows(M, N, K, A, ars, acs, NULL, B, brs, bcs, NULL, C, crs, accumulate);
 }
 
 // ---- Sums and exp that vectorize ------------------------------------------------------------
@@ -1795,34 +1798,43 @@ static void im2col(real *col, const real *inp, int C, int H, int W, int K, int s
             }
 }
 
-// One image of a stride-1 convolution without col. Pad the image with p = K/2 zeros on every
-// side: xp (C, H+2p, W+2p). Row (c, ky, kx) of col at output (y, x) is xp[c][y + ky][x + kx], so
-// on the padded grid, q = y Wp + x with Wp = W + 2p, it is xp_c[q + ky Wp + kx]: a contiguous run
-// of xp starting at c Hp Wp + ky Wp + kx. gemm_rows reads those runs in place and computes the
-// product on H rows of Wp columns (the last 2p of each row are thrown away): the same sums, in the
-// same order, as gemm on col, from 1/K^2 of the memory. out (OC,H,W) = [out +] W . col(inp).
-static void conv2d_image_padded(real *out, const real *inp, const real *weight, int C, int H,
-                                int W, int OC, int K, int accumulate, const Workspace *ws) {
-    int p = K / 2, Wp = W + 2 * p, Hp = H + 2 * p, KK = K * K, N = H * Wp;
-    real *xp = thread_col(ws), *grid = thread_dcol(ws);  // xp (C,Hp,Wp), grid (OC,H,Wp)
-    long *rows = ws->rows + (size_t)thread_id() * ws->rows_size;
-    memset(xp, 0, ((size_t)C * Hp * Wp + NR + K) * sizeof(real));  // + what gemm_rows reads past
+// A stride-1 convolution without col. Pad the image with p = K/2 zeros on every side:
+// xp (C, H+2p, W+2p). Row (c, ky, kx) of col at output (y, x) is xp[c][y + ky][x + kx], so on
+// the padded grid, q = y Wp + x with Wp = W + 2p, it is xp_c[q + ky Wp + kx]: a contiguous run of
+// xp starting at c Hp Wp + ky Wp + kx. gemm_rows reads those runs in place, as the rows of B (the
+// forward and the input gradient) or of A (the weight gradient), for products on H rows of Wp
+// columns (the last 2p of each row are thrown away, or are zeros): the same sums as with col, from
+// 1/K^2 of the memory.
+// inp (C,H,W) -> xp (C,Hp,Wp) and rows (C*K*K): where col's rows start in xp. Zeros follow xp for
+// what gemm_rows reads past a row's end.
+static void pad_image(real *xp, long *rows, const real *inp, int C, int H, int W, int K) {
+    int p = K / 2, Wp = W + 2 * p, Hp = H + 2 * p, KK = K * K;
+    memset(xp, 0, ((size_t)C * Hp * Wp + NR + K) * sizeof(real));
     for (int c = 0; c < C; c++)
         for (int y = 0; y < H; y++)
             memcpy(xp + ((size_t)c * Hp + y + p) * Wp + p, inp + ((size_t)c * H + y) * W,
                    W * sizeof(real));
     for (int r = 0; r < C * KK; r++) rows[r] = (long)r / KK * Hp * Wp + r % KK / K * Wp + r % K;
-    for (int o = 0; accumulate && o < OC; o++)  // the grid starts as out, so that gemm adds to it
-        for (int y = 0; y < H; y++) {
-            real *g = grid + ((size_t)o * H + y) * Wp;
-            memcpy(g, out + ((size_t)o * H + y) * W, W * sizeof(real));
-            memset(g + W, 0, 2 * p * sizeof(real));
-        }
-    gemm_rows(OC, N, C * KK, weight, C * KK, 1, xp, rows, grid, N, accumulate);
-    for (int o = 0; o < OC; o++)
-        for (int y = 0; y < H; y++)
-            memcpy(out + ((size_t)o * H + y) * W, grid + ((size_t)o * H + y) * Wp,
-                   W * sizeof(real));
+}
+// out (C,H,W) -> grid (C,H,Wp): each row followed by Wp - W zeros
+static void to_grid(real *grid, const real *out, int C, int H, int W, int Wp) {
+    for (int i = 0; i < C * H; i++) {
+        memcpy(grid + (size_t)i * Wp, out + (size_t)i * W, W * sizeof(real));
+        memset(grid + (size_t)i * Wp + W, 0, (Wp - W) * sizeof(real));
+    }
+}
+// One image: out (OC,H,W) = [out +] W . col(inp). With accumulate, the grid starts as out, so that
+// gemm adds to it as it would to out (the same rounding).
+static void conv2d_image_padded(real *out, const real *inp, const real *weight, int C, int H,
+                                int W, int OC, int K, int accumulate, const Workspace *ws) {
+    int Wp = W + K / 2 * 2, N = H * Wp;
+    real *xp = thread_col(ws), *grid = thread_dcol(ws);  // xp (C,Hp,Wp), grid (OC,H,Wp)
+    long *rows = ws->rows + (size_t)thread_id() * ws->rows_size;
+    pad_image(xp, rows, inp, C, H, W, K);
+    if (accumulate) to_grid(grid, out, OC, H, W, Wp);
+    gemm_rows(OC, N, C * K * K, weight, C * K * K, 1, NULL, xp, 0, 1, rows, grid, N, accumulate);
+    for (int i = 0; i < OC * H; i++)
+        memcpy(out + (size_t)i * W, grid + (size_t)i * Wp, W * sizeof(real));
 }
 
 // dW += sum_b dout_b . col_b^T. Image b adds its term into slot b % DW_SLOTS; the slots run in
@@ -1835,16 +1847,26 @@ static void conv2d_weight_grad(real *dweight, const real *dout, const real *inp,
 #pragma omp parallel for schedule(static)
     for (int slot = 0; slot < slots; slot++)
         for (int b = slot; b < B; b += slots) {
-            const real *x = inp + (size_t)b * C * H * W, *cols = x;
-            if (!(K == 1 && stride == 1)) {
+            const real *x = inp + (size_t)b * C * H * W, *cols = x, *dy = dout + (size_t)b * OC * N;
+            // dW_b = dout . col^T, computed transposed, dW_b^T (CKK, OC) = col . dout^T: then gemm
+            // reads the big operand (col) in place, and copies only the small one (dout^T).
+            real *slot_sum = ws->partial + (size_t)slot * ws->weight_size;
+            // col's rows in the padded image, dout on the grid, when its extra columns cost little
+            if (stride == 1 && K > 1 && W >= 8 * K) {
+                int Wp = W + K / 2 * 2, Np = H * Wp;
+                real *xp = thread_col(ws), *grid = thread_dcol(ws);
+                long *rows = ws->rows + (size_t)thread_id() * ws->rows_size;
+                pad_image(xp, rows, x, C, H, W, K);
+                to_grid(grid, dy, OC, H, W, Wp);  // zeros where the grid's outputs are thrown away
+                gemm_rows(CKK, OC, Np, xp, 0, 1, rows, grid, 1, Np, NULL, slot_sum, OC, b >= slots);
+                continue;
+            }
+            if (K > 1) {
                 real *col = thread_col(ws);
                 im2col(col, x, C, H, W, K, stride);
                 cols = col;
             }
-            // dW_b = dout . col^T, computed transposed, dW_b^T (CKK, OC) = col . dout^T: then gemm
-            // reads the big operand (col) in place, and copies only the small one (dout^T).
-            real *slot_sum = ws->partial + (size_t)slot * ws->weight_size;
-            gemm(CKK, OC, N, cols, N, 1, dout + (size_t)b * OC * N, 1, N, slot_sum, OC, b >= slots);
+            gemm(CKK, OC, N, cols, N, 1, dy, 1, N, slot_sum, OC, b >= slots);
         }
     // dW += the slots' sum in the order 0, 1, ... (into slot 0), transposed back to (OC, CKK).
 #pragma omp parallel for schedule(static)
