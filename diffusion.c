@@ -442,6 +442,10 @@ static void col2im(real *dinp, const real *dcol, int C, int H, int W, int K, int
 typedef struct Workspace Workspace;
 static real *thread_col(const Workspace *ws);
 static real *thread_dcol(const Workspace *ws);
+// In PART II: one image of a stride-1 KxK convolution, out (OC,H,W) = [out +] W . col(inp),
+// computed without building col (3-5x less memory traffic than im2col).
+static void conv2d_image_padded(real *out, const real *inp, const real *weight, int C, int H,
+                                int W, int OC, int K, int accumulate, const Workspace *ws);
 
 // inp (B,C,H,W), weight (OC,C,K,K), bias (OC) -> out (B,OC,OH,OW). Images in parallel.
 static void conv2d_forward(real *out, const real *inp, const real *weight, const real *bias, int B,
@@ -453,12 +457,16 @@ static void conv2d_forward(real *out, const real *inp, const real *weight, const
         const real *x = inp + (size_t)b * C * H * W;
         const real *col = x;  // a 1x1 convolution's col is the image itself
         real *y = out + (size_t)b * OC * N;
-        if (!(K == 1 && stride == 1)) {
-            real *mine = thread_col(ws);
-            im2col(mine, x, C, H, W, K, stride);
-            col = mine;
+        if (stride == 1 && K > 1) {
+            conv2d_image_padded(y, x, weight, C, H, W, OC, K, 0, ws);  // the same y, fast
+        } else {
+            if (K > 1) {
+                real *mine = thread_col(ws);
+                im2col(mine, x, C, H, W, K, stride);
+                col = mine;
+            }
+            gemm(OC, N, CKK, weight, CKK, 1, col, N, 1, y, N, 0);  // y = W . col
         }
-        gemm(OC, N, CKK, weight, CKK, 1, col, N, 1, y, N, 0);  // y = W . col
         for (int o = 0; o < OC; o++)
             for (int p = 0; p < N; p++) y[o * N + p] += bias[o];
     }
@@ -1549,20 +1557,21 @@ typedef real vec;
 enum { VL = VEC_BYTES / sizeof(real), MR = VEC_BYTES == 64 ? 8 : 6, NR = 2 * VL };
 enum { KC = 256, NC = 256 };
 
-// acc (MR x NR) = A (MR x kc, element (r,k) at a[r*ars + k*acs]) . B (kc x NR, row k at b + k*brs)
-ALWAYS_INLINE static inline void gemm_kernel(int kc, const real *a, long ars, long acs,
-                                             const real *b, long brs, vec acc[MR][2]) {
+// acc (MR x NR) = A (MR x kc, element (r,k) at a[arow[r] + k*acs]) . B (kc x NR, row k at
+// b + brow[k])
+ALWAYS_INLINE static inline void gemm_kernel(int kc, const real *a, const long *arow, long acs,
+                                             const real *b, const long *brow, vec acc[MR][2]) {
     for (int r = 0; r < MR; r++) {
         acc[r][0] = (vec){0};
         acc[r][1] = (vec){0};
     }
     for (int k = 0; k < kc; k++) {
         vec b0, b1;
-        memcpy(&b0, b + k * brs, sizeof b0);
-        memcpy(&b1, b + k * brs + VL, sizeof b1);
+        memcpy(&b0, b + brow[k], sizeof b0);
+        memcpy(&b1, b + brow[k] + VL, sizeof b1);
 #pragma GCC unroll 8
         for (int r = 0; r < MR; r++) {  // unrolled, so that acc stays in registers
-            real ar = a[r * ars + k * acs];
+            real ar = a[arow[r] + k * acs];
             acc[r][0] += ar * b0;
             acc[r][1] += ar * b1;
         }
@@ -1586,12 +1595,15 @@ static void pack_b(real *bpack, const real *B, long brs, long bcs, int k0, int k
                 bpack[((size_t)(j / NR) * kc + k) * NR + j % NR] =
                     B[(k0 + k) * brs + (j0 + j) * bcs];
 }
+// Where row i of A starts: A + arows[i], or evenly spaced, A + i * ars.
+static long a_row(const long *arows, long ars, int i) { return arows ? arows[i] : i * ars; }
 // A[i0.., k0..] (rows < MR valid rows, kc columns) -> panel (kc, MR), zero-padded to MR rows
-static void pack_a_panel(real *panel, const real *A, long ars, long acs, int i0, int k0, int kc,
-                         int rows) {
+static void pack_a_panel(real *panel, const real *A, const long *arows, long ars, long acs, int i0,
+                         int k0, int kc, int rows) {
     memset(panel, 0, (size_t)kc * MR * sizeof(real));
     for (int r = 0; r < rows; r++)
-        for (int k = 0; k < kc; k++) panel[k * MR + r] = A[(i0 + r) * ars + (k0 + k) * acs];
+        for (int k = 0; k < kc; k++)
+            panel[k * MR + r] = A[a_row(arows, ars, i0 + r) + (k0 + k) * acs];
 }
 // C tile (rows x cols at c, row stride crs) = or += acc. Whole rows go as two vector stores.
 ALWAYS_INLINE static inline void store_tile(real *C, long crs, vec acc[MR][2], int rows,
@@ -1621,18 +1633,28 @@ ALWAYS_INLINE static inline void store_tile(real *C, long crs, vec acc[MR][2], i
 // compiles twice (not gemm: with OpenMP its loop body becomes a function of its own, which
 // clang does not multiversion).
 FMA_CLONES
-static void gemm_tile(int kc, const real *a, long ars, long acs, const real *b, long brs, real *C,
-                      long crs, int rows, int cols, int add) {
+static void gemm_tile(int kc, const real *a, const long *arow, long acs, const real *b,
+                      const long *brow, real *C, long crs, int rows, int cols, int add) {
     vec acc[MR][2];
-    gemm_kernel(kc, a, ars, acs, b, brs, acc);
+    gemm_kernel(kc, a, arow, acs, b, brow, acc);
     store_tile(C, crs, acc, rows, cols, add);
 }
 
-static void gemm(int M, int N, int K, const real *A, long ars, long acs, const real *B, long brs,
-                 long bcs, real *C, long crs, int accumulate) {
+// gemm, with rows that need not be evenly spaced: row i of A starts at A + arows[i], row k of B
+// (N contiguous values) at B + brows[k]; NULL: evenly spaced, by ars, brs. B rows given by brows
+// are read in place, up to NR - 1 values past their end (conv2d_image_padded's rows are so).
+static void gemm_rows(int M, int N, int K, const real *A, long ars, long acs, const long *arows,
+                      const real *B, long brs, long bcs, const long *brows, real *C, long crs,
+                      int accumulate) {
     // Packed blocks live on the stack (0.26 MB in float, 0.5 MB in double): nothing allocated.
     _Alignas(64) real bpack[KC * NC];
     _Alignas(64) real apack[MR * KC];
+    long packed_rows[KC], strided_rows[KC], packed_arow[MR];  // where the kernel finds rows
+    for (int k = 0; k < KC; k++) {
+        packed_rows[k] = (long)k * NR;
+        strided_rows[k] = k * brs;
+    }
+    for (int r = 0; r < MR; r++) packed_arow[r] = r;
     if (K == 0) {
         if (!accumulate)
             for (int i = 0; i < M; i++) memset(C + i * crs, 0, N * sizeof(real));
@@ -1645,24 +1667,31 @@ static void gemm(int M, int N, int K, const real *A, long ars, long acs, const r
         for (int pc = 0; pc < K; pc += slice) {
             int kc = K - pc < slice ? K - pc : slice;
             int add = accumulate || pc > 0;        // the first K slice overwrites C, unless asked
-            int inplace = bcs == 1 ? nc / NR : 0;  // whole panels of a row-contiguous B: in place
+            int inplace = brows ? npanels : bcs == 1 ? nc / NR : 0;  // B's panels read in place
             if (inplace < npanels)
                 pack_b(bpack, B, brs, bcs, pc, kc, jc + inplace * NR, nc - inplace * NR);
-            if (full < mpanels) pack_a_panel(apack, A, ars, acs, full * MR, pc, kc, M - full * MR);
+            if (full < mpanels)
+                pack_a_panel(apack, A, arows, ars, acs, full * MR, pc, kc, M - full * MR);
 #pragma omp parallel for schedule(static)
             for (int tile = 0; tile < npanels * mpanels; tile++) {
                 int p = tile / mpanels, q = tile % mpanels, i0 = q * MR, j0 = jc + p * NR;
-                const real *b =
-                    p < inplace ? B + pc * brs + j0 : bpack + (size_t)(p - inplace) * kc * NR;
-                long bs = p < inplace ? brs : NR;
-                int rows = M - i0 < MR ? M - i0 : MR, cols = N - j0 < NR ? N - j0 : NR;
+                const real *b = bpack + (size_t)(p - inplace) * kc * NR;
+                const long *brow = packed_rows;
+                if (p < inplace) b = brows ? B + j0 : B + pc * brs + j0;
+                if (p < inplace) brow = brows ? brows + pc : strided_rows;
+                int m = M - i0 < MR ? M - i0 : MR, n = N - j0 < NR ? N - j0 : NR;
                 real *c = C + i0 * crs + j0;
-                const real *a = q < full ? A + i0 * ars + pc * acs : apack;
-                if (q < full) gemm_tile(kc, a, ars, acs, b, bs, c, crs, rows, cols, add);
-                else gemm_tile(kc, a, 1, MR, b, bs, c, crs, rows, cols, add);
+                long arow[MR];
+                for (int r = 0; r < MR; r++) arow[r] = a_row(arows, ars, i0 + r);
+                if (q < full) gemm_tile(kc, A + pc * acs, arow, acs, b, brow, c, crs, m, n, add);
+                else gemm_tile(kc, apack, packed_arow, MR, b, brow, c, crs, m, n, add);
             }
         }
     }
+}
+static void gemm(int M, int N, int K, const real *A, long ars, long acs, const real *B, long brs,
+                 long bcs, real *C, long crs, int accumulate) {
+    gemm_rows(M, N, K, A, ars, acs, NULL, B, brs, bcs, NULL, C, crs, accumulate);
 }
 
 // ---- Sums and exp that vectorize ------------------------------------------------------------
@@ -1721,8 +1750,9 @@ static real exp_real(real x) {
 enum { DW_SLOTS = 16 };
 struct Workspace {
     int threads;
-    size_t col_size, weight_size;
+    size_t col_size, rows_size, weight_size;
     real *col, *dcol;  // (threads, col_size) each
+    long *rows;        // (threads, rows_size): conv2d_image_padded's row offsets
     real *flipped;     // (weight_size)
     real *partial;     // (DW_SLOTS, weight_size)
 };
@@ -1768,6 +1798,45 @@ static void im2col(real *col, const real *inp, int C, int H, int W, int K, int s
             }
 }
 
+// A stride-1 convolution without col. Pad the image with p = K/2 zeros on every side:
+// xp (C, H+2p, W+2p). Row (c, ky, kx) of col at output (y, x) is xp[c][y + ky][x + kx], so on
+// the padded grid, q = y Wp + x with Wp = W + 2p, it is xp_c[q + ky Wp + kx]: a contiguous run of
+// xp starting at c Hp Wp + ky Wp + kx. gemm_rows reads those runs in place, as the rows of B (the
+// forward and the input gradient) or of A (the weight gradient), for products on H rows of Wp
+// columns (the last 2p of each row are thrown away, or are zeros): the same sums as with col, from
+// 1/K^2 of the memory.
+// inp (C,H,W) -> xp (C,Hp,Wp) and rows (C*K*K): where col's rows start in xp. Zeros follow xp for
+// what gemm_rows reads past a row's end.
+static void pad_image(real *xp, long *rows, const real *inp, int C, int H, int W, int K) {
+    int p = K / 2, Wp = W + 2 * p, Hp = H + 2 * p, KK = K * K;
+    memset(xp, 0, ((size_t)C * Hp * Wp + NR + K) * sizeof(real));
+    for (int c = 0; c < C; c++)
+        for (int y = 0; y < H; y++)
+            memcpy(xp + ((size_t)c * Hp + y + p) * Wp + p, inp + ((size_t)c * H + y) * W,
+                   W * sizeof(real));
+    for (int r = 0; r < C * KK; r++) rows[r] = (long)r / KK * Hp * Wp + r % KK / K * Wp + r % K;
+}
+// out (C,H,W) -> grid (C,H,Wp): each row followed by Wp - W zeros
+static void to_grid(real *grid, const real *out, int C, int H, int W, int Wp) {
+    for (int i = 0; i < C * H; i++) {
+        memcpy(grid + (size_t)i * Wp, out + (size_t)i * W, W * sizeof(real));
+        memset(grid + (size_t)i * Wp + W, 0, (Wp - W) * sizeof(real));
+    }
+}
+// One image: out (OC,H,W) = [out +] W . col(inp). With accumulate, the grid starts as out, so that
+// gemm adds to it as it would to out (the same rounding).
+static void conv2d_image_padded(real *out, const real *inp, const real *weight, int C, int H,
+                                int W, int OC, int K, int accumulate, const Workspace *ws) {
+    int Wp = W + K / 2 * 2, N = H * Wp;
+    real *xp = thread_col(ws), *grid = thread_dcol(ws);  // xp (C,Hp,Wp), grid (OC,H,Wp)
+    long *rows = ws->rows + (size_t)thread_id() * ws->rows_size;
+    pad_image(xp, rows, inp, C, H, W, K);
+    if (accumulate) to_grid(grid, out, OC, H, W, Wp);
+    gemm_rows(OC, N, C * K * K, weight, C * K * K, 1, NULL, xp, 0, 1, rows, grid, N, accumulate);
+    for (int i = 0; i < OC * H; i++)
+        memcpy(out + (size_t)i * W, grid + (size_t)i * Wp, W * sizeof(real));
+}
+
 // dW += sum_b dout_b . col_b^T. Image b adds its term into slot b % DW_SLOTS; the slots run in
 // parallel and are summed in the order 0, 1, 2, ...: every sum has the same order whatever the
 // number of threads, so the result does not depend on it.
@@ -1778,16 +1847,26 @@ static void conv2d_weight_grad(real *dweight, const real *dout, const real *inp,
 #pragma omp parallel for schedule(static)
     for (int slot = 0; slot < slots; slot++)
         for (int b = slot; b < B; b += slots) {
-            const real *x = inp + (size_t)b * C * H * W, *cols = x;
-            if (!(K == 1 && stride == 1)) {
+            const real *x = inp + (size_t)b * C * H * W, *cols = x, *dy = dout + (size_t)b * OC * N;
+            // dW_b = dout . col^T, computed transposed, dW_b^T (CKK, OC) = col . dout^T: then gemm
+            // reads the big operand (col) in place, and copies only the small one (dout^T).
+            real *slot_sum = ws->partial + (size_t)slot * ws->weight_size;
+            // col's rows in the padded image, dout on the grid, when its extra columns cost little
+            if (stride == 1 && K > 1 && W >= 8 * K) {
+                int Wp = W + K / 2 * 2, Np = H * Wp;
+                real *xp = thread_col(ws), *grid = thread_dcol(ws);
+                long *rows = ws->rows + (size_t)thread_id() * ws->rows_size;
+                pad_image(xp, rows, x, C, H, W, K);
+                to_grid(grid, dy, OC, H, W, Wp);  // zeros where the grid's outputs are thrown away
+                gemm_rows(CKK, OC, Np, xp, 0, 1, rows, grid, 1, Np, NULL, slot_sum, OC, b >= slots);
+                continue;
+            }
+            if (K > 1) {
                 real *col = thread_col(ws);
                 im2col(col, x, C, H, W, K, stride);
                 cols = col;
             }
-            // dW_b = dout . col^T, computed transposed, dW_b^T (CKK, OC) = col . dout^T: then gemm
-            // reads the big operand (col) in place, and copies only the small one (dout^T).
-            real *slot_sum = ws->partial + (size_t)slot * ws->weight_size;
-            gemm(CKK, OC, N, cols, N, 1, dout + (size_t)b * OC * N, 1, N, slot_sum, OC, b >= slots);
+            gemm(CKK, OC, N, cols, N, 1, dy, 1, N, slot_sum, OC, b >= slots);
         }
     // dW += the slots' sum in the order 0, 1, ... (into slot 0), transposed back to (OC, CKK).
 #pragma omp parallel for schedule(static)
@@ -1804,11 +1883,11 @@ static void conv2d_weight_grad(real *dweight, const real *dout, const real *inp,
 // The input gradient of a stride-1 convolution is itself a convolution: of dout, with the kernel
 // turned by 180 degrees and its two channel axes swapped, flipped[c][o][ky][kx] =
 // W[o][c][K-1-ky][K-1-kx] (input pixel x gets W[ky][kx] dout[x - ky + pad]: the kernel read
-// backwards). So dinp += flipped . im2col(dout): the same im2col and gemm as the forward, with
+// backwards). So dinp += flipped . im2col(dout): the same product as the forward, with
 // inner size OC K^2, where col2im's W^T . dout has inner size OC, a product too thin to run fast.
 static void conv2d_input_grad_flipped(real *dinp, const real *dout, const real *weight, int B,
                                       int C, int H, int W, int OC, int K, const Workspace *ws) {
-    int N = H * W, KK = K * K, OKK = OC * KK;
+    int N = H * W, KK = K * K;
     for (int o = 0; o < OC; o++)
         for (int c = 0; c < C; c++)
             for (int k = 0; k < KK; k++)
@@ -1816,9 +1895,8 @@ static void conv2d_input_grad_flipped(real *dinp, const real *dout, const real *
                     weight[((size_t)o * C + c) * KK + KK - 1 - k];
 #pragma omp parallel for schedule(static)
     for (int b = 0; b < B; b++) {
-        real *dcol = thread_dcol(ws);
-        im2col(dcol, dout + (size_t)b * OC * N, OC, H, W, K, 1);
-        gemm(C, N, OKK, ws->flipped, OKK, 1, dcol, N, 1, dinp + (size_t)b * C * N, N, 1);
+        const real *dy = dout + (size_t)b * OC * N;
+        conv2d_image_padded(dinp + (size_t)b * C * N, dy, ws->flipped, OC, H, W, C, K, 1, ws);
     }
 }
 
@@ -2044,6 +2122,8 @@ static void workspace_create(Workspace *ws, const Config *c) {
     if (ws->weight_size < (size_t)c->temb * c->temb) ws->weight_size = (size_t)c->temb * c->temb;
     ws->col = xcalloc(ws->threads * ws->col_size, sizeof(real));
     ws->dcol = xcalloc(ws->threads * ws->col_size, sizeof(real));
+    ws->rows_size = (size_t)(c->ch2 + wide) * 9;
+    ws->rows = xcalloc(ws->threads * ws->rows_size, sizeof(long));
     ws->flipped = xcalloc(ws->weight_size, sizeof(real));
     ws->partial = xcalloc((size_t)DW_SLOTS * ws->weight_size, sizeof(real));
 }
@@ -2091,7 +2171,7 @@ static void model_free(Model *m) {
     real *arrays[] = {m->params, m->grads, m->adam_m, m->adam_v, m->ema, m->acts, m->dacts,
                       m->ws->col, m->ws->dcol, m->ws->flipped, m->ws->partial, m->scratch};
     for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++) free(arrays[i]);
-    free_all(4, m->class_names, m->ws, m->layout, m);
+    free_all(5, m->class_names, m->ws->rows, m->ws, m->layout, m);
 }
 
 // Initialisation. Weights and biases ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (PyTorch's default for
@@ -3546,26 +3626,61 @@ static int run_refcheck(const char *path, size_t default_params) {
 }
 
 // ---- `./diffusion bench`: the speed of the default network (batch 64), beside the FMA peak --
-// Multiply-adds per image (every FLOP that goes through gemm; elementwise layers, ~1%, are left
-// out): a convolution is 2 OC C K^2 N' FLOPs, attention's two products 2 N^2 C each, a linear
-// layer 2 O I.
-static double conv_flops(int C, int OC, int K, int N) { return 2.0 * OC * C * K * K * N; }
-static double resblock_flops(int cin, int cout, int N, int temb) {
-    double skip = cin != cout ? conv_flops(cin, cout, 1, N) : 0;
-    return conv_flops(cin, cout, 3, N) + conv_flops(cout, cout, 3, N) + skip + 2.0 * temb * cout;
+// The default U-Net's convolutions, grouped by shape: C -> OC channels, K x K, stride, on
+// side x side inputs, `count` of them (params_layout's names). bench times each shape alone, and
+// checks the table against the network's own tensors.
+static const struct {
+    int C, OC, K, stride, side, count;
+    const char *layers;
+} BENCH_CONVS[] = {
+    {1, 32, 3, 1, 28, 1, "conv_in"},
+    {32, 32, 3, 1, 28, 3, "d0.conv1, d0.conv2, u2.conv2"},
+    {32, 32, 3, 2, 28, 1, "ds0"},
+    {32, 64, 3, 1, 14, 1, "d1.conv1"},
+    {32, 64, 1, 1, 14, 1, "d1.skip"},
+    {64, 64, 3, 1, 14, 3, "d1.conv2, us0, u1.conv2"},
+    {64, 64, 3, 2, 14, 1, "ds1"},
+    {64, 64, 3, 1, 7, 7, "conv1, conv2 of d2, m0, m1; u0.conv2"},
+    {64, 64, 1, 1, 7, 4, "attn.q, .k, .v, .proj"},
+    {128, 64, 3, 1, 7, 1, "u0.conv1"},
+    {128, 64, 1, 1, 7, 1, "u0.skip"},
+    {128, 64, 3, 1, 14, 1, "u1.conv1"},
+    {128, 64, 1, 1, 14, 1, "u1.skip"},
+    {64, 64, 3, 1, 28, 1, "us1"},
+    {96, 32, 3, 1, 28, 1, "u2.conv1"},
+    {96, 32, 1, 1, 28, 1, "u2.skip"},
+    {32, 1, 3, 1, 28, 1, "out_conv (no input gradient)"},
+};
+enum { BENCH_N_CONVS = sizeof BENCH_CONVS / sizeof BENCH_CONVS[0] };
+
+// FLOPs per image (multiply-adds x 2, every one through gemm; elementwise layers, ~1%, left out):
+// a convolution 2 OC C K^2 N' (N' output positions), a linear layer 2 O I, attention's two
+// products 2 N^2 C each. Checks that BENCH_CONVS holds exactly the network's convolution weights.
+static double conv_flops(int r) {
+    int side = BENCH_CONVS[r].side / BENCH_CONVS[r].stride;
+    return 2.0 * BENCH_CONVS[r].OC * BENCH_CONVS[r].C * BENCH_CONVS[r].K * BENCH_CONVS[r].K *
+           side * side;
 }
-static double unet_flops(const Config *c) {
-    int N = c->img_h * c->img_w, N2 = N / 4, N4 = N / 16, e = c->temb, c1 = c->ch1, c2 = c->ch2;
-    double time = 2.0 * (c->tdim * e + e * e);
-    double down = conv_flops(c->img_c, c1, 3, N) + resblock_flops(c1, c1, N, e) +
-                  conv_flops(c1, c1, 3, N2) + resblock_flops(c1, c2, N2, e) +
-                  conv_flops(c2, c2, 3, N4) + resblock_flops(c2, c2, N4, e);
-    double middle = 2 * resblock_flops(c2, c2, N4, e) + 4 * conv_flops(c2, c2, 1, N4) +
-                    4.0 * N4 * N4 * c2;
-    double up = resblock_flops(2 * c2, c2, N4, e) + conv_flops(c2, c2, 3, N2) +
-                resblock_flops(2 * c2, c2, N2, e) + conv_flops(c2, c2, 3, N) +
-                resblock_flops(c2 + c1, c1, N, e) + conv_flops(c1, c->img_c, 3, N);
-    return time + down + middle + up;
+static double unet_flops(const Model *m) {
+    const Config *c = &m->cfg;
+    double flops = 0, table_weights = 0, conv_weights = 0, n4 = c->img_h / 4 * (c->img_w / 4);
+    for (int r = 0; r < BENCH_N_CONVS; r++) {
+        flops += BENCH_CONVS[r].count * conv_flops(r);
+        int K = BENCH_CONVS[r].K;
+        table_weights += (double)BENCH_CONVS[r].count * BENCH_CONVS[r].OC * BENCH_CONVS[r].C * K *
+                         K;
+    }
+    for (int i = 0; i < m->layout->n; i++) {
+        const TensorInfo *ti = &m->layout->info[i];
+        int linear = !strncmp(ti->name, "time", 4) || strstr(ti->name, ".temb.");
+        if (ti->kind != KIND_WEIGHT) continue;
+        if (linear) flops += 2.0 * ti->size;
+        else conv_weights += ti->size;
+    }
+    if (table_weights != conv_weights)
+        die("bench", "BENCH_CONVS (%.0f weights) does not match the network's convolutions (%.0f)",
+            table_weights, conv_weights);
+    return flops + 4.0 * n4 * n4 * c->ch2;
 }
 
 // The peak: 12 independent chains of vector multiply-adds (enough to hide their latency), per
@@ -3641,31 +3756,60 @@ static long peak_rss_kb(void) {  // the kernel's high-water mark of resident mem
     return kb;
 }
 
-// The largest convolution alone (u2.conv1: 96 -> 32 channels at 28x28): GFLOP/s of the forward,
-// the weight gradient, and the input gradient (the difference of two timings).
-static void bench_conv(Model *m, int B, int reps, double *fwd, double *wgrad, double *xgrad) {
-    const ResBlockActs *a = &m->a.u2;
-    const ConvParams *p = &m->p.u2.conv1, *g = &m->g.u2.conv1;
-    double tf[32], tw[32], tb[32], flops = B * conv_flops(a->cin, a->cout, 3, a->H * a->W);
-    for (int r = -1; r < reps; r++) {
+// Convolution shape r alone, at batch B: the median seconds t[0] of the forward, t[1] of the
+// weight gradient, t[2] of the input gradient (a backward with it, less one without).
+static void bench_conv(Model *m, int r, int B, int reps, double t[3]) {
+    int C = BENCH_CONVS[r].C, OC = BENCH_CONVS[r].OC, K = BENCH_CONVS[r].K;
+    int s = BENCH_CONVS[r].stride, H = BENCH_CONVS[r].side;
+    size_t n_in = (size_t)B * C * H * H, n_out = (size_t)B * OC * (H / s) * (H / s);
+    size_t n_w = (size_t)OC * C * K * K;
+    Rng rng = {7};
+    real *x = random_array(n_in, &rng), *dx = xcalloc(n_in, sizeof(real));
+    real *w = random_array(n_w + OC, &rng), *dw = xcalloc(n_w + OC, sizeof(real));
+    real *y = xmalloc(n_out * sizeof(real)), *dy = random_array(n_out, &rng);
+    double times[3][32];
+    for (int i = -1; i < reps; i++) {
         double t0 = now_seconds();
-        conv2d_forward(a->h1, a->act1, p->w, p->b, B, a->cin, a->H, a->W, a->cout, 3, 1, m->ws);
+        conv2d_forward(y, x, w, w + n_w, B, C, H, H, OC, K, s, m->ws);
         double t1 = now_seconds();
-        conv2d_backward(NULL, g->w, g->b, a->h1, a->act1, p->w, B, a->cin, a->H, a->W, a->cout, 3,
-                        1, m->ws);
+        conv2d_backward(NULL, dw, dw + n_w, dy, x, w, B, C, H, H, OC, K, s, m->ws);
         double t2 = now_seconds();
-        conv2d_backward(m->da.u2.act1, g->w, g->b, a->h1, a->act1, p->w, B, a->cin, a->H, a->W,
-                        a->cout, 3, 1, m->ws);
+        conv2d_backward(dx, dw, dw + n_w, dy, x, w, B, C, H, H, OC, K, s, m->ws);
         double t3 = now_seconds();
-        if (r < 0) continue;
-        tf[r] = t1 - t0;
-        tw[r] = t2 - t1;
-        tb[r] = t3 - t2;
+        if (i < 0) continue;
+        times[0][i] = t1 - t0;
+        times[1][i] = t2 - t1;
+        times[2][i] = t3 - t2;
     }
-    double w = median(tw, reps), both = median(tb, reps);
-    *fwd = flops / median(tf, reps) / 1e9;
-    *wgrad = flops / w / 1e9;
-    *xgrad = both > w ? flops / (both - w) / 1e9 : 0;
+    for (int k = 0; k < 3; k++) t[k] = median(times[k], reps);
+    t[2] = t[2] > t[1] ? t[2] - t[1] : 0;
+    free_all(6, x, dx, w, dw, y, dy);
+}
+
+// Where a training step's time goes: each convolution shape's GFLOP/s (forward, weight gradient,
+// input gradient) and share of the step (times its count); the rest is everything else.
+static void bench_profile(Model *m, int B, int reps, double peak, double train_s) {
+    double shared = 0;
+    printf("per product shape, batch %d: GFLOP/s (%% of peak) and share of the training step\n", B);
+    printf("  %-22s %5s %13s %13s %13s %6s  %s\n", "convolution", "count", "forward",
+           "weight grad", "input grad", "share", "layers");
+    for (int r = 0; r < BENCH_N_CONVS; r++) {
+        double t[3], gf[3], f = B * conv_flops(r);
+        bench_conv(m, r, B, reps, t);
+        if (BENCH_CONVS[r].C == m->cfg.img_c) t[2] = 0;  // the network's input needs no gradient
+        for (int k = 0; k < 3; k++) gf[k] = t[k] > 0 ? f / t[k] / 1e9 : 0;
+        double share = BENCH_CONVS[r].count * (t[0] + t[1] + t[2]) / train_s;
+        shared += share;
+        char shape[32];
+        snprintf(shape, sizeof shape, "%d->%d %dx%d%s @%d", BENCH_CONVS[r].C, BENCH_CONVS[r].OC,
+                 BENCH_CONVS[r].K, BENCH_CONVS[r].K, BENCH_CONVS[r].stride > 1 ? " s2" : "",
+                 BENCH_CONVS[r].side);
+        printf("  %-22s %5d", shape, BENCH_CONVS[r].count);
+        for (int k = 0; k < 3; k++) printf(" %6.1f (%3.0f%%)", gf[k], 100 * gf[k] / peak);
+        printf(" %5.1f%%  %s\n", 100 * share, BENCH_CONVS[r].layers);
+    }
+    printf("  %-22s %5s %41s %5.1f%%  GroupNorm, SiLU, attention, linear, AdamW, copies\n",
+           "everything else", "", "", 100 * (1 - shared));
 }
 
 static int run_bench(int reps, int threads) {
@@ -3681,7 +3825,7 @@ static int run_bench(int reps, int threads) {
         t[b] = (real)(1 + rng_int(&rng, 1000));
         label[b] = rng_int(&rng, 11);
     }
-    double fwd_flops = unet_flops(c), train_flops = 3 * fwd_flops;  // backward: dW and dx
+    double fwd_flops = unet_flops(m), train_flops = 3 * fwd_flops;  // backward: dW and dx
     double tt[32], tf[32];
     reps = reps > 32 ? 32 : reps;
     for (int r = -2; r < reps; r++) {  // two warm-up rounds (page faults, caches), then timed
@@ -3695,8 +3839,7 @@ static int run_bench(int reps, int threads) {
         tt[r] = t1 - t0;
         tf[r] = t2 - t1;
     }
-    double train_s = median(tt, reps), fwd_s = median(tf, reps), cf, cw, cx;
-    bench_conv(m, B, reps, &cf, &cw, &cx);
+    double train_s = median(tt, reps), fwd_s = median(tf, reps);
     double peak = fma_peak_gflops(threads), train_gf = B * train_flops / train_s / 1e9;
     double fwd_gf = B * fwd_flops / fwd_s / 1e9, mb = m->n_params * sizeof(real) / 1e6;
     printf("# diffusion.c bench: default U-Net (%zu parameters), batch %d, %d thread(s), %s build, "
@@ -3711,15 +3854,13 @@ static int run_bench(int reps, int threads) {
            "median of %d\n", B / train_s, train_gf, 100 * train_gf / peak, reps);
     printf("denoiser forward (sampling)      : %7.1f images/s  %6.1f GFLOP/s  (%4.1f%% of peak)\n",
            B / fwd_s, fwd_gf, 100 * fwd_gf / peak);
-    printf("conv 3x3 96->32 @28x28: forward %6.1f GFLOP/s (%4.1f%% of peak), weight gradient %6.1f "
-           "(%4.1f%%), input gradient %6.1f (%4.1f%%)\n", cf, 100 * cf / peak, cw, 100 * cw / peak,
-           cx, 100 * cx / peak);
     double scratch = (2 * m->ws->threads * m->ws->col_size + (DW_SLOTS + 1) * m->ws->weight_size) *
                      sizeof(real) / 1e6;
     printf("memory: peak resident %.1f MB = parameters %.1f + gradients %.1f + AdamW %.1f + EMA "
            "%.1f + activations %.1f (+ their gradients %.1f) + conv scratch %.1f MB + program\n",
            peak_rss_kb() / 1e3, mb, mb, 2 * mb, mb, m->n_acts * sizeof(real) / 1e6,
            m->n_acts * sizeof(real) / 1e6, scratch);
+    bench_profile(m, B, reps, peak, train_s);
     printf("c threads=%d batch=%d train_img_s=%.1f fwd_img_s=%.1f peak_gflops=%.1f\n", threads, B,
            B / train_s, B / fwd_s, peak);
     free_all(2, x, eps);
