@@ -2454,11 +2454,10 @@ static char **list_images(const char *path, int *n, Dataset *d) {
         int before = *n;
         list_folder(dirs[k], 0, &files, n);
         const char *name = dirs[k] + strlen(path) + 1;
-        if (*n > before && flat)
-            die(files[0], "an image beside class folders (%s): put it into one", dirs[k]);
-        if (*n > before && strlen(name) >= sizeof(ClassName))
-            die(dirs[k], "class folder name longer than %zu bytes", sizeof(ClassName) - 1);
         if (*n > before) {  // a folder without images is no class
+            if (flat) die(files[0], "an image beside class folders (%s): put it into one", dirs[k]);
+            if (strlen(name) >= sizeof(ClassName))
+                die(dirs[k], "class folder name longer than %zu bytes", sizeof(ClassName) - 1);
             strcpy(d->class_names[d->n_classes], name);
             first[d->n_classes++] = before;
         }
