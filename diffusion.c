@@ -1902,6 +1902,16 @@ static void conv2d_input_grad_flipped(real *dinp, const real *dout, const real *
 
 
 // ---- Training's log file and progress line ----------------------------------------------------
+// Flushes f (sync: to the disk too) and closes it. Returns 0, or the errno of the first failure
+// (EIO if it set none): a buffered file's write errors show only here.
+static int close_file(FILE *f, int sync) {
+    int bad = fflush(f) != 0 || ferror(f) || (sync && fsync(fileno(f)) != 0);
+    int err = errno;
+    if (fclose(f) != 0 && !bad) err = errno;  // the first failure's errno
+    else if (!bad) return 0;
+    return err ? err : EIO;
+}
+
 // The CSV log of training: one line per step, appended to on --resume.
 static FILE *log_open(const char *path, int resume) {
     FILE *log = path ? fopen(path, resume ? "a" : "w") : NULL;
@@ -1910,15 +1920,8 @@ static FILE *log_open(const char *path, int resume) {
     return log;
 }
 static void log_close(FILE *log, const char *path, const char *ckpt) {
-    if (!log) return;
-    int bad = fflush(log) != 0 || ferror(log);  // the CSV is buffered: its errors show here
-    int err = errno;
-    if (fclose(log) != 0 && !bad) {
-        bad = 1;
-        err = errno;
-    }
-    if (bad)
-        die(path, "write failed: %s (checkpoint %s saved)", strerror(err ? err : EIO), ckpt);
+    int err = log ? close_file(log, 0) : 0;
+    if (err) die(path, "write failed: %s (checkpoint %s saved)", strerror(err), ckpt);
 }
 static void format_duration(char *out, size_t n, double s) {
     if (s < 0 || s > 1e7) s = 0;
@@ -1933,10 +1936,9 @@ static void train_progress(const TrainOptions *o, const Config *c, int64_t done,
     char el[32], eta[32];
     format_duration(el, sizeof el, elapsed);
     format_duration(eta, sizeof eta, (total - done) / rate);
-    fprintf(stderr, "%sstep %" PRId64 "/%.0f  loss %.4f  %.1f img/s of %dx%dx%d  elapsed %s  eta %s"
-            "%s",
-            tty ? "\r" : "", done, floor(total), loss, rate * B, c->img_c, c->img_h, c->img_w, el,
-            eta, tty ? "   " : "\n");
+    fprintf(stderr, "%sstep %" PRId64 "/%.0f  loss %.4f  %.1f img/s of %dx%dx%d  elapsed %s  "
+            "eta %s%s", tty ? "\r" : "", done, floor(total), loss, rate * B, c->img_c, c->img_h,
+            c->img_w, el, eta, tty ? "   " : "\n");
 }
 
 // ---- Memory: the model's buffers, carved once -----------------------------------------------
@@ -1957,8 +1959,7 @@ struct Layout {
 };
 
 static void layout_begin(Layout *L, real *base) {
-    memset(L, 0, sizeof *L);
-    L->base = base;
+    *L = (Layout){.base = base};
 }
 static void last_shape(Layout *L, int rows, int cols) {
     snprintf(L->info[L->n - 1].shape, sizeof L->info[0].shape, "(%d,%d)", rows, cols);
@@ -1968,11 +1969,8 @@ static real *take(Layout *L, const char *name, size_t n, int fan_in, TensorKind 
     if (n > SIZE_MAX / sizeof(real) - L->used)
         die("memory", "the network's arrays are more than this system can address");
     TensorInfo *ti = &L->info[L->n++];
+    *ti = (TensorInfo){.offset = L->used, .size = n, .fan_in = fan_in, .kind = kind};
     snprintf(ti->name, sizeof ti->name, "%s", name);
-    ti->offset = L->used;
-    ti->size = n;
-    ti->fan_in = fan_in;
-    ti->kind = kind;
     snprintf(ti->shape, sizeof ti->shape, "(%zu)", n);
     real *p = L->base ? L->base + L->used : NULL;
     L->used += n;
@@ -1990,7 +1988,7 @@ static ConvParams take_conv(Layout *L, const char *prefix, int cout, int cin, in
     ConvParams c;
     int fan_in = cin * K * K;
     c.w = take2(L, prefix, ".w", (size_t)cout * fan_in, fan_in, KIND_WEIGHT);
-    if (K == 1) snprintf(L->info[L->n - 1].shape, 24, "(%d,%d)", cout, cin);
+    if (K == 1) last_shape(L, cout, cin);
     else snprintf(L->info[L->n - 1].shape, 24, "(%d,%d,%d,%d)", cout, cin, K, K);
     c.b = take2(L, prefix, ".b", (size_t)cout, fan_in, KIND_BIAS);
     return c;
@@ -2009,7 +2007,6 @@ static ResBlockParams take_resblock(Layout *L, const char *name, int cin, int co
     r.gn2_b = take2(L, name, ".gn2.b", cout, 0, KIND_GN_SHIFT);
     snprintf(p, sizeof p, "%s.conv2", name);
     r.conv2 = take_conv(L, p, cout, cout, 3);
-    r.skip = (ConvParams){NULL, NULL};
     snprintf(p, sizeof p, "%s.skip", name);
     if (cin != cout) r.skip = take_conv(L, p, cout, cin, 1);
     return r;
@@ -2137,11 +2134,8 @@ static Model *model_create(const Config *c, int max_batch) {
     m->layout = xmalloc(sizeof(Layout));
     params_layout(&m->p, m->layout, NULL, c);
     m->n_params = m->layout->used;
-    m->params = xcalloc(m->n_params, sizeof(real));
-    m->grads = xcalloc(m->n_params, sizeof(real));
-    m->adam_m = xcalloc(m->n_params, sizeof(real));
-    m->adam_v = xcalloc(m->n_params, sizeof(real));
-    m->ema = xcalloc(m->n_params, sizeof(real));
+    real **arrays[] = {&m->params, &m->grads, &m->adam_m, &m->adam_v, &m->ema};
+    for (int k = 0; k < 5; k++) *arrays[k] = xcalloc(m->n_params, sizeof(real));
     params_layout(&m->p, m->layout, m->params, c);
     Layout *tmp = xmalloc(sizeof(Layout));
     params_layout(&m->g, tmp, m->grads, c);
@@ -2151,8 +2145,7 @@ static Model *model_create(const Config *c, int max_batch) {
     if ((double)tmp->used * max_batch * 2 * sizeof(real) > (double)SIZE_MAX)
         die("memory", "a batch of %d needs %.0f MB of activations and their gradients: more than "
             "this system can address", max_batch, 2e-6 * tmp->used * max_batch * sizeof(real));
-    acts_layout(&m->a, tmp, NULL, c, max_batch);
-    m->n_acts = tmp->used;
+    m->n_acts = tmp->used * max_batch;
     m->acts = xcalloc(m->n_acts, sizeof(real));
     m->dacts = xcalloc(m->n_acts, sizeof(real));
     acts_layout(&m->a, tmp, m->acts, c, max_batch);
@@ -2168,10 +2161,9 @@ static Model *model_create(const Config *c, int max_batch) {
 
 static void model_free(Model *m) {
     if (!m) return;
-    real *arrays[] = {m->params, m->grads, m->adam_m, m->adam_v, m->ema, m->acts, m->dacts,
-                      m->ws->col, m->ws->dcol, m->ws->flipped, m->ws->partial, m->scratch};
-    for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++) free(arrays[i]);
-    free_all(5, m->class_names, m->ws->rows, m->ws, m->layout, m);
+    free_all(17, m->params, m->grads, m->adam_m, m->adam_v, m->ema, m->acts, m->dacts, m->ws->col,
+             m->ws->dcol, m->ws->rows, m->ws->flipped, m->ws->partial, m->scratch, m->class_names,
+             m->ws, m->layout, m);
 }
 
 // Initialisation. Weights and biases ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (PyTorch's default for
@@ -2219,21 +2211,12 @@ static void atomic_write_begin(const char *path, char *tmp, size_t tmp_size, FIL
     *f = fopen(tmp[0] ? tmp : path, "wb");
     if (!*f) die(path, "cannot write: %s", strerror(errno));
 }
-static void atomic_write_end(const char *path, const char *tmp, FILE *f) {
-    int bad = fflush(f) != 0 || ferror(f);
-    int err = errno;
-    if (!bad && tmp[0] && fsync(fileno(f)) != 0) {
-        bad = 1;
-        err = errno;
-    }
-    if (fclose(f) != 0 && !bad) {
-        bad = 1;
-        err = errno;
-    }
-    if (bad) {
-        if (tmp[0]) remove(tmp);
-        die(path, "write failed: %s", strerror(err ? err : EIO));
-    }
+// failed: why the contents could not be made (NULL: they were); the old file stays then too.
+static void atomic_write_end(const char *path, const char *tmp, FILE *f, const char *failed) {
+    int err = close_file(f, tmp[0] && !failed);
+    if ((err || failed) && tmp[0]) remove(tmp);
+    if (failed) die(path, "%s", failed);
+    if (err) die(path, "write failed: %s", strerror(err));
     if (tmp[0] && rename(tmp, path) != 0) {
         err = errno;
         remove(tmp);
@@ -2256,18 +2239,12 @@ static unsigned char *read_file(const char *path, size_t max_bytes, size_t *len)
     FILE *f = fopen(path, "rb");
     if (!f) die(path, "cannot open: %s", strerror(errno));
     struct stat st;
-    const char *why = NULL;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) why = "not a regular file";
-    else if ((size_t)st.st_size > max_bytes) why = "file too large for this program";
-    size_t n = why ? 0 : (size_t)st.st_size;
-    unsigned char *buf = why ? NULL : xmalloc(n + 1);
-    if (!why && fread(buf, 1, n, f) != n) why = "read error";
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) die(path, "not a regular file");
+    if ((size_t)st.st_size > max_bytes) die(path, "file too large for this program");
+    *len = (size_t)st.st_size;
+    unsigned char *buf = xmalloc(*len + 1);
+    if (fread(buf, 1, *len, f) != *len) die(path, "read error");
     fclose(f);
-    if (why) {
-        free(buf);
-        die(path, "%s", why);
-    }
-    *len = n;
     return buf;
 }
 
@@ -2316,26 +2293,19 @@ static unsigned char *read_maybe_gzip(const char *path, size_t *len) {
         return raw;
     }
     size_t pos = gzip_data_start(raw, n);
-    if (!pos) {
-        free(raw);
-        die(path, "truncated gzip header, or not deflate data");
-    }
+    if (!pos) die(path, "truncated gzip header, or not deflate data");
     uint32_t want_crc = read_le32(raw + n - 8), want_size = read_le32(raw + n - 4);
     size_t packed = n - 8 - pos;
     // deflate expands at most 1032:1, so a trailer claiming more is a lie: refuse before allocating
-    if (want_size > (uint32_t)MAX_FILE_BYTES || (double)want_size > 1032.0 * packed + 1024) {
-        free(raw);
+    if (want_size > (uint32_t)MAX_FILE_BYTES || (double)want_size > 1032.0 * packed + 1024)
         die(path, "gzip data is truncated or corrupt (its trailer claims %u bytes from %zu)",
             want_size, packed);
-    }
     int out_len = 0;
     char *out = stbi_zlib_decode_malloc_guesssize_headerflag(
         (const char *)raw + pos, (int)packed, want_size ? (int)want_size : 1, &out_len, 0);
     free(raw);
-    if (!out || (uint32_t)out_len != want_size || crc32_update(0, out, out_len) != want_crc) {
-        free(out);
+    if (!out || (uint32_t)out_len != want_size || crc32_update(0, out, out_len) != want_crc)
         die(path, "gzip data is truncated or corrupt (size or CRC-32 mismatch)");
-    }
     *len = (size_t)out_len;
     return (unsigned char *)out;
 }
@@ -2453,11 +2423,10 @@ static Dataset load_idx(const char *images_path, const char *labels_path, const 
         free(lbuf);
         d.n_classes = 10;
         d.class_names = xcalloc(10, sizeof(ClassName));
-        for (int k = 0; k < 10; k++) {
+        for (int k = 0; k < 10; k++)
             if (strstr(images_path, "fashion"))
                 snprintf(d.class_names[k], sizeof(ClassName), "%s", fashion_class_names[k]);
             else snprintf(d.class_names[k], sizeof(ClassName), "%d", k);
-        }
     }
     data_summary(images_path, &d, r, d.h == h && d.w == w ? "gray, as stored" : "gray, resized");
     d.pixels = r->pixels ? xmalloc((size_t)d.n * d.h * d.w * sizeof(float)) : NULL;
@@ -2553,8 +2522,7 @@ static char **list_images(const char *path, int *n, Dataset *d) {
     if (!S_ISDIR(st.st_mode)) {
         *n = 1;
         files = xmalloc(sizeof(char *));
-        files[0] = xmalloc(strlen(path) + 1);
-        strcpy(files[0], path);
+        files[0] = strcpy(xmalloc(strlen(path) + 1), path);
         return files;
     }
     list_folder(path, 0, &files, &flat);
@@ -2566,11 +2534,10 @@ static char **list_images(const char *path, int *n, Dataset *d) {
         int before = *n;
         list_folder(dirs[k], 0, &files, n);
         const char *name = dirs[k] + strlen(path) + 1;
-        if (*n > before && flat)
-            die(files[0], "an image beside class folders (%s): put it into one", dirs[k]);
-        if (*n > before && strlen(name) >= sizeof(ClassName))
-            die(dirs[k], "class folder name longer than %zu bytes", sizeof(ClassName) - 1);
         if (*n > before) {  // a folder without images is no class
+            if (flat) die(files[0], "an image beside class folders (%s): put it into one", dirs[k]);
+            if (strlen(name) >= sizeof(ClassName))
+                die(dirs[k], "class folder name longer than %zu bytes", sizeof(ClassName) - 1);
             strcpy(d->class_names[d->n_classes], name);
             first[d->n_classes++] = before;
         }
@@ -2672,7 +2639,7 @@ static void dataset_free(Dataset *d) {
 // v), since version 2 the class names of a class-conditional model (n_classes x 64 bytes; version
 // 1, still read, was always Fashion-MNIST's), and a CRC-32 of all of it, written atomically.
 enum { CKPT_VERSION = 2 };
-typedef struct {
+typedef struct {    // 96 bytes, no padding: written as it is
     char magic[8];  // "DIFFUSNC"
     int32_t version, real_size;
     int32_t config[10];  // Config, field by field
@@ -2685,36 +2652,25 @@ typedef struct {
 static void checkpoint_save(const char *path, const Model *m, ScheduleKind sched, int T,
                             int64_t step, const Rng *rng, int batch, int slim) {
     const Config *c = &m->cfg;
-    CkptHeader h;
-    memset(&h, 0, sizeof h);
+    CkptHeader h = {.version = CKPT_VERSION, .real_size = (int32_t)sizeof(real),
+                    .config = {c->img_c, c->img_h, c->img_w, c->ch1, c->ch2, c->tdim, c->temb,
+                               c->groups, c->n_classes, c->cond},
+                    .schedule = sched, .T = T, .step = step, .rng_state = rng->state,
+                    .n_params = m->n_params, .has_optimizer = !slim, .batch = batch};
     memcpy(h.magic, "DIFFUSNC", 8);
-    h.version = CKPT_VERSION;
-    h.real_size = (int32_t)sizeof(real);
-    int32_t config[10] = {c->img_c, c->img_h, c->img_w, c->ch1, c->ch2,
-                          c->tdim, c->temb, c->groups, c->n_classes, c->cond};
-    memcpy(h.config, config, sizeof config);
-    h.schedule = sched;
-    h.T = T;
-    h.step = step;
-    h.rng_state = rng->state;
-    h.n_params = m->n_params;
-    h.has_optimizer = !slim;
-    h.batch = batch;
+    size_t P = m->n_params * sizeof(real), names = c->cond ? c->n_classes * sizeof(ClassName) : 0;
+    const void *part[6] = {&h, m->params, m->ema, m->adam_m, m->adam_v, m->class_names};
+    size_t bytes[6] = {sizeof h, P, P, slim ? 0 : P, slim ? 0 : P, names};
     char tmp[4200];
     FILE *f;
     atomic_write_begin(path, tmp, sizeof tmp, &f);
-    const real *arrays[4] = {m->params, m->ema, m->adam_m, m->adam_v};
-    uint32_t crc = crc32_update(0, &h, sizeof h);
-    fwrite(&h, sizeof h, 1, f);
-    for (int k = 0; k < (slim ? 2 : 4); k++) {
-        fwrite(arrays[k], sizeof(real), m->n_params, f);
-        crc = crc32_update(crc, arrays[k], m->n_params * sizeof(real));
+    uint32_t crc = 0;
+    for (int k = 0; k < 6; k++) {
+        fwrite(part[k], 1, bytes[k], f);
+        crc = crc32_update(crc, part[k], bytes[k]);
     }
-    size_t names = c->cond ? c->n_classes * sizeof(ClassName) : 0;
-    fwrite(m->class_names, 1, names, f);
-    crc = crc32_update(crc, m->class_names, names);
     fwrite(&crc, sizeof crc, 1, f);
-    atomic_write_end(path, tmp, f);
+    atomic_write_end(path, tmp, f, NULL);
 }
 
 static Config config_from_ints(const int32_t *v) {  // the checkpoint's Config, field by field
@@ -2724,63 +2680,41 @@ static size_t checkpoint_bytes(const CkptHeader *h, size_t P) {  // P parameters
     size_t names = h->version > 1 && h->config[9] ? h->config[8] * sizeof(ClassName) : 0;
     return sizeof *h + (h->has_optimizer ? 4 : 2) * P * sizeof(real) + names + 4;
 }
-// What is wrong with a checkpoint's header (len: the file's size), or NULL. *P receives the
-// parameter count of its configuration.
-static const char *checkpoint_problem(const CkptHeader *h, size_t len, size_t *P) {
-    static char why[160];
-    Config c = config_from_ints(h->config);
-    if (memcmp(h->magic, "DIFFUSNC", 8)) return "not a diffusion.c checkpoint (bad magic)";
-    if (h->version != 1 && h->version != CKPT_VERSION) return "checkpoint format is not 1 or 2";
-    if (h->real_size != (int32_t)sizeof(real))
-        return sizeof(real) == 8 ? "written by a float build, this is a double build"
-                                 : "written by a double build, this is a float build";
-    const char *bad = config_check(&c);
-    if (bad) {
-        snprintf(why, sizeof why, "bad network configuration in checkpoint: %s", bad);
-        return why;
-    }
-    if (h->schedule < 0 || h->schedule > 2 || h->T < 1 || h->T > 100000 || h->step < 0 ||
-        (h->has_optimizer != 0 && h->has_optimizer != 1) || h->batch < 1 || h->batch > 4096)
-        return "bad schedule, T, step or flags in checkpoint header";
-    *P = count_params(&c);
-    if (h->n_params != *P) return "header's parameter count differs from its configuration's";
-    size_t want = checkpoint_bytes(h, *P);
-    if (len != want) {
-        snprintf(why, sizeof why, "checkpoint is %zu bytes, expected %zu (truncated or corrupt)",
-                 len, want);
-        return why;
-    }
-    return NULL;
-}
 
 // Reads and validates a checkpoint. Creates the model (for max_batch images; 0: the batch size
 // saved in the checkpoint, which *batch receives) and fills params, EMA and, when present, the
 // AdamW moments. Anything wrong ends with a one-line message naming the file.
 static Model *checkpoint_load(const char *path, int max_batch, ScheduleKind *sched, int *T,
                               int64_t *step, Rng *rng, int *has_optimizer, int *batch) {
-    size_t len, P = 0;
+    size_t len;
     unsigned char *buf = read_file(path, MAX_FILE_BYTES, &len);
     CkptHeader h;
-    if (len < sizeof h + 4) {
-        free(buf);
-        die(path, "not a diffusion.c checkpoint (too short: %zu bytes)", len);
-    }
+    if (len < sizeof h + 4) die(path, "not a diffusion.c checkpoint (too short: %zu bytes)", len);
     memcpy(&h, buf, sizeof h);
-    const char *why = checkpoint_problem(&h, len, &P);
-    size_t narrays = h.has_optimizer ? 4 : 2;
+    Config c = config_from_ints(h.config);
+    if (memcmp(h.magic, "DIFFUSNC", 8)) die(path, "not a diffusion.c checkpoint (bad magic)");
+    if (h.version != 1 && h.version != CKPT_VERSION) die(path, "checkpoint format is not 1 or 2");
+    if (h.real_size != (int32_t)sizeof(real))
+        die(path, "%s", sizeof(real) == 8 ? "written by a float build, this is a double build"
+                                          : "written by a double build, this is a float build");
+    const char *bad = config_check(&c);
+    if (bad) die(path, "bad network configuration in checkpoint: %s", bad);
+    if (h.schedule < 0 || h.schedule > 2 || h.T < 1 || h.T > 100000 || h.step < 0 ||
+        (h.has_optimizer != 0 && h.has_optimizer != 1) || h.batch < 1 || h.batch > 4096)
+        die(path, "bad schedule, T, step or flags in checkpoint header");
+    size_t P = count_params(&c), want = checkpoint_bytes(&h, P);
+    if (h.n_params != P) die(path, "header's parameter count differs from its configuration's");
+    if (len != want)
+        die(path, "checkpoint is %zu bytes, expected %zu (truncated or corrupt)", len, want);
     uint32_t crc_file;
     memcpy(&crc_file, buf + len - 4, 4);
-    if (!why && crc32_update(0, buf, len - 4) != crc_file)
-        why = "checkpoint is corrupt (CRC-32 mismatch)";
-    Config c = config_from_ints(h.config);
+    if (crc32_update(0, buf, len - 4) != crc_file)
+        die(path, "checkpoint is corrupt (CRC-32 mismatch)");
+    size_t narrays = h.has_optimizer ? 4 : 2;
     size_t names = sizeof h + narrays * P * sizeof(real);  // where version 2's class names are
-    for (int k = 0; !why && h.version > 1 && c.cond && k < c.n_classes; k++)
+    for (int k = 0; h.version > 1 && c.cond && k < c.n_classes; k++)
         if (!memchr(buf + names + k * sizeof(ClassName), 0, sizeof(ClassName)))
-            why = "a class name without its terminating NUL";
-    if (why) {
-        free(buf);
-        die(path, "%s", why);
-    }
+            die(path, "a class name without its terminating NUL");
     Model *m = model_create(&c, max_batch ? max_batch : h.batch);
     real *arrays[4] = {m->params, m->ema, m->adam_m, m->adam_v};
     for (size_t k = 0; k < narrays; k++)
@@ -2800,17 +2734,13 @@ static Model *checkpoint_load(const char *path, int max_batch, ScheduleKind *sch
 }
 
 // ---- Pictures -------------------------------------------------------------------------------
-// Pixels in [-1, 1] become bytes 0..255; images are laid out in a grid, each scaled up by an
-// integer factor (nearest neighbour: 28x28 is too small to see), written atomically.
-static void png_write_callback(void *context, void *data, int size) {
-    FILE *f = context;
-    if (fwrite(data, 1, (size_t)size, f) != (size_t)size) {
-        // ferror(f) is checked by atomic_write_end
-    }
+static void png_write_callback(void *f, void *data, int size) {
+    fwrite(data, 1, (size_t)size, f);  // a failure sets ferror(f), which atomic_write_end checks
 }
 
-// imgs (n, c, h, w) in [-1, 1] -> a PNG grid with `cols` columns, each image scaled by `scale`,
-// 2-pixel gaps.
+// imgs (n, c, h, w) in [-1, 1] -> bytes 0..255 in a PNG grid of `cols` columns with 2-pixel gaps,
+// each image scaled up by `scale` (nearest neighbour: 28x28 is too small to see), written
+// atomically.
 static void write_image_grid(const char *path, const real *imgs, int n, int cols, int c, int h,
                              int w, int scale) {
     int rows = (n + cols - 1) / cols, gap = 2, comp = c == 1 ? 1 : 3;
@@ -2834,12 +2764,7 @@ static void write_image_grid(const char *path, const real *imgs, int n, int cols
     atomic_write_begin(path, tmp, sizeof tmp, &f);
     int ok = stbi_write_png_to_func(png_write_callback, f, W, H, comp, px, W * comp);
     free(px);
-    if (!ok) {
-        fclose(f);
-        if (tmp[0]) remove(tmp);
-        die(path, "PNG encoding failed");
-    }
-    atomic_write_end(path, tmp, f);
+    atomic_write_end(path, tmp, f, ok ? NULL : "PNG encoding failed");
 }
 
 // ============================================================================================
