@@ -3387,6 +3387,34 @@ static int gradcheck_row(int r, Model *m, int *label, double tol, Rng *rng) {
                              tol);
 }
 
+// conv2d_image_padded (the forward) and the padded weight gradient (on an image 26 wide, where
+// conv2d_weight_grad uses it) against im2col_reference and matmul_reference. Returns 1 on failure.
+static int check_padded_conv(Model *m, Rng *rng, double tol) {
+    enum { B = 2, C = 3, H = 5, W = 26, OC = 4, CKK = C * 9, N = H * W };
+    real *x = random_array(B * C * N, rng), *w = random_array(OC * CKK + OC, rng);
+    real *dy = random_array(B * OC * N, rng), *col = xmalloc(CKK * N * sizeof(real));
+    real *y1 = xmalloc(B * OC * N * sizeof(real)), *y2 = xmalloc(B * OC * N * sizeof(real));
+    real *dw1 = xcalloc(OC * CKK, sizeof(real)), *dw2 = xcalloc(OC * CKK, sizeof(real));
+    conv2d_forward(y1, x, w, w + OC * CKK, B, C, H, W, OC, 3, 1, m->ws);
+    conv2d_weight_grad(dw1, dy, x, B, C, H, W, OC, 3, 1, m->ws);
+    for (int b = 0; b < B; b++) {
+        im2col_reference(col, x + b * C * N, C, H, W, 3, 1);
+        real *y = y2 + b * OC * N;
+        matmul_reference(OC, N, CKK, w, CKK, 1, col, N, 1, y, N, 0);  // y = W . col + bias
+        for (int k = 0; k < OC * N; k++) y[k] += w[OC * CKK + k / N];
+        matmul_reference(OC, CKK, N, dy + b * OC * N, N, 1, col, 1, N, dw2, CKK, 1);  // dout col^T
+    }
+    double worst = 0;
+    for (int k = 0; k < B * OC * N; k++)
+        worst = worse(worst, fabs(y1[k] - y2[k]) / (1 + fabs(y2[k])));
+    for (int k = 0; k < OC * CKK; k++)
+        worst = worse(worst, fabs(dw1[k] - dw2[k]) / (1 + fabs(dw2[k])));
+    printf("%-34s %12.3e %12s  %s\n", "conv padded vs im2col (out, dW)", worst, "",
+           worst <= tol ? "PASS" : "FAIL");
+    free_all(8, x, w, dy, col, y1, y2, dw1, dw2);
+    return !(worst <= tol);
+}
+
 // The fast formulations of PART II against the plain ones of Step 4, which they equal: gemm vs
 // matmul_reference, im2col vs im2col_reference (on shapes down to 1 pixel, all padding), the
 // flipped-kernel input gradient vs col2im(W^T . dout), exp_real vs exp. Returns the failures.
@@ -3436,6 +3464,7 @@ static int check_fast_vs_plain(Model *m, Rng *rng) {
            worst <= tol ? "PASS" : "FAIL");
     fails += !(worst <= tol);
     free_all(4, w, dy, d1, d2);
+    fails += check_padded_conv(m, rng, tol);
     if (sizeof(real) == sizeof(double)) return fails;  // the double build's exp_real is exp
     worst = 0;
     for (double x = -87; x <= 88; x += 1.0 / 4096) {
