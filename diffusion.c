@@ -3868,8 +3868,8 @@ static int cmd_info(const Options *o) {
         size_t len = strcspn(ti->name, ".");
         int first = strncmp(block, ti->name, len) || block[len];
         snprintf(block, sizeof block, "%.*s", (int)len, ti->name);
-        if (!strcmp(block, "conv_in")) down = 1;
-        if (first && !strncmp(block, "ds", 2)) down *= 2;  // ds0, ds1 halve H and W
+        if (!strcmp(block, "conv_in")) down = 1;           // full size from conv_in on;
+        if (first && !strncmp(block, "ds", 2)) down *= 2;  // ds0, ds1 halve H and W,
         if (first && !strncmp(block, "us", 2)) down /= 2;  // us0, us1 double them
         int j = i;  // the block's last tensor, a bias or GroupNorm shift: one per output channel
         while (j + 1 < L->n && !strncmp(L->info[j + 1].name, ti->name, len + 1)) j++;
