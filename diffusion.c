@@ -27,12 +27,10 @@
 #define _POSIX_C_SOURCE 200809L
 #include <dirent.h>
 #include <errno.h>
-#include <float.h>
 #include <inttypes.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -3916,20 +3914,6 @@ static int cmd_refcheck(const Options *o) {
     return run_refcheck(o->ref, count_params(&DEFAULT_CONFIG));
 }
 
-// The shape of one image's output of a block of the U-Net (named as in params_layout).
-static void block_output(char *out, size_t size, const char *block, const Config *c) {
-    static const char *names[] = {"time",  "class", "conv_in", "d0", "ds0", "d1",
-                                  "ds1",   "d2",    "m0",      "attn", "m1", "u0",
-                                  "us0",   "u1",    "us1",     "u2",  "out_gn", "out_conv"};
-    static const int scale[] = {0, 0, 1, 1, 2, 2, 4, 4, 4, 4, 4, 4, 2, 2, 1, 1, 1, 1};  // H / this
-    static const int width[] = {0, 0, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 1, 1, 3};  // 1, 2: ch
-    int k = 0;
-    while (k < 17 && strncmp(block, names[k], strlen(names[k]))) k++;
-    int ch = width[k] == 1 ? c->ch1 : width[k] == 2 ? c->ch2 : c->img_c;
-    if (!scale[k]) snprintf(out, size, "(%d)", c->temb);
-    else snprintf(out, size, "(%d,%d,%d)", ch, c->img_h / scale[k], c->img_w / scale[k]);
-}
-
 // `./diffusion info`: the data (with --data: its headers), and the network train would make for it:
 // its tensors, block by block, with each block's output shape.
 static int cmd_info(const Options *o) {
@@ -3947,12 +3931,20 @@ static int cmd_info(const Options *o) {
            c->ch2, c->tdim, c->temb, c->groups);
     printf("%-12s %-14s %-18s %-16s %10s\n", "block", "output", "tensor", "shape", "parameters");
     char block[40] = "", out[32];
+    int down = 0;  // H / the height of the block's output; 0: the embeddings before conv_in
     for (int i = 0; i < L->n; i++) {
         const TensorInfo *ti = &L->info[i];
         size_t len = strcspn(ti->name, ".");
         int first = strncmp(block, ti->name, len) || block[len];
         snprintf(block, sizeof block, "%.*s", (int)len, ti->name);
-        block_output(out, sizeof out, block, c);
+        if (!strcmp(block, "conv_in")) down = 1;           // full size from conv_in on;
+        if (first && !strncmp(block, "ds", 2)) down *= 2;  // ds0, ds1 halve H and W,
+        if (first && !strncmp(block, "us", 2)) down /= 2;  // us0, us1 double them
+        int j = i;  // the block's last tensor, a bias or GroupNorm shift: one per output channel
+        while (j + 1 < L->n && !strncmp(L->info[j + 1].name, ti->name, len + 1)) j++;
+        if (!down) snprintf(out, sizeof out, "(%d)", c->temb);
+        else snprintf(out, sizeof out, "(%zu,%d,%d)", L->info[j].size, c->img_h / down,
+                      c->img_w / down);
         printf("%-12s %-14s %-18s %-16s %10zu\n", first ? block : "", first ? out : "", ti->name,
                ti->shape, ti->size);
     }
@@ -3966,46 +3958,8 @@ static int cmd_info(const Options *o) {
     return 0;
 }
 
-// The data d and a new model for it (or, with --resume, the checkpoint's, and the data at its
-// shape and with its classes), and where training stands: step, schedule, T, the RNG, the batch.
-static Model *train_start(const Options *opt, const TrainOptions *o, Dataset *d,
-                          ScheduleKind *sched, int *T, int64_t *step, Rng *rng, int *B) {
-    *sched = o->schedule;
-    *T = o->T;
-    *step = 0;
-    *B = o->batch ? o->batch : 64;
-    if (!o->resume) {
-        *d = options_data(opt, opt->channels, opt->size, stderr, 1);
-        Config c = config_for(opt, d);
-        Model *m = model_create(&c, *B);
-        params_init(m, rng, 0);
-        if (c.cond) memcpy(m->class_names, d->class_names, c.n_classes * sizeof(ClassName));
-        return m;
-    }
-    int has_opt, saved_batch;
-    Model *m = checkpoint_load(o->ckpt, o->batch, sched, T, step, rng, &has_opt, &saved_batch);
-    if (!has_opt)
-        die(o->ckpt, "has no optimizer state (an exported model): cannot resume training from it");
-    if (!o->batch) *B = saved_batch;
-    else if (o->batch != saved_batch)
-        fprintf(stderr, "note: batch %d differs from the checkpoint's %d: training continues, "
-                        "but not as one run would\n", o->batch, saved_batch);
-    fprintf(stderr, "resuming %s at step %" PRId64 " (schedule %s, T = %d)\n", o->ckpt, *step,
-            schedule_names[*sched], *T);
-    const Config *c = &m->cfg;
-    if ((opt->channels && opt->channels != c->img_c) || (opt->size && opt->size != c->img_h))
-        die_usage("--resume", "%s's images are %dx%dx%d: --channels and --size cannot change",
-                  o->ckpt, c->img_c, c->img_h, c->img_w);
-    *d = options_data(opt, c->img_c, c->img_h, stderr, 1);
-    int same = !c->cond || (d->labels && d->n_classes == c->n_classes);
-    for (int k = 0; same && c->cond && k < c->n_classes; k++)
-        same = !strcmp(d->class_names[k], m->class_names[k]);
-    if (!same)
-        die(o->data, "its classes differ from the %d of %s (%s, ...)", c->n_classes, o->ckpt,
-            c->cond ? m->class_names[0] : "");
-    return m;
-}
-
+// `./diffusion train`: a new model for the data (or, with --resume, the checkpoint's, and the data
+// at its shape and with its classes), trained from where it stands: step, schedule, T, RNG, batch.
 static int cmd_train(const Options *o) {
     TrainOptions t = {.data = o->data ? o->data : "fashion-mnist", .log = o->log,
                       .ckpt = o->ckpt ? o->ckpt : "model.ckpt", .steps = o->steps,
@@ -4014,12 +3968,41 @@ static int cmd_train(const Options *o) {
                       .save_every = 500};
     if (!o->steps && !o->minutes) t.minutes = 10;
     t.hyper.lr = o->lr;
-    ScheduleKind sched;
-    int T, B;
-    int64_t step;
+    ScheduleKind sched = o->schedule;
+    int T = o->T, B = o->batch ? o->batch : 64, has_opt, saved_batch;
+    int64_t step = 0;
     Rng rng = {o->seed};
     Dataset d;
-    Model *m = train_start(o, &t, &d, &sched, &T, &step, &rng, &B);
+    Model *m;
+    if (!o->resume) {
+        d = options_data(o, o->channels, o->size, stderr, 1);
+        Config c = config_for(o, &d);
+        m = model_create(&c, B);
+        params_init(m, &rng, 0);
+        if (c.cond) memcpy(m->class_names, d.class_names, c.n_classes * sizeof(ClassName));
+    } else {
+        m = checkpoint_load(t.ckpt, o->batch, &sched, &T, &step, &rng, &has_opt, &saved_batch);
+        if (!has_opt)
+            die(t.ckpt, "has no optimizer state (an exported model): cannot resume training "
+                "from it");
+        if (!o->batch) B = saved_batch;
+        else if (o->batch != saved_batch)
+            fprintf(stderr, "note: batch %d differs from the checkpoint's %d: training continues, "
+                            "but not as one run would\n", o->batch, saved_batch);
+        fprintf(stderr, "resuming %s at step %" PRId64 " (schedule %s, T = %d)\n", t.ckpt, step,
+                schedule_names[sched], T);
+        const Config *c = &m->cfg;
+        if ((o->channels && o->channels != c->img_c) || (o->size && o->size != c->img_h))
+            die_usage("--resume", "%s's images are %dx%dx%d: --channels and --size cannot change",
+                      t.ckpt, c->img_c, c->img_h, c->img_w);
+        d = options_data(o, c->img_c, c->img_h, stderr, 1);
+        int same = !c->cond || (d.labels && d.n_classes == c->n_classes);
+        for (int k = 0; same && c->cond && k < c->n_classes; k++)
+            same = !strcmp(d.class_names[k], m->class_names[k]);
+        if (!same)
+            die(t.data, "its classes differ from the %d of %s (%s, ...)", c->n_classes, t.ckpt,
+                c->cond ? m->class_names[0] : "");
+    }
     int status = train(&t, m, &d, sched, T, step, rng, B);
     dataset_free(&d);
     return status;
@@ -4150,73 +4133,61 @@ static int cmd_bench(const Options *o) {
     return run_bench(o->steps_given ? (int)o->steps : 7, threads);
 }
 
-// Every command: its name, the flags it takes, its usage text, and the function that runs it.
+// Every command: its name, the function that runs it, the flags it takes, and its usage text.
 typedef struct {
-    const char *name, *flags, *usage;
+    const char *name;
     int (*run)(const Options *o);
+    const char *flags, *usage;
 } Command;
 static const Command commands[] = {
-    {"schedule", " --schedule --T ",
+    {"schedule", cmd_schedule, " --schedule --T ",
      "schedule [--schedule linear|cosine|sde] [--T N]\n"
-     "  Prints t beta alpha alpha_bar beta_tilde coef_x0 coef_xt for t = 1..T (Steps 1 and 2).",
-     cmd_schedule},
-    {"forward", " --schedule --T --data --index --seed --out --channels --size --max-data-mb "
-                "IMAGE ",
+     "  Prints t beta alpha alpha_bar beta_tilde coef_x0 coef_xt for t = 1..T (Steps 1 and 2)."},
+    {"forward", cmd_forward,
+     " --schedule --T --data --index --seed --out --channels --size --max-data-mb IMAGE ",
      "forward [IMAGE | --data fashion-mnist|DIR --index I] [--channels 1|3] [--size S] "
      "[--schedule S] [--T N] [--seed S]\n        --out strip.png\n"
-     "  Writes x_t at t = 0, T/10, ..., T: the image dissolving into noise (Step 1).",
-     cmd_forward},
-    {"check", " --seed ",
+     "  Writes x_t at t = 0, T/10, ..., T: the image dissolving into noise (Step 1)."},
+    {"check", cmd_check, " --seed ",
      "check [--seed S]\n"
      "  Measures the lecture's claims: (a)-(c), (e), (h) by Monte Carlo (10^5 samples), (d), (f),\n"
-     "  (g) exactly (only rounding separates the two sides); exit 1 on any FAIL.",
-     cmd_check},
-    {"info", " --uncond --data --channels --size --width --max-data-mb ",
+     "  (g) exactly (only rounding separates the two sides); exit 1 on any FAIL."},
+    {"info", cmd_info, " --uncond --data --channels --size --width --max-data-mb ",
      "info [--data DIR [--channels 1|3] [--size S]] [--uncond] [--width 32]\n"
      "  Prints the data (count, shape, classes; headers only) and the network train makes for it:\n"
-     "  layers (tensor shapes, parameters, output shapes) and memory.",
-     cmd_info},
-    {"gradcheck", " --seed ",
+     "  layers (tensor shapes, parameters, output shapes) and memory."},
+    {"gradcheck", cmd_gradcheck, " --seed ",
      "gradcheck [--seed S]\n"
      "  Compares every layer's hand-written backward with finite differences (build with -DDOUBLE "
-     "for the 1e-6 proof).",
-     cmd_gradcheck},
-    {"train",
-     " --data --steps --minutes --batch --lr --seed --schedule --T --ckpt --resume --uncond --log "
-     "--width --threads --channels --size --max-data-mb ",
+     "for the 1e-6 proof)."},
+    {"train", cmd_train, " --data --steps --minutes --batch --lr --seed --schedule --T --ckpt "
+     "--resume --uncond --log --width --threads --channels --size --max-data-mb ",
      "train [--data fashion-mnist|DIR|FILE] [--channels 1|3] [--size S] [--max-data-mb 1024]\n"
-     "      [--steps N | --minutes M] [--batch 64] [--lr 2e-4] [--seed S] [--schedule "
-     "linear|cosine|sde] [--T 1000]\n"
-     "      [--ckpt model.ckpt] [--resume] [--uncond] [--log loss.csv] [--width 32] "
-     "[--threads N]\n"
+     "      [--steps N | --minutes M] [--batch 64] [--lr 2e-4] [--seed S] "
+     "[--schedule linear|cosine|sde] [--T 1000]\n"
+     "      [--ckpt model.ckpt] [--resume] [--uncond] [--log loss.csv] [--width 32] [--threads N]\n"
      "  Trains eps_theta (Steps 3 and 4) with AdamW; Ctrl-C saves and stops. Default: 10 minutes.\n"
      "  DIR: PNG/JPEGs, or DIR/<class>/*.png for a class-conditional model. Channels: 3 if any\n"
-     "  image has colour; size: the images' common size (at most 64), else 32; Fashion-MNIST 28.",
-     cmd_train},
-    {"sample",
-     " --ckpt --sampler --steps --eta --guidance --label --n --seed --out --trajectory --clip-x0 "
-     "--batch --threads ",
+     "  image has colour; size: the images' common size (at most 64), else 32; Fashion-MNIST 28."},
+    {"sample", cmd_sample, " --ckpt --sampler --steps --eta --guidance --label --n --seed --out "
+     "--trajectory --clip-x0 --batch --threads ",
      "sample [--ckpt data/model.ckpt] [--sampler ddpm|ddim|sde] [--steps S] [--eta E] "
      "[--guidance W] [--label C|NAME]\n"
      "       [--n N] [--seed S] [--out samples.png] [--trajectory traj.png] [--clip-x0] "
      "[--batch 64]\n"
      "  Generates images from noise (Step 5). Without --label, a class-conditional model gives one "
-     "row per class.",
-     cmd_sample},
-    {"export", " --ckpt --out ",
+     "row per class."},
+    {"export", cmd_export, " --ckpt --out ",
      "export --ckpt model.ckpt --out small.ckpt\n"
-     "  Writes the weights and EMA weights without the optimizer state (enough for sampling).",
-     cmd_export},
-    {"bench", " --threads --steps ",
+     "  Writes the weights and EMA weights without the optimizer state (enough for sampling)."},
+    {"bench", cmd_bench, " --threads --steps ",
      "bench [--threads N] [--steps REPS]\n"
      "  Speed of the default network at batch 64: training and sampling images/s, GFLOP/s against "
-     "the FMA peak, memory.",
-     cmd_bench},
-    {"refcheck", " --ref ",
+     "the FMA peak, memory."},
+    {"refcheck", cmd_refcheck, " --ref ",
      "refcheck [--ref data/unet_ref.bin]\n"
      "  Compares the network's output, loss and gradients with PyTorch's (notes/pytorch_mirror.py "
-     "ref).",
-     cmd_refcheck},
+     "ref)."},
 };
 enum { N_COMMANDS = sizeof commands / sizeof commands[0] };
 
@@ -4254,17 +4225,17 @@ static void parse_flag(Options *o, int argc, char **argv, int *i) {
     if (!strcmp(a, "--uncond")) o->uncond = 1;
     else if (!strcmp(a, "--resume")) o->resume = 1;
     else if (!strcmp(a, "--clip-x0")) o->clip_x0 = 1;
-    else if (!strcmp(a, "--schedule")) o->schedule = parse_schedule(flag_value(argc, argv, i));
-    else if (!strcmp(a, "--out")) o->out = flag_value(argc, argv, i);
-    else if (!strcmp(a, "--data")) o->data = flag_value(argc, argv, i);
-    else if (!strcmp(a, "--ckpt")) o->ckpt = flag_value(argc, argv, i);
-    else if (!strcmp(a, "--log")) o->log = flag_value(argc, argv, i);
-    else if (!strcmp(a, "--sampler")) o->sampler = flag_value(argc, argv, i);
-    else if (!strcmp(a, "--trajectory")) o->trajectory = flag_value(argc, argv, i);
-    else if (!strcmp(a, "--ref")) o->ref = flag_value(argc, argv, i);
     else {
         const char *v = flag_value(argc, argv, i);
-        if (!strcmp(a, "--T")) o->T = (int)parse_int(a, v, 1, 100000);
+        if (!strcmp(a, "--schedule")) o->schedule = parse_schedule(v);
+        else if (!strcmp(a, "--out")) o->out = v;
+        else if (!strcmp(a, "--data")) o->data = v;
+        else if (!strcmp(a, "--ckpt")) o->ckpt = v;
+        else if (!strcmp(a, "--log")) o->log = v;
+        else if (!strcmp(a, "--sampler")) o->sampler = v;
+        else if (!strcmp(a, "--trajectory")) o->trajectory = v;
+        else if (!strcmp(a, "--ref")) o->ref = v;
+        else if (!strcmp(a, "--T")) o->T = (int)parse_int(a, v, 1, 100000);
         else if (!strcmp(a, "--seed")) o->seed = (uint64_t)parse_int(a, v, 0, INT64_MAX);
         else if (!strcmp(a, "--index")) o->index = (int)parse_int(a, v, 0, MAX_IDX_ITEMS);
         else if (!strcmp(a, "--batch")) o->batch = (int)parse_int(a, v, 1, 4096);
@@ -4299,28 +4270,20 @@ static void parse_options(Options *o, const Command *cmd, int argc, char **argv)
         }
         char key[64];
         snprintf(key, sizeof key, " %s ", a[0] == '-' ? a : "IMAGE");
-        if (!strstr(cmd->flags, key) || (a[0] == '-' && strpbrk(a, " \t\n"))) {  // "--T --seed"
-            if (a[0] == '-')
-                die_usage(a, "unknown flag for '%s' (see ./diffusion %s --help)", cmd->name,
-                          cmd->name);
-            die_usage(a, "unexpected argument for '%s' (see ./diffusion %s --help)", cmd->name,
-                      cmd->name);
-        }
-        if (a[0] == '-') {
-            parse_flag(o, argc, argv, &i);
-            continue;
-        }
-        if (o->image) die_usage(a, "only one image may be given");
-        o->image = a;
+        if (!strstr(cmd->flags, key) || (a[0] == '-' && strpbrk(a, " \t\n")))  // "--T --seed"
+            die_usage(a, "%s for '%s' (see ./diffusion %s --help)",
+                      a[0] == '-' ? "unknown flag" : "unexpected argument", cmd->name, cmd->name);
+        if (a[0] == '-') parse_flag(o, argc, argv, &i);
+        else if (o->image) die_usage(a, "only one image may be given");
+        else o->image = a;
     }
 }
 
 int main(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
         !strcmp(argv[1], "help")) {
-        printf(
-            "diffusion.c: denoising diffusion (DDPM) in one C file, following the lecture's five "
-            "steps.\n\nusage:\n");
+        printf("diffusion.c: denoising diffusion (DDPM) in one C file, following the lecture's "
+               "five steps.\n\nusage:\n");
         for (int i = 0; i < N_COMMANDS; i++) printf("  ./diffusion %s\n\n", commands[i].usage);
         return argc < 2 ? 2 : 0;
     }
