@@ -2,7 +2,7 @@
 #   make        ./diffusion with -O2 -Wall (what `cc diffusion.c -lm -O2` gives, plus warnings)
 #   make fast   ./diffusion with -O3 and whichever of -march=native -fopenmp the compiler accepts
 #   make deps   installs Debian's libstb-dev and dataset-fashion-mnist (and python3, for test.sh) when missing
-#   make run    deps + fast build + the demo: train ~7 minutes, then samples.png and traj.png
+#   make run    deps + fast build + the demo: train ~7 minutes, then samples.png and traj.png (and its score)
 #   make test   deps + ./test.sh
 #   make bench  the benchmark, side by side with PyTorch when python3-torch is installed
 #   make fuzz   the fuzzers of notes/fuzz (long; see notes/fuzz/README.md)
@@ -43,8 +43,13 @@ deps:
 
 run: deps fast
 	./diffusion forward --data fashion-mnist --index 0 --out forward.png
-	./diffusion train --minutes 7 --batch 32 --lr 5e-4 --ckpt demo.ckpt --log demo_loss.csv
-	./diffusion sample --ckpt demo.ckpt --sampler ddim --steps 100 --guidance 2 --clip-x0 --n 80 --out samples.png --trajectory traj.png
+	./diffusion train --minutes 7 --batch 32 --lr 1e-3 --ckpt demo.ckpt --log demo_loss.csv
+	./diffusion sample --ckpt demo.ckpt --sampler ddim --steps 50 --clip-x0 --n 80 --out samples.png --trajectory traj.png
+	@if /usr/bin/python3 -c 'import torch' 2>/dev/null; then \
+	  echo "Scoring the demo (notes/score.md): 1000 more samples with the same sampler, ~2 minutes"; \
+	  ./diffusion sample --ckpt demo.ckpt --sampler ddim --steps 50 --clip-x0 --n 1000 --seed 2 \
+	    --out demo_score.png >/dev/null && /usr/bin/python3 notes/score.py demo_score.png; \
+	else echo "(With Debian's python3-torch installed, make run also scores the samples: notes/score.md.)"; fi
 	@echo
 	@echo "Open samples.png (one row per class), traj.png (noise to image) and forward.png (image to noise)."
 	@echo "The shipped model, trained for longer:  ./diffusion sample --out shipped.png --trajectory shipped_traj.png"
