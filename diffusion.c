@@ -1764,6 +1764,9 @@ static real *thread_col(const Workspace *ws) {
 static real *thread_dcol(const Workspace *ws) {
     return ws->dcol + (size_t)thread_id() * ws->col_size;
 }
+static long *thread_rows(const Workspace *ws) {
+    return ws->rows + (size_t)thread_id() * ws->rows_size;
+}
 
 // im2col (Step 4's im2col_reference) with stride 1 (OH = H, OW = W): row (c, ky, kx) is image c
 // moved by (sy, sx) = (ky - pad, kx - pad), i.e. in the flattened image col[p] = inp[p + sy W +
@@ -1824,7 +1827,7 @@ static void conv2d_image_padded(real *out, const real *inp, const real *weight, 
                                 int W, int OC, int K, int accumulate, const Workspace *ws) {
     int Wp = W + K / 2 * 2, N = H * Wp;
     real *xp = thread_col(ws), *grid = thread_dcol(ws);  // xp (C,Hp,Wp), grid (OC,H,Wp)
-    long *rows = ws->rows + (size_t)thread_id() * ws->rows_size;
+    long *rows = thread_rows(ws);
     pad_image(xp, rows, inp, C, H, W, K);
     if (accumulate) to_grid(grid, out, OC, H, W, Wp);
     gemm_rows(OC, N, C * K * K, weight, C * K * K, 1, NULL, xp, 0, 1, rows, grid, N, accumulate);
@@ -1850,7 +1853,7 @@ static void conv2d_weight_grad(real *dweight, const real *dout, const real *inp,
             if (stride == 1 && K > 1 && W >= 8 * K) {
                 int Wp = W + K / 2 * 2, Np = H * Wp;
                 real *xp = thread_col(ws), *grid = thread_dcol(ws);
-                long *rows = ws->rows + (size_t)thread_id() * ws->rows_size;
+                long *rows = thread_rows(ws);
                 pad_image(xp, rows, x, C, H, W, K);
                 to_grid(grid, dy, OC, H, W, Wp);  // zeros where the grid's outputs are thrown away
                 gemm_rows(CKK, OC, Np, xp, 0, 1, rows, grid, 1, Np, NULL, slot_sum, OC, b >= slots);
@@ -2103,6 +2106,8 @@ static size_t count_params(const Config *c) {
 
 // The convolution scratch: the largest im2col is a 3x3 conv over the widest concatenation
 // (ch2 + max(ch1, ch2) channels) at full size; the largest weight (widest out) x (widest in) x 9.
+// A col buffer also holds conv2d_image_padded's padded image, C (H+2)(W+2) + NR + 3 values, or
+// its grid, OC H (W+2): both fit, as images are at least 4x4 (9 H W >= (H+2)(W+2) + NR + 3).
 static void workspace_create(Workspace *ws, const Config *c) {
     int wide = c->ch1 > c->ch2 ? c->ch1 : c->ch2;
     ws->threads = 1;
@@ -3582,7 +3587,7 @@ static const struct {
     int C, OC, K, stride, side, count;
     const char *layers;
 } BENCH_CONVS[] = {
-    {1, 32, 3, 1, 28, 1, "conv_in"},
+    {1, 32, 3, 1, 28, 1, "conv_in (no input gradient)"},
     {32, 32, 3, 1, 28, 3, "d0.conv1, d0.conv2, u2.conv2"},
     {32, 32, 3, 2, 28, 1, "ds0"},
     {32, 64, 3, 1, 14, 1, "d1.conv1"},
@@ -3598,7 +3603,7 @@ static const struct {
     {64, 64, 3, 1, 28, 1, "us1"},
     {96, 32, 3, 1, 28, 1, "u2.conv1"},
     {96, 32, 1, 1, 28, 1, "u2.skip"},
-    {32, 1, 3, 1, 28, 1, "out_conv (no input gradient)"},
+    {32, 1, 3, 1, 28, 1, "out_conv"},
 };
 enum { BENCH_N_CONVS = sizeof BENCH_CONVS / sizeof BENCH_CONVS[0] };
 
