@@ -52,7 +52,7 @@ run: deps fast
 	else echo "(With Debian's python3-torch installed, make run also scores the samples: notes/score.md.)"; fi
 	@echo
 	@echo "Open samples.png (one row per class), traj.png (noise to image) and forward.png (image to noise)."
-	@echo "The shipped model, trained for longer:  ./diffusion sample --out shipped.png --trajectory shipped_traj.png"
+	@echo "The shipped model, trained for longer:  ./diffusion sample --sampler ddim --out shipped.png --trajectory shipped_traj.png"
 	@echo "Next: read diffusion.c beside the slides (notes/README.md maps each equation to its function)."
 
 test: deps
