@@ -4216,7 +4216,8 @@ static const Command commands[] = {
      "       [--n N] [--seed S] [--out samples.png] [--trajectory traj.png] [--clip-x0] "
      "[--batch 64]\n"
      "  Generates images from noise (Step 5). Without --label, a class-conditional model gives one "
-     "row per class."},
+     "row per class.\n"
+     "  DDPM (the default) scores best; --sampler ddim is 20x faster, nearly as good (README)."},
     {"export", cmd_export, " --ckpt --out ",
      "export --ckpt model.ckpt --out small.ckpt\n"
      "  Writes the weights and EMA weights without the optimizer state (enough for sampling)."},
