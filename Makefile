@@ -4,7 +4,10 @@
 #   make deps   installs Debian's libstb-dev and dataset-fashion-mnist (and python3, for test.sh) when missing
 #   make run    deps + fast build + the demo: train ~7 minutes, then samples.png and traj.png (and its score)
 #   make test   deps + ./test.sh
-#   make bench  the benchmark, side by side with PyTorch when python3-torch is installed
+#   make check  notes/check.c's claims: the lecture's claims, measured (notes/check.c includes diffusion.c)
+#   make gradcheck  every hand-written backward vs finite differences, float and -DDOUBLE builds
+#   make refcheck   the network's output, loss and gradients vs PyTorch's (data/unet_ref.bin)
+#   make bench  notes/bench.c (fast build), side by side with PyTorch when python3-torch is installed
 #   make fuzz   the fuzzers of notes/fuzz (long; see notes/fuzz/README.md)
 #   make web    notes/web/site/: the lecture in the browser, diffusion.c compiled to WebAssembly by Debian's
 #               emscripten (see notes/web/README.md); serve it with any static server
@@ -17,14 +20,14 @@ PACKAGES = libstb-dev dataset-fashion-mnist
 STB = /usr/include/stb/stb_image.h
 FASHION = /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: all fast deps run test bench fuzz web clean
+.PHONY: all fast deps run test check gradcheck refcheck bench fuzz web clean
 all: diffusion
 diffusion: diffusion.c
-	$(CC) $(CFLAGS) -DBUILD_FLAGS='"$(CFLAGS)"' diffusion.c -lm -o diffusion
+	$(CC) $(CFLAGS) diffusion.c -lm -o diffusion
 
 fast:
 	@echo "fast build: -O3 $(FAST_FLAGS)"
-	$(CC) -O3 -Wall $(FAST_FLAGS) -DBUILD_FLAGS='"-O3 -Wall $(FAST_FLAGS)"' diffusion.c -lm -o diffusion
+	$(CC) -O3 -Wall $(FAST_FLAGS) diffusion.c -lm -o diffusion
 
 # A fresh Debian machine knows no packages until `apt-get update` has run, so update first, then install.
 deps:
@@ -58,8 +61,23 @@ run: deps fast
 test: deps
 	./test.sh
 
-bench: fast
-	notes/bench.sh ./diffusion
+# The companions under notes/ include diffusion.c whole (without its main) and add their commands.
+notes/check: notes/check.c diffusion.c
+	$(CC) $(CFLAGS) notes/check.c -lm -o $@
+notes/check-double: notes/check.c diffusion.c
+	$(CC) $(CFLAGS) -DDOUBLE notes/check.c -lm -o $@
+check: notes/check
+	notes/check claims
+gradcheck: notes/check notes/check-double
+	notes/check gradcheck
+	notes/check-double gradcheck
+refcheck: notes/check
+	notes/check refcheck
+
+bench:
+	@echo "bench build: -O3 $(FAST_FLAGS)"
+	$(CC) -O3 -Wall $(FAST_FLAGS) -DBUILD_FLAGS='"-O3 -Wall $(FAST_FLAGS)"' notes/bench.c -lm -o notes/bench
+	notes/bench.sh notes/bench
 
 fuzz:
 	$(MAKE) -C notes/fuzz run
@@ -69,4 +87,4 @@ web: deps
 
 clean:
 	rm -f diffusion *.tmp forward.png samples.png traj.png demo.ckpt demo_loss.csv model.ckpt
-	rm -rf notes/web/site notes/web/web-native
+	rm -rf notes/web/site notes/web/web-native notes/check notes/check-double notes/bench

@@ -108,6 +108,14 @@ static void die_usage(const char *what, const char *fmt, ...) {
     die_with(2, what, fmt, ap);
 }
 
+// A few functions of the lecture are called only by the checks of notes/check.c (the one-step
+// form of Step 1, the plain matrix product of Step 4, ...): they stay here, where they teach, and
+// this marks them as unused on purpose in the program itself.
+#ifdef __GNUC__
+#define USED_BY_CHECKS __attribute__((unused))
+#else
+#define USED_BY_CHECKS
+#endif
 static double now_seconds(void);  // a monotonic clock, in seconds
 static void *xmalloc(size_t bytes) {  // checked malloc; never returns NULL
     void *p = malloc(bytes ? bytes : 1);
@@ -164,6 +172,12 @@ static double rng_normal(Rng *r) {
     double radius = sqrt(-2.0 * log(rng_uniform(r)));
     return radius * cos(2.0 * PI * rng_uniform(r));
 }
+// n values uniform on (-1, 1), in a new array: the checks' and the benchmark's inputs.
+static USED_BY_CHECKS real *random_array(size_t n, Rng *rng) {
+    real *p = xmalloc(n * sizeof(real));
+    for (size_t i = 0; i < n; i++) p[i] = (real)(2 * rng_uniform(rng) - 1);
+    return p;
+}
 
 // ============================================================================================
 // Step 1. Discretize the forward SDE
@@ -205,7 +219,9 @@ typedef struct {
 // [0, 1], and its integral from 0 to u. The `sde` schedule and the reverse-SDE sampler use them.
 static const double VP_BETA_MIN = 0.1;
 static const double VP_BETA_MAX = 20.0;
-static double vp_beta(double u) { return VP_BETA_MIN + (VP_BETA_MAX - VP_BETA_MIN) * u; }
+static USED_BY_CHECKS double vp_beta(double u) {
+    return VP_BETA_MIN + (VP_BETA_MAX - VP_BETA_MIN) * u;
+}
 static double vp_beta_integral(double u) {
     return VP_BETA_MIN * u + 0.5 * (VP_BETA_MAX - VP_BETA_MIN) * u * u;
 }
@@ -279,7 +295,8 @@ static void schedule_warn(const Schedule *s) {
 
 // One step of the chain, x_{t-1} -> x_t in place (n values): x = sqrt(alpha_t) x + sqrt(beta_t)
 // eps.
-static void forward_one_step(real *x, const real *eps, const Schedule *s, int t, size_t n) {
+static USED_BY_CHECKS void forward_one_step(real *x, const real *eps, const Schedule *s, int t,
+                                            size_t n) {
     double a = sqrt(s->alpha[t]), b = sqrt(s->beta[t]);
     for (size_t i = 0; i < n; i++) x[i] = (real)(a * x[i] + b * eps[i]);
 }
@@ -366,8 +383,9 @@ static void draw_training_batch(real *x0, int *t, real *eps, real *xt, int *labe
 // Every layer with weights is a matrix product C (M x N) = [C +] A (M x K) . B (K x N). Element
 // (i,k) of A is A[i*ars + k*acs], and likewise for B, so a transposed operand is the same memory
 // read with its two strides swapped. This is the whole definition:
-static void matmul_reference(int M, int N, int K, const real *A, long ars, long acs, const real *B,
-                             long brs, long bcs, real *C, long crs, int accumulate) {
+static USED_BY_CHECKS void matmul_reference(int M, int N, int K, const real *A, long ars,
+                                            long acs, const real *B, long brs, long bcs, real *C,
+                                            long crs, int accumulate) {
     for (int i = 0; i < M; i++)
         for (int j = 0; j < N; j++) {
             double sum = accumulate ? C[i * crs + j] : 0;
@@ -628,7 +646,8 @@ static void sinusoid_forward(real *out, const real *t, int B, int D) {
 // t is an input, not a parameter, so training never needs this; it is here so that gradcheck
 // can prove the pair. d sin(t f)/dt = f cos(t f), d cos(t f)/dt = -f sin(t f).
 // dout (B,D) -> dt (B) (+=)
-static void sinusoid_backward(real *dt, const real *dout, const real *t, int B, int D) {
+static USED_BY_CHECKS void sinusoid_backward(real *dt, const real *dout, const real *t, int B,
+                                             int D) {
     int half = D / 2;
     for (int b = 0; b < B; b++)
         for (int i = 0; i < half; i++) {
@@ -676,7 +695,7 @@ static void add_into(real *dst, const real *src, size_t n) {
     for (size_t i = 0; i < n; i++) dst[i] += src[i];
 }
 // d(a + b)/da = d(a + b)/db = 1: both inputs receive dout.
-static void residual_backward(real *da, real *db, const real *dout, size_t n) {
+static USED_BY_CHECKS void residual_backward(real *da, real *db, const real *dout, size_t n) {
     add_into(da, dout, n);
     add_into(db, dout, n);
 }
@@ -2806,1062 +2825,7 @@ static void write_image_grid(const char *path, const real *imgs, int n, int cols
 }
 
 // ============================================================================================
-// PART III — CHECKING: the lecture's claims, the backward passes, PyTorch, the speed
-// ============================================================================================
-// GCC before 13 for aarch64 crashes (an internal compiler error) vectorizing the checks' nested
-// fmax() reductions: from here on (checks, command line), where speed does not matter, it is
-// told not to vectorize loops.
-#if defined(__aarch64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 13
-#pragma GCC optimize("no-tree-loop-vectorize")
-#endif
-
-// The larger of a running worst error and a new one, where NaN (a broken computation) is the
-// worst of all and stays so: fmax would drop it, and a check fed NaNs would pass.
-static double worse(double worst, double e) { return isnan(worst) || e <= worst ? worst : e; }
-
-// ---- `./diffusion check`: the lecture's exactness claims, measured --------------------------
-// Monte Carlo tolerances are 5 standard errors of the estimate (a correct claim fails with
-// probability < 1e-6, and with a fixed seed the outcome is fixed): SE(mean) = sqrt(var/n),
-// SE(variance) = var sqrt(2/(n-1)) for Gaussian data, with n = NS samples per claim (a slow
-// machine, an emulator, may build with -DCHECK_SAMPLES=10000: the tolerances follow).
-#ifndef CHECK_SAMPLES
-enum { NS = 100000 };
-#else
-enum { NS = CHECK_SAMPLES };
-#endif
-static void mean_var(const double *x, size_t n, double *mean, double *var) {
-    double s = 0, ss = 0;
-    for (size_t i = 0; i < n; i++) s += x[i];
-    *mean = s / n;
-    for (size_t i = 0; i < n; i++) ss += (x[i] - *mean) * (x[i] - *mean);
-    *var = ss / (n - 1);
-}
-// One claim, named like printf: measured against expected within tol. Returns 1 if it holds.
-static int check_line(double measured, double expected, double tol, const char *fmt, ...) {
-    char claim[96];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(claim, sizeof claim, fmt, ap);
-    va_end(ap);
-    int ok = fabs(measured - expected) <= tol;
-    printf("  %-48s measured %12.6g  expected %12.6g  tol %.2e  %s\n", claim, measured, expected,
-           tol, ok ? "PASS" : "FAIL");
-    return ok;
-}
-// mean and variance of x ~ N(mean, var) (NS samples) at the 5-SE tolerances widened by extra_m and
-// extra_v, named like printf; returns the failures
-static int check_gaussian(const double *x, double mean, double var, double extra_m, double extra_v,
-                          const char *fmt, ...) {
-    char what[64];
-    double m, v;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(what, sizeof what, fmt, ap);
-    va_end(ap);
-    mean_var(x, NS, &m, &v);
-    int ok = check_line(m, mean, 5 * sqrt(var / NS) + extra_m, "%s mean", what);
-    ok &= check_line(v, var, 5 * var * sqrt(2.0 / (NS - 1)) + extra_v, "%s variance", what);
-    return !ok;
-}
-
-// (a) Step 1: the one-step chain and the one-shot form give X_k the same law, X_0 = 1, through
-// the program's own forward_one_step and forward_one_shot.
-static int check_one_step_equals_one_shot(const Schedule *lin, Rng *rng) {
-    printf("(a) one-step chain = one-shot form: X_k | X_0 ~ N(sqrt(alpha_bar_k) X_0, "
-           "1 - alpha_bar_k)  [linear, T=%d, n=%d]\n", lin->T, NS);
-    real *chain = xmalloc(NS * sizeof(real)), *shot = xmalloc(NS * sizeof(real));
-    real *e = xmalloc(NS * sizeof(real)), *ones = xmalloc(NS * sizeof(real));
-    double *x = xmalloc(NS * sizeof(double));
-    for (int i = 0; i < NS; i++) chain[i] = ones[i] = 1;
-    int marks[] = {1, 10, 100, 500, 1000, -1}, mi = 0, fails = 0;
-    for (int k = 1; k <= lin->T && marks[mi] > 0; k++) {
-        rng_normal_fill(rng, e, NS);
-        forward_one_step(chain, e, lin, k, NS);
-        if (k != marks[mi]) continue;
-        mi++;
-        rng_normal_fill(rng, e, NS);
-        forward_one_shot(shot, ones, e, lin, k, NS);
-        double mean = sqrt(lin->alpha_bar[k]), var = lin->one_minus_alpha_bar[k];
-        for (int j = 0; j < 2; j++) {  // the chain, then the one-shot form
-            for (int i = 0; i < NS; i++) x[i] = j ? shot[i] : chain[i];
-            fails += check_gaussian(x, mean, var, 0, 0, "k=%4d %s", k, j ? "one-shot" : "one-step");
-        }
-    }
-    free_all(5, chain, shot, e, ones, x);
-    return fails;
-}
-
-// (b) Step 1's erratum: Euler-Maruyama with M steps of the VP-SDE (drift -1/2 beta X) matches the
-// sde schedule; the slide's literal SDE (drift -beta X) ends at variance 1/2. The EM scheme's own
-// mean and variance (m <- (1 - a du) m, v <- (1 - a du)^2 v + beta du) are computed alongside;
-// their gap to the continuous answer, the O(du) error of EM, widens the tolerance.
-static int check_forward_sdes(const Schedule *sde, Rng *rng) {
-    const int M = 2000;
-    double *x = xmalloc(NS * sizeof(double)), du = 1.0 / M;
-    int fails = 0, T = sde->T;
-    for (int variant = 0; variant < 2; variant++) {
-        double drift = variant == 0 ? 0.5 : 1.0;
-        printf("(b%d) Euler-Maruyama (%d steps) of dX = -%sbeta(u) X du + sqrt(beta(u)) dW, "
-               "X_0 = 1, n=%d\n", variant + 1, M, variant == 0 ? "1/2 " : "", NS);
-        for (int i = 0; i < NS; i++) x[i] = 1;
-        double em_mean = 1, em_var = 0;
-        for (int j = 1; j <= M; j++) {
-            double beta = vp_beta((j - 1) * du), a = 1 - drift * beta * du, sd = sqrt(beta * du);
-            for (int i = 0; i < NS; i++) x[i] = a * x[i] + sd * rng_normal(rng);
-            em_mean *= a;
-            em_var = a * a * em_var + beta * du;
-            if (j % (M / 4)) continue;
-            double u = (double)j / M, Ib = vp_beta_integral(u);
-            int k = (int)lround(u * T);
-            double exact_mean = exp(-drift * Ib);  // V' = -2 drift beta V + beta:
-            double exact_var = variant == 0 ? -expm1(-Ib) : 0.5 * -expm1(-2 * Ib);
-            double want_mean = variant == 0 ? sqrt(sde->alpha_bar[k]) : exact_mean;
-            double want_var = variant == 0 ? sde->one_minus_alpha_bar[k] : exact_var;
-            fails += check_gaussian(x, want_mean, want_var, fabs(em_mean - exact_mean),
-                                    fabs(em_var - exact_var), "u=%.2f %s", u,
-                                    variant == 0 ? "vs alpha_bar [sde]" : "vs exact");
-            if (variant == 0 || j < M) continue;
-            double m, v, tv = 5 * 0.5 * sqrt(2.0 / (NS - 1));
-            mean_var(x, NS, &m, &v);
-            int erratum = fabs(v - sde->one_minus_alpha_bar[k]) > 10 * tv;
-            printf("  %-46s measured %12.6f  vs 1-alpha_bar_T %10.6f: %s\n",
-                   "slide's SDE at u=1 is N(0, 1/2), not N(0, 1)", v, sde->one_minus_alpha_bar[k],
-                   erratum ? "PASS (the erratum is real)" : "FAIL");
-            fails += !erratum;
-        }
-    }
-    free(x);
-    return fails;
-}
-
-// (c) Step 2: regressing x_{t-1} on x_t (given X_0 = 0.5) recovers the posterior: slope coef_xt,
-// intercept coef_x0 X_0, residual variance beta_tilde.
-static int check_posterior(const Schedule *lin, Rng *rng) {
-    printf("(c) posterior q(x_{t-1} | x_t, x_0): least squares of x_{t-1} on x_t, X_0 = 0.5  "
-           "[linear, n=%d]\n", NS);
-    double *x = xmalloc(NS * sizeof(double)), *y = xmalloc(NS * sizeof(double));
-    double *z = xmalloc(NS * sizeof(double)), xz = 0.5;
-    int ts[] = {2, 10, 100, 500, 1000}, fails = 0;
-    for (int j = 0; j < 5; j++) {
-        int t = ts[j];
-        for (int i = 0; i < NS; i++) {
-            double noise1 = rng_normal(rng), sd = sqrt(lin->one_minus_alpha_bar[t - 1]);
-            x[i] = sqrt(lin->alpha_bar[t - 1]) * xz + sd * noise1;  // x_{t-1} given X_0
-            y[i] = sqrt(lin->alpha[t]) * x[i] + sqrt(lin->beta[t]) * rng_normal(rng);  // x_t
-        }
-        double mx, vx, my, vy, cov = 0, mr, resid;
-        mean_var(x, NS, &mx, &vx);
-        mean_var(y, NS, &my, &vy);
-        for (int i = 0; i < NS; i++) cov += (x[i] - mx) * (y[i] - my);
-        cov /= NS - 1;
-        double slope = cov / vy, icept = mx - slope * my;
-        for (int i = 0; i < NS; i++) z[i] = x[i] - icept - slope * y[i];
-        mean_var(z, NS, &mr, &resid);
-        double se_slope = sqrt(resid / (NS * vy)), se_icept = sqrt(resid / NS * (1 + my * my / vy));
-        double tol_resid = 5 * lin->beta_tilde[t] * sqrt(2.0 / (NS - 1)) + 1e-15;
-        fails += !check_line(slope, lin->coef_xt[t], 5 * se_slope, "t=%4d slope = coef_xt", t);
-        fails += !check_line(icept, lin->coef_x0[t] * xz, 5 * se_icept,
-                             "t=%4d intercept = coef_x0 X_0", t);
-        fails += !check_line(resid, lin->beta_tilde[t], tol_resid,
-                             "t=%4d residual variance = beta_tilde", t);
-    }
-    free_all(3, x, y, z);
-    return fails;
-}
-
-// (d) Lecture 001's one-line update (x_t - beta_t/sqrt(1-alpha_bar_t) eps)/sqrt(alpha_t) is
-// eq. (3) after eq. (2), as the program computes them (x0_hat_from_eps, then posterior_mean), at
-// every t of every schedule. Both sides are exact; only rounding separates them: ~1e-16 relative in
-// double, ~1e-7 in float, amplified by the 1/sqrt(alpha_bar_t) of eq. (2) (up to ~150).
-static int check_lecture001_update(int T, Rng *rng) {
-    printf("(d) lecture 001's update (x_t - beta_t/sqrt(1-alpha_bar_t) eps)/sqrt(alpha_t) = "
-           "eq. (3) after eq. (2)\n");
-    enum { M = 100 };
-    real xt[M], e[M], x0_hat[M], mu[M];
-    double tol = sizeof(real) == sizeof(double) ? 1e-9 : 1e-5;
-    int fails = 0;
-    for (int k = 0; k < 3; k++) {
-        Schedule s = schedule_make((ScheduleKind)k, T);
-        double worst = 0;
-        for (int t = 1; t <= T; t++) {
-            for (int i = 0; i < M; i++) {
-                xt[i] = (real)(2 * rng_normal(rng));
-                e[i] = (real)rng_normal(rng);
-            }
-            x0_hat_from_eps(x0_hat, xt, e, s.alpha_bar[t], s.one_minus_alpha_bar[t], M, 0);  // (2)
-            posterior_mean(mu, xt, x0_hat, &s, t, M);                                         // (3)
-            for (int i = 0; i < M; i++) {
-                double d = s.beta[t] / sqrt(s.one_minus_alpha_bar[t]) * e[i];
-                double a = (xt[i] - d) / sqrt(s.alpha[t]);
-                worst = worse(worst, fabs(a - mu[i]) / (1 + fabs(a)));
-            }
-        }
-        fails += !check_line(worst, 0, tol, "%s: max relative difference", schedule_names[k]);
-        schedule_free(&s);
-    }
-    return fails;
-}
-
-// (e) X_T is close to N(0, 1) from X_0 = 1 (the worst case for data in [-1, 1]), every schedule.
-static int check_xT_is_noise(int T, Rng *rng) {
-    printf("(e) X_T is close to N(0, 1), from X_0 = 1 (the worst case for data in [-1, 1])  "
-           "[T=%d, n=%d]\n", T, NS);
-    double *x = xmalloc(NS * sizeof(double));
-    int fails = 0;
-    for (int k = 0; k < 3; k++) {
-        Schedule s = schedule_make((ScheduleKind)k, T);
-        double ab = s.alpha_bar[T];
-        for (int i = 0; i < NS; i++)
-            x[i] = sqrt(ab) + sqrt(s.one_minus_alpha_bar[T]) * rng_normal(rng);
-        fails += check_gaussian(x, 0, 1, 0, 0, "%s: X_T vs N(0,1)", schedule_names[k]);
-        // KL(N(mu, s^2) || N(0,1)) = (s^2 + mu^2 - 1 - ln s^2)/2 with mu^2 = ab, s^2 = 1 - ab
-        double kl = -0.5 * log1p(-ab);
-        printf("  %-46s %.3e nats per pixel\n", "exact KL(q(X_T|X_0) || N(0,1))", kl);
-        schedule_free(&s);
-    }
-    free(x);
-    return fails;
-}
-
-// (f, g) The samplers of Step 5 and lecture 001, on a small network with random weights: the
-// identities hold for any eps_theta, trained or not. Both sides run in `real` from the same seed:
-// they differ only by rounding.
-static int check_samplers(Rng *rng) {
-    Config small = {1, 8, 8, 8, 16, 8, 16, 4, 10, 1};
-    enum { B = 4, T = 100 };
-    Model *m = model_create(&small, 2 * B);
-    params_init(m, rng, 1);
-    Schedule s = schedule_make(SCHEDULE_LINEAR, T);
-    size_t n = (size_t)B * 64;
-    real *a = xmalloc(n * sizeof(real)), *b = xmalloc(n * sizeof(real));
-    int label[B] = {1, 5, 7, 9}, none[B] = {10, 10, 10, 10}, fails = 0;
-    double tol = sizeof(real) == sizeof(double) ? 1e-9 : 1e-4;  // float rounding over T steps
-    SampleOptions ddpm = {.kind = SAMPLER_DDPM};
-    SampleOptions ddim = {.kind = SAMPLER_DDIM, .steps = T, .eta = 1};
-    SampleOptions w1 = {.guided = 1, .w = 1}, w0 = {.guided = 1, .w = 0};  // guidance weights
-    struct {
-        const char *claim;
-        SampleOptions o;  // with the labels `label`, against DDPM with the labels lb
-        const int *lb;
-    } cases[] = {
-        {"(f) DDIM, eta = 1, all T steps = DDPM", ddim, label},
-        {"(g) guidance w = 1 = conditional eps(x,t,c)", w1, label},
-        {"(g) guidance w = 0 = unconditional eps(x,t,none)", w0, none},
-    };
-    printf("(f, g) samplers on a random small network (8x8, T = %d, %d samples): max |difference| "
-           "of the final x_0\n", T, B);
-    for (int k = 0; k < 3; k++) {
-        Rng r1 = {42}, r2 = {42};
-        sample_loop(a, m, &s, label, B, &cases[k].o, &r1, 0);
-        sample_loop(b, m, &s, cases[k].lb, B, &ddpm, &r2, 0);
-        double worst = 0;
-        for (size_t i = 0; i < n; i++) worst = worse(worst, fabs(a[i] - b[i]));
-        fails += !check_line(worst, 0, tol, "%s", cases[k].claim);
-    }
-    free_all(2, a, b);
-    schedule_free(&s);
-    model_free(m);
-    return fails;
-}
-
-// (h) Every sampler end to end, without a network. With data x_0 ~ N(m, s^2) per pixel the best
-// denoiser is known: x_t ~ N(sqrt(ab) m, V) with V = ab s^2 + 1 - ab (ab = alpha_bar_t), and
-//     eps*(x_t) = E[eps | x_t] = sqrt(1 - ab) (x_t - sqrt(ab) m) / V      (derivations.md, sec. 6)
-// With eps* every step is affine, x' = A x + B + C z, so from x_T ~ N(0, 1) a sampler's output is
-// exactly N(mean, var), by mean' = A mean + B and var' = A^2 var + C^2 (gaussian_step re-derives
-// A, B, C from the slides' formulas). The real sampler code, run by Monte Carlo, must match that
-// law (5 SE). How far the law is from N(m, s^2) is the sampler's own error. DDPM: Step 2 is exact
-// given x_t AND x_0, but x_0 is only guessed (eq. 2), and Var(x_{t-1} | x_t) = beta_tilde_t +
-// coef_x0^2 Var(x_0 | x_t) > beta_tilde_t: DDPM's samples are a little too narrow (-1.5% here).
-// DDIM's few large steps shrink the variance more; Euler-Maruyama errs by O(du).
-static const double GAUSS_M = 0.3, GAUSS_S2 = 0.25;
-static double noise_level(const Schedule *s, const SampleOptions *o, double time) {  // 1 - ab
-    double beta, omab;
-    if (o->kind != SAMPLER_SDE) return s->one_minus_alpha_bar[(int)time];
-    schedule_at(s, time / s->T, &beta, &omab);
-    return omab;
-}
-static void eps_star(real *eps, const real *x, double one_minus_alpha_bar, size_t n) {
-    double ab = 1 - one_minus_alpha_bar, v = ab * GAUSS_S2 + one_minus_alpha_bar;
-    double k = sqrt(one_minus_alpha_bar) / v, mean = sqrt(ab) * GAUSS_M;
-    for (size_t i = 0; i < n; i++) eps[i] = (real)(k * (x[i] - mean));
-}
-// The affine map x' = A x + B + C z of evaluation i of S with eps*.
-static void gaussian_step(const Schedule *s, const SampleOptions *o, int i, int S, double *A,
-                          double *B, double *C2) {
-    int T = s->T;
-    double time = sample_time(o, T, i, S), omab = noise_level(s, o, time), ab = 1 - omab;
-    double k = sqrt(omab) / (ab * GAUSS_S2 + omab), be = -k * sqrt(ab) * GAUSS_M;  // eps* = kx + be
-    double a0 = (1 - sqrt(omab) * k) / sqrt(ab), b0 = -sqrt(omab) * be / sqrt(ab);  // eq. (2)
-    int t = (int)time, tp = T - (int)((int64_t)(i + 1) * T / S);
-    if (o->kind == SAMPLER_DDPM) {
-        *A = s->coef_x0[t] * a0 + s->coef_xt[t];
-        *B = s->coef_x0[t] * b0;
-        *C2 = t > 1 ? s->beta_tilde[t] : 0;
-    } else if (o->kind == SAMPLER_DDIM) {
-        double abp = s->alpha_bar[tp], omabp = s->one_minus_alpha_bar[tp];
-        *C2 = fmax(0, o->eta * o->eta * omabp / omab * (1 - ab / abp));  // sigma^2
-        double cd = sqrt(fmax(0, omabp - *C2));                            // eps*'s coefficient
-        *A = sqrt(abp) * a0 + cd * k;
-        *B = sqrt(abp) * b0 + cd * be;
-    } else if (i == S - 1) {
-        *A = a0;
-        *B = b0;
-        *C2 = 0;
-    } else {
-        double du = sde_du(T, S), beta, unused;  // 1 - alpha_bar(u) is omab, from noise_level
-        schedule_at(s, time / T, &beta, &unused);
-        *A = 1 + beta * (0.5 - k / sqrt(omab)) * du;
-        *B = -beta * be / sqrt(omab) * du;
-        *C2 = beta * du;
-    }
-}
-static int check_gaussian_samplers(const Schedule *lin, Rng *rng) {
-    struct {
-        const char *name;
-        SampleOptions o;
-        int judged;  // enough steps: the samples must also be N(m, s^2) within 5 SE
-    } cases[] = {
-        {"DDPM, T steps", {.kind = SAMPLER_DDPM}, 0},
-        {"DDIM eta=0, 10 steps", {.kind = SAMPLER_DDIM, .steps = 10}, 0},
-        {"DDIM eta=0, 50 steps", {.kind = SAMPLER_DDIM, .steps = 50}, 0},
-        {"DDIM eta=0, T steps", {.kind = SAMPLER_DDIM, .steps = lin->T}, 1},
-        {"DDIM eta=1, 50 steps", {.kind = SAMPLER_DDIM, .steps = 50, .eta = 1}, 0},
-        {"SDE, 50 steps", {.kind = SAMPLER_SDE, .steps = 50}, 0},
-        {"SDE, 250 steps", {.kind = SAMPLER_SDE, .steps = 250}, 1},
-        {"SDE, T steps", {.kind = SAMPLER_SDE, .steps = lin->T}, 1},
-    };
-    printf("(h) every sampler with the exact denoiser of data N(%.2f, %.2f): Monte Carlo vs the "
-           "sampler's exact law (5 SE), then the law vs the data  [linear, T=%d, n=%d]\n", GAUSS_M,
-           GAUSS_S2, lin->T, NS);
-    real *x = xmalloc(NS * sizeof(real)), *x0_hat = xmalloc(NS * sizeof(real));
-    real *eps = xmalloc(NS * sizeof(real)), *z = xmalloc(NS * sizeof(real));
-    double *d = xmalloc(NS * sizeof(double));
-    int fails = 0;
-    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-        const SampleOptions *o = &cases[c].o;
-        int S = o->kind == SAMPLER_DDPM ? lin->T : o->steps;
-        double mean = 0, var = 1, A, B, C2;
-        rng_normal_fill(rng, x, NS);
-        for (int i = 0; i < S; i++) {
-            eps_star(eps, x, noise_level(lin, o, sample_time(o, lin->T, i, S)), NS);
-            sample_update(x, x0_hat, eps, lin, o, i, S, NS, z, rng);
-            gaussian_step(lin, o, i, S, &A, &B, &C2);
-            mean = A * mean + B;
-            var = A * A * var + C2;
-        }
-        for (int i = 0; i < NS; i++) d[i] = x[i];
-        fails += check_gaussian(d, mean, var, 0, 0, "%s", cases[c].name);
-        printf("    its law: mean %+.5f (data %+.2f), variance %.5f (data %.2f: %+.2f%%)%s\n", mean,
-               GAUSS_M, var, GAUSS_S2, 100 * (var / GAUSS_S2 - 1),
-               cases[c].judged ? "" : o->kind == SAMPLER_DDPM ? "  [beta_tilde: not judged]"
-                                                              : "  [few steps: not judged]");
-        if (cases[c].judged) fails += check_gaussian(d, GAUSS_M, GAUSS_S2, 0, 0, "  vs data:");
-    }
-    free_all(5, x, x0_hat, eps, z, d);
-    return fails;
-}
-
-static int cmd_check_claims(uint64_t seed) {
-    const int T = 1000;
-    Rng rng = {seed};
-    Schedule lin = schedule_make(SCHEDULE_LINEAR, T), sde = schedule_make(SCHEDULE_SDE, T);
-    int fails = check_one_step_equals_one_shot(&lin, &rng);
-    fails += check_forward_sdes(&sde, &rng);
-    fails += check_posterior(&lin, &rng);
-    fails += check_lecture001_update(T, &rng);
-    fails += check_xT_is_noise(T, &rng);
-    fails += check_samplers(&rng);
-    fails += check_gaussian_samplers(&lin, &rng);
-    printf("%s: %d claim(s) failed\n", fails ? "FAIL" : "PASS", fails);
-    schedule_free(&lin);
-    schedule_free(&sde);
-    return fails ? 1 : 0;
-}
-
-// ---- `./diffusion gradcheck`: every backward pass against finite differences ----------------
-// Central differences: dL/dv ~ (L(v + h) - L(v - h)) / 2h, with error O(h^2) from the Taylor
-// series and O(machine eps / h) from rounding. In double (-DDOUBLE) h = 1e-5 makes both ~1e-10, so
-// a correct backward agrees to ~1e-9 and anything above the 1e-6 tolerance is a bug. In float
-// h = 1e-2 and agreement is ~1e-3. Error measure, per layer: max |analytic - numeric| /
-// max |numeric| over the layer's inputs and parameters (relative to the largest gradient, so that
-// entries whose gradient is ~0 do not divide by ~0).
-// Each layer is one row of a table: a function that, on the variables g->vars (the layer's inputs
-// and parameters, one flat array), runs the forward pass into g->out and, with mode 1, the
-// backward pass into g->grads; with mode -1 it only says how many vars and outputs it has.
-// The loss is L = sum(out * R) for a fixed random R, so dL/dout = R.
-typedef struct GradCase {
-    int B, C, H, W, OC, K, stride, D;
-    size_t nvars, nout;
-    real *vars, *grads, *out, *R;
-    real *aux;   // a fixed random input: the MSE's eps, the network's x_t, the ResBlock's emb
-    int *label;  // (B) labels for the embedding and the network
-    Model *model;
-} GradCase;
-typedef void (*GradRun)(GradCase *g, int mode);
-
-static size_t nin(const GradCase *g) { return (size_t)g->B * g->C * g->H * g->W; }
-
-static void gc_conv(GradCase *g, int mode) {  // vars: inp (B,C,H,W), weight (OC,C,K,K), bias (OC)
-    int B = g->B, C = g->C, H = g->H, W = g->W, OC = g->OC, K = g->K, s = g->stride;
-    size_t n = nin(g), nw = (size_t)OC * C * K * K;
-    real *v = g->vars, *gv = g->grads;
-    g->nvars = n + nw + OC;
-    g->nout = (size_t)B * OC * conv_out_size(H, K, s) * conv_out_size(W, K, s);
-    if (mode < 0) return;
-    conv2d_forward(g->out, v, v + n, v + n + nw, B, C, H, W, OC, K, s, g->model->ws);
-    if (mode)
-        conv2d_backward(gv, gv + n, gv + n + nw, g->R, v, v + n, B, C, H, W, OC, K, s,
-                        g->model->ws);
-}
-static void gc_linear(GradCase *g, int mode) {  // vars: inp (B,C), weight (OC,C), bias (OC)
-    int B = g->B, C = g->C, OC = g->OC;
-    real *v = g->vars, *gv = g->grads;
-    g->nvars = (size_t)B * C + OC * C + OC;
-    g->nout = (size_t)B * OC;
-    if (mode < 0) return;
-    linear_forward(g->out, v, v + B * C, v + B * C + OC * C, B, C, OC);
-    if (mode) linear_backward(gv, gv + B * C, gv + B * C + OC * C, g->R, v, v + B * C, B, C, OC);
-}
-static void gc_silu(GradCase *g, int mode) {
-    g->nvars = g->nout = nin(g);
-    if (mode >= 0) silu_forward(g->out, g->vars, nin(g));
-    if (mode > 0) silu_backward(g->grads, g->R, g->vars, nin(g));
-}
-static void gc_groupnorm(GradCase *g, int mode) {  // vars: inp (B,C,N), gamma, beta (C); K groups
-    int B = g->B, C = g->C, N = g->H * g->W;
-    size_t n = nin(g);
-    real mean[64], rstd[64], *v = g->vars, *gv = g->grads;
-    g->nvars = n + 2 * C;
-    g->nout = n;
-    if (mode < 0) return;
-    groupnorm_forward(g->out, mean, rstd, v, v + n, v + n + C, B, C, N, g->K);
-    if (mode) groupnorm_backward(gv, gv + n, gv + n + C, g->R, v, mean, rstd, v + n, B, C, N, g->K);
-}
-static void gc_sinusoid(GradCase *g, int mode) {  // vars: t (B), drawn in 1..501 by the driver
-    g->nvars = g->B;
-    g->nout = (size_t)g->B * g->D;
-    if (mode >= 0) sinusoid_forward(g->out, g->vars, g->B, g->D);
-    if (mode > 0) sinusoid_backward(g->grads, g->R, g->vars, g->B, g->D);
-}
-static void gc_embedding(GradCase *g, int mode) {  // vars: table (11 rows, D)
-    g->nvars = (size_t)11 * g->D;
-    g->nout = (size_t)g->B * g->D;
-    if (mode < 0) return;
-    memset(g->out, 0, g->nout * sizeof(real));
-    embedding_forward(g->out, g->vars, g->label, g->B, g->D);
-    if (mode) embedding_backward(g->grads, g->R, g->label, g->B, g->D);
-}
-static void gc_upsample(GradCase *g, int mode) {
-    g->nvars = nin(g);
-    g->nout = 4 * nin(g);
-    if (mode >= 0) upsample_forward(g->out, g->vars, g->B * g->C, g->H, g->W);
-    if (mode > 0) upsample_backward(g->grads, g->R, g->B * g->C, g->H, g->W);
-}
-static void gc_concat(GradCase *g, int mode) {  // vars: a (B,C,N), b (B,OC,N)
-    int N = g->H * g->W;
-    g->nvars = g->nout = nin(g) + (size_t)g->B * g->OC * N;
-    if (mode >= 0) concat_forward(g->out, g->vars, g->vars + nin(g), g->B, g->C, g->OC, N);
-    if (mode > 0) concat_backward(g->grads, g->grads + nin(g), g->R, g->B, g->C, g->OC, N);
-}
-static void gc_residual(GradCase *g, int mode) {  // vars: a, b (B,C,H,W)
-    g->nvars = 2 * nin(g);
-    g->nout = nin(g);
-    if (mode >= 0) residual_forward(g->out, g->vars, g->vars + nin(g), nin(g));
-    if (mode > 0) residual_backward(g->grads, g->grads + nin(g), g->R, nin(g));
-}
-static void gc_softmax(GradCase *g, int mode) {  // rows of length H*W
-    int R = g->B * g->C, N = g->H * g->W;
-    g->nvars = g->nout = nin(g);
-    if (mode >= 0) softmax_forward(g->out, g->vars, R, N);
-    if (mode > 0) softmax_backward(g->grads, g->R, g->out, R, N);
-}
-static void gc_mse(GradCase *g, int mode) {  // vars: pred; eps = aux; out: the loss, with R = 1
-    g->nvars = nin(g);
-    g->nout = 1;
-    if (mode < 0) return;
-    g->R[0] = 1;
-    g->out[0] = (real)mse_forward(g->vars, g->aux, nin(g));
-    if (mode) mse_backward(g->grads, g->vars, g->aux, nin(g));
-}
-// The blocks of the small network: vars are the block's input; its parameters are checked too.
-// After a block's forward pass: its output `out` into g->out; with mode 1 also zeroed gradients
-// and dL/dout = R into `dout`, for its backward pass. Returns mode.
-static int gc_block_out(GradCase *g, int mode, const real *out, real *dout) {
-    Model *m = g->model;
-    memcpy(g->out, out, g->nout * sizeof(real));
-    if (!mode) return 0;
-    memset(m->dacts, 0, m->n_acts * sizeof(real));
-    memset(m->grads, 0, m->n_params * sizeof(real));
-    memcpy(dout, g->R, g->nout * sizeof(real));
-    return 1;
-}
-static void gc_attention(GradCase *g, int mode) {
-    Model *m = g->model;
-    AttnActs *a = &m->a.at, *d = &m->da.at;
-    g->nvars = g->nout = (size_t)g->B * a->C * a->N;
-    if (mode < 0) return;
-    memcpy(a->in, g->vars, g->nvars * sizeof(real));
-    attention_forward(&m->p.attn, a, m, g->B);
-    if (!gc_block_out(g, mode, a->out, d->out)) return;
-    attention_backward(&m->p.attn, &m->g.attn, a, d, m, g->B);
-    memcpy(g->grads, d->in, g->nvars * sizeof(real));
-}
-static void gc_resblock(GradCase *g, int mode) {
-    Model *m = g->model;
-    ResBlockActs *a = &m->a.d1, *d = &m->da.d1;
-    g->nvars = (size_t)g->B * a->cin * a->H * a->W;
-    g->nout = (size_t)g->B * a->cout * a->H * a->W;
-    if (mode < 0) return;
-    memcpy(m->a.emb_act, g->aux, (size_t)g->B * m->cfg.temb * sizeof(real));
-    memcpy(a->in, g->vars, g->nvars * sizeof(real));
-    resblock_forward(&m->p.d1, a, m->a.emb_act, m, g->B);
-    if (!gc_block_out(g, mode, a->out, d->out)) return;
-    resblock_backward(&m->p.d1, &m->g.d1, a, d, m->a.emb_act, m->da.emb_act, m, g->B);
-    memcpy(g->grads, d->in, g->nvars * sizeof(real));
-}
-static void gc_unet(GradCase *g, int mode) {  // parameters only; x_t = aux, t = 1, 38
-    Model *m = g->model;
-    g->nvars = 1;
-    g->nout = (size_t)g->B * m->cfg.img_c * m->cfg.img_h * m->cfg.img_w;
-    if (mode < 0) return;
-    real t[2] = {1, 38};
-    unet_forward(m, g->aux, t, g->label, g->B);
-    if (gc_block_out(g, mode, m->a.pred, m->da.pred)) unet_backward(m, g->label, g->B);
-}
-
-static const struct {
-    const char *name;
-    GradRun run;
-    int K, stride;            // conv kernel and stride; groups for GroupNorm
-    const char *params;       // prefix of the model's parameters to check as well, or NULL
-    int param_checks;         // entries checked per parameter tensor
-} GRAD_ROWS[] = {
-    {"conv2d 3x3 stride 1", gc_conv, 3, 1, NULL, 0},
-    {"conv2d 3x3 stride 2", gc_conv, 3, 2, NULL, 0},
-    {"conv2d 1x1", gc_conv, 1, 1, NULL, 0},
-    {"linear", gc_linear, 0, 0, NULL, 0},
-    {"silu", gc_silu, 0, 0, NULL, 0},
-    {"groupnorm", gc_groupnorm, 2, 0, NULL, 0},
-    {"sinusoidal embedding (d/dt)", gc_sinusoid, 0, 0, NULL, 0},
-    {"embedding lookup", gc_embedding, 0, 0, NULL, 0},
-    {"nearest upsample x2", gc_upsample, 0, 0, NULL, 0},
-    {"channel concat", gc_concat, 0, 0, NULL, 0},
-    {"residual add", gc_residual, 0, 0, NULL, 0},
-    {"softmax", gc_softmax, 0, 0, NULL, 0},
-    {"mse loss", gc_mse, 0, 0, NULL, 0},
-    {"attention (input + params)", gc_attention, 0, 0, "attn.", 64},
-    {"resblock (input + params)", gc_resblock, 0, 0, "d1.", 64},
-    {"whole U-Net (params)", gc_unet, 0, 0, "", 8},
-};
-enum { GRAD_N_ROWS = sizeof GRAD_ROWS / sizeof GRAD_ROWS[0] };
-
-static double gradcase_loss(GradCase *g, GradRun run) {
-    run(g, 0);
-    double loss = 0;
-    for (size_t i = 0; i < g->nout; i++) loss += (double)g->out[i] * g->R[i];
-    return loss;
-}
-// Central differences on n entries of vars (all, or a spread-out subset of max_checks) against
-// the analytic gradients in `analytic`. Returns the max abs error; raises *max_num to the largest
-// |numeric| seen, the scale the error is measured against (so a tensor whose true gradient is 0,
-// like the attention's key bias, is judged by the case's gradient scale, not by 0/0).
-static double gradcase_compare(GradCase *g, GradRun run, real *vars, const real *analytic, size_t n,
-                               size_t max_checks, double *max_num) {
-    double h = sizeof(real) == sizeof(double) ? 1e-5 : 1e-2, max_err = 0;
-    size_t stride = n > max_checks ? n / max_checks : 1;
-    for (size_t i = 0; i < n; i += stride) {
-        real saved = vars[i];
-        vars[i] = (real)(saved + h);
-        double lp = gradcase_loss(g, run);
-        vars[i] = (real)(saved - h);
-        double lm = gradcase_loss(g, run);
-        vars[i] = saved;
-        double num = (lp - lm) / (2 * h);
-        max_err = worse(max_err, fabs(num - analytic[i]));
-        *max_num = fmax(*max_num, fabs(num));
-    }
-    return max_err;
-}
-
-static int gradcheck_report(const char *name, double abs_err, double rel, double tol) {
-    int ok = rel <= tol;
-    printf("%-34s %12.3e %12.3e  %s\n", name, abs_err, rel, ok ? "PASS" : "FAIL");
-    return ok;
-}
-static real *random_array(size_t n, Rng *rng) {
-    real *p = xmalloc(n * sizeof(real));
-    for (size_t i = 0; i < n; i++) p[i] = (real)(2 * rng_uniform(rng) - 1);
-    return p;
-}
-
-// One row: analytic gradients of the vars (and of the model's parameters under prefix) against
-// central differences. Returns 1 on failure.
-static int gradcheck_row(int r, Model *m, int *label, double tol, Rng *rng) {
-    GradRun run = GRAD_ROWS[r].run;
-    GradCase g = {.B = 2, .C = 4, .H = 6, .W = 5, .OC = 3, .K = GRAD_ROWS[r].K,
-                  .stride = GRAD_ROWS[r].stride, .D = 8, .label = label, .model = m};
-    run(&g, -1);
-    g.vars = random_array(g.nvars, rng);
-    if (run == gc_sinusoid)
-        for (int b = 0; b < g.B; b++) g.vars[b] = (real)(1 + 500 * rng_uniform(rng));
-    g.R = random_array(g.nout, rng);
-    g.aux = random_array(g.nvars > g.nout ? g.nvars : g.nout, rng);
-    g.grads = xcalloc(g.nvars, sizeof(real));
-    g.out = xcalloc(g.nout, sizeof(real));
-    run(&g, 1);  // the analytic gradients, into g.grads and m->grads, which forward passes keep
-    double abs_err = 0, max_num = 0;
-    if (run != gc_unet)  // parameters only
-        abs_err = gradcase_compare(&g, run, g.vars, g.grads, g.nvars, 4000, &max_num);
-    for (int i = 0; GRAD_ROWS[r].params && i < m->layout->n; i++) {
-        const TensorInfo *ti = &m->layout->info[i];
-        if (strncmp(ti->name, GRAD_ROWS[r].params, strlen(GRAD_ROWS[r].params))) continue;
-        double e = gradcase_compare(&g, run, m->params + ti->offset, m->grads + ti->offset,
-                                    ti->size, GRAD_ROWS[r].param_checks, &max_num);
-        abs_err = worse(abs_err, e);
-    }
-    free_all(5, g.vars, g.R, g.aux, g.grads, g.out);
-    return !gradcheck_report(GRAD_ROWS[r].name, abs_err, abs_err / (max_num > 0 ? max_num : 1e-30),
-                             tol);
-}
-
-// conv2d_image_padded (the forward) and the padded weight gradient (on an image 26 wide, where
-// conv2d_weight_grad uses it) against im2col_reference and matmul_reference. Returns 1 on failure.
-static int check_padded_conv(Model *m, Rng *rng, double tol) {
-    enum { B = 2, C = 3, H = 5, W = 26, OC = 4, CKK = C * 9, N = H * W };
-    real *x = random_array(B * C * N, rng), *w = random_array(OC * CKK + OC, rng);
-    real *dy = random_array(B * OC * N, rng), *col = xmalloc(CKK * N * sizeof(real));
-    real *y1 = xmalloc(B * OC * N * sizeof(real)), *y2 = xmalloc(B * OC * N * sizeof(real));
-    real *dw1 = xcalloc(OC * CKK, sizeof(real)), *dw2 = xcalloc(OC * CKK, sizeof(real));
-    conv2d_forward(y1, x, w, w + OC * CKK, B, C, H, W, OC, 3, 1, m->ws);
-    conv2d_weight_grad(dw1, dy, x, B, C, H, W, OC, 3, 1, m->ws);
-    for (int b = 0; b < B; b++) {
-        im2col_reference(col, x + b * C * N, C, H, W, 3, 1);
-        real *y = y2 + b * OC * N;
-        matmul_reference(OC, N, CKK, w, CKK, 1, col, N, 1, y, N, 0);  // y = W . col + bias
-        for (int k = 0; k < OC * N; k++) y[k] += w[OC * CKK + k / N];
-        matmul_reference(OC, CKK, N, dy + b * OC * N, N, 1, col, 1, N, dw2, CKK, 1);  // dout col^T
-    }
-    double worst = 0;
-    for (int k = 0; k < B * OC * N; k++)
-        worst = worse(worst, fabs(y1[k] - y2[k]) / (1 + fabs(y2[k])));
-    for (int k = 0; k < OC * CKK; k++)
-        worst = worse(worst, fabs(dw1[k] - dw2[k]) / (1 + fabs(dw2[k])));
-    printf("%-34s %12.3e %12s  %s\n", "conv padded vs im2col (out, dW)", worst, "",
-           worst <= tol ? "PASS" : "FAIL");
-    free_all(8, x, w, dy, col, y1, y2, dw1, dw2);
-    return !(worst <= tol);
-}
-
-// The fast formulations of PART II against the plain ones of Step 4, which they equal: gemm vs
-// matmul_reference, im2col vs im2col_reference (on shapes down to 1 pixel, all padding), the
-// flipped-kernel input gradient vs col2im(W^T . dout), exp_real vs exp. Returns the failures.
-static int check_fast_vs_plain(Model *m, Rng *rng) {
-    int fails = 0, bad = 0;
-    double worst = 0, tol = sizeof(real) == sizeof(double) ? 1e-12 : 1e-5;  // rounding
-    static const int shapes[][3] = {{37, 29, 300}, {5, 70, 3}, {1, 1, 1}, {13, 33, 600}};
-    for (int i = 0; i < 4; i++) {  // gemm: plain, transposed A, transposed B, accumulating
-        int M = shapes[i][0], N = shapes[i][1], K = shapes[i][2], ta = i % 2, tb = i / 2 % 2;
-        real *A = random_array((size_t)M * K, rng), *Bm = random_array((size_t)K * N, rng);
-        real *C1 = random_array((size_t)M * N, rng), *C2 = xmalloc((size_t)M * N * sizeof(real));
-        memcpy(C2, C1, (size_t)M * N * sizeof(real));
-        long ars = ta ? 1 : K, acs = ta ? M : 1, brs = tb ? 1 : N, bcs = tb ? K : 1;
-        gemm(M, N, K, A, ars, acs, Bm, brs, bcs, C1, N, i == 3);
-        matmul_reference(M, N, K, A, ars, acs, Bm, brs, bcs, C2, N, i == 3);
-        for (size_t k = 0; k < (size_t)M * N; k++)
-            worst = worse(worst, fabs(C1[k] - C2[k]) / (1 + fabs(C2[k])));
-        free_all(4, A, Bm, C1, C2);
-    }
-    printf("%-34s %12.3e %12s  %s\n", "gemm vs matmul_reference", worst, "",
-           worst <= tol ? "PASS" : "FAIL");
-    fails += !(worst <= tol);
-    static const int sizes[][2] = {{1, 1}, {1, 4}, {4, 1}, {2, 2}, {3, 5}, {6, 5}};
-    for (int i = 0; i < 6; i++)
-        for (int stride = 1; stride <= 2; stride++) {
-            int H = sizes[i][0], W = sizes[i][1];
-            size_t ncol = (size_t)2 * 9 * conv_out_size(H, 3, stride) * conv_out_size(W, 3, stride);
-            real *img = random_array((size_t)2 * H * W, rng), *c1 = xcalloc(ncol, sizeof(real));
-            real *c2 = xcalloc(ncol, sizeof(real));
-            im2col(c1, img, 2, H, W, 3, stride);
-            im2col_reference(c2, img, 2, H, W, 3, stride);
-            for (size_t k = 0; k < ncol; k++) bad += c1[k] != c2[k];
-            free_all(3, img, c1, c2);
-        }
-    printf("%-34s %12d %12s  %s\n", "im2col vs im2col_reference (wrong)", bad, "",
-           bad ? "FAIL" : "PASS");
-    fails += bad > 0;
-    int B = 2, C = 4, H = 6, W = 5, OC = 3, n = B * C * H * W;  // the flipped-kernel input gradient
-    real *w = random_array((size_t)OC * C * 9, rng),
-         *dy = random_array((size_t)B * OC * H * W, rng);
-    real *d1 = xcalloc(n, sizeof(real)), *d2 = xcalloc(n, sizeof(real));
-    conv2d_input_grad_flipped(d1, dy, w, B, C, H, W, OC, 3, m->ws);
-    conv2d_input_grad_plain(d2, dy, w, B, C, H, W, OC, 3, 1, m->ws);
-    worst = 0;
-    for (int k = 0; k < n; k++) worst = worse(worst, fabs(d1[k] - d2[k]));
-    printf("%-34s %12.3e %12s  %s\n", "input grad: flipped vs col2im", worst, "",
-           worst <= tol ? "PASS" : "FAIL");
-    fails += !(worst <= tol);
-    free_all(4, w, dy, d1, d2);
-    fails += check_padded_conv(m, rng, tol);
-    if (sizeof(real) == sizeof(double)) return fails;  // the double build's exp_real is exp
-    worst = 0;
-    for (double x = -87; x <= 88; x += 1.0 / 4096) {
-        double e = exp((double)(real)x);
-        worst = worse(worst, fabs(exp_real((real)x) - e) / e);
-    }
-    printf("exp_real vs exp: max relative error %.2e on [-87, 88] (tolerance 1.5e-7, ~1 float "
-           "ulp)  %s\n", worst, worst <= 1.5e-7 ? "PASS" : "FAIL");
-    return fails + !(worst <= 1.5e-7);
-}
-
-// Every layer alone, then a ResBlock, attention and the whole (small) network; then PART II's
-// fast formulations against the plain ones.
-static int run_gradcheck(uint64_t seed) {
-    int is_double = sizeof(real) == sizeof(double);
-    double tol = is_double ? 1e-6 : 5e-2;
-    Rng rng = {seed};
-    printf("# gradcheck: hand-written backward vs central finite differences, %s build (h = %g)\n",
-           is_double ? "double (-DDOUBLE)" : "float", is_double ? 1e-5 : 1e-2);
-    printf("# error = max|analytic - numeric| per tensor; relative = that / max|numeric|; "
-           "tolerance %.0e%s\n", tol, is_double ? "" : " (float: indicative; -DDOUBLE proves)");
-    printf("%-34s %12s %12s  %s\n", "layer", "max abs err", "max rel err", "result");
-    Config small = {1, 8, 8, 8, 16, 8, 16, 4, 10, 1};  // for the blocks and the whole network
-    Model *m = model_create(&small, 2);
-    params_init(m, &rng, 1);
-    int label[2] = {3, 10}, failures = 0;
-    for (int r = 0; r < GRAD_N_ROWS; r++) failures += gradcheck_row(r, m, label, tol, &rng);
-    printf("# %d of %d layer checks failed\n", failures, GRAD_N_ROWS);
-    failures += check_fast_vs_plain(m, &rng);
-    model_free(m);
-    return failures ? 1 : 0;
-}
-
-// ---- `./diffusion refcheck`: against PyTorch (data/unet_ref.bin, notes/pytorch_mirror.py ref)
-// The same network in PyTorch, computed in float64, with random weights, a batch of 4 (x_t, t,
-// labels, eps), its output, loss and every parameter's gradient. We load the weights and inputs,
-// run our forward and backward, and compare each tensor by max|ours - torch| / max|torch|
-// ("max-norm relative error"): <= 1e-4 for the output and the loss, <= 1e-3 for the gradients.
-// Float32 arithmetic gives ~1e-6 here; the tolerances leave room for other compilers and
-// summation orders while still catching any wrong formula (those give errors of order 1).
-// max |a - b| over n values into *err, max |b| into *scale
-static void max_errors(const real *a, const float *b, size_t n, double *err, double *scale) {
-    *err = 0;
-    *scale = 0;
-    for (size_t i = 0; i < n; i++) {
-        *err = worse(*err, fabs(a[i] - (double)b[i]));
-        *scale = fmax(*scale, fabs((double)b[i]));
-    }
-}
-static int run_refcheck(const char *path, size_t default_params) {
-    size_t len;
-    unsigned char *buf = read_file(path, 64 << 20, &len);
-    if (len < 64 || memcmp(buf, "DCREF001", 8)) die(path, "not a reference file (bad magic)");
-    int32_t h[14];
-    memcpy(h, buf + 8, sizeof h);
-    Config c = {h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9]};
-    int B = h[10];
-    if (config_check(&c) || B < 1 || B > 64) die(path, "bad config in header");
-    size_t P = count_params(&c), n = (size_t)B * c.img_c * c.img_h * c.img_w;
-    if ((size_t)h[13] != P) die(path, "header says %d parameters, the C layout has %zu", h[13], P);
-    size_t nf = 2 * P + 3 * n + 1;  // floats: params, x, eps, output, loss, grads
-    size_t want = 8 + sizeof h + 2 * (size_t)B * 4 + nf * 4;
-    if (len != want) die(path, "file is %zu bytes, expected %zu", len, want);
-    const unsigned char *q = buf + 8 + sizeof h;
-    int32_t tt[64], label[64];
-    memcpy(tt, q, 4 * (size_t)B);
-    memcpy(label, q + 4 * (size_t)B, 4 * (size_t)B);
-    float *f = xmalloc(nf * sizeof(float));
-    memcpy(f, q + 8 * (size_t)B, nf * sizeof(float));
-    free(buf);
-    const float *ref_x = f + P, *ref_eps = ref_x + n, *ref_out = ref_eps + n;
-    const float *ref_grads = ref_out + n + 1;
-    double ref_loss = ref_out[n];
-    Model *m = model_create(&c, B);
-    real *x = xmalloc(n * sizeof(real)), *eps = xmalloc(n * sizeof(real)), t[64];
-    for (size_t i = 0; i < P; i++) m->params[i] = f[i];
-    for (size_t i = 0; i < n; i++) x[i] = ref_x[i];
-    for (size_t i = 0; i < n; i++) eps[i] = ref_eps[i];
-    for (int b = 0; b < B; b++) {
-        t[b] = (real)tt[b];
-        if (label[b] < 0 || label[b] > c.n_classes) die(path, "label %d out of range", label[b]);
-    }
-    double loss = model_loss_and_grad(m, x, t, label, eps, B);
-    printf("# PyTorch comparison (%s): %zu parameters in the test config; the default config has "
-           "%zu, PyTorch says %d\n", path, P, default_params, h[12]);
-    printf("%-34s %12s %12s  %s\n", "tensor", "max abs err", "max rel err", "result");
-    double err, scale, loss_err = fabs(loss - ref_loss);
-    max_errors(m->a.pred, ref_out, n, &err, &scale);
-    int failures = !gradcheck_report("output eps_theta", err, err / scale, 1e-4);
-    failures += !gradcheck_report("loss", loss_err, loss_err / fabs(ref_loss), 1e-4);
-    // A tensor whose exact gradient is 0 (the attention's key bias: softmax ignores a shift shared
-    // by all keys) holds only rounding noise, so each tensor's error is measured against its own
-    // largest gradient or 1e-3 of the network's largest, whichever is bigger.
-    double worst_rel = 0, global_max;
-    max_errors(m->grads, ref_grads, P, &err, &global_max);
-    for (int k = 0; k < m->layout->n; k++) {
-        const TensorInfo *ti = &m->layout->info[k];
-        max_errors(m->grads + ti->offset, ref_grads + ti->offset, ti->size, &err, &scale);
-        double rel = err / fmax(scale, 1e-3 * global_max);
-        worst_rel = worse(worst_rel, rel);
-        char name[64];
-        snprintf(name, sizeof name, "grad %s", ti->name);
-        failures += !gradcheck_report(name, err, rel, 1e-3);
-    }
-    int count_ok = (size_t)h[12] == default_params;
-    printf("%-34s %12zu %12d  %s\n", "parameter count (C vs PyTorch)", default_params, h[12],
-           count_ok ? "PASS" : "FAIL");
-    failures += !count_ok;
-    printf("# worst gradient error %.3e; %d checks failed\n", worst_rel, failures);
-    free_all(3, f, x, eps);
-    model_free(m);
-    return failures ? 1 : 0;
-}
-
-// ---- `./diffusion bench`: the speed of the default network (batch 64), beside the FMA peak --
-// The default U-Net's convolutions, grouped by shape: C -> OC channels, K x K, stride, on
-// side x side inputs, `count` of them (params_layout's names). bench times each shape alone, and
-// checks the table against the network's own tensors.
-static const struct {
-    int C, OC, K, stride, side, count;
-    const char *layers;
-} BENCH_CONVS[] = {
-    {1, 32, 3, 1, 28, 1, "conv_in (no input gradient)"},
-    {32, 32, 3, 1, 28, 3, "d0.conv1, d0.conv2, u2.conv2"},
-    {32, 32, 3, 2, 28, 1, "ds0"},
-    {32, 64, 3, 1, 14, 1, "d1.conv1"},
-    {32, 64, 1, 1, 14, 1, "d1.skip"},
-    {64, 64, 3, 1, 14, 3, "d1.conv2, us0, u1.conv2"},
-    {64, 64, 3, 2, 14, 1, "ds1"},
-    {64, 64, 3, 1, 7, 7, "conv1, conv2 of d2, m0, m1; u0.conv2"},
-    {64, 64, 1, 1, 7, 4, "attn.q, .k, .v, .proj"},
-    {128, 64, 3, 1, 7, 1, "u0.conv1"},
-    {128, 64, 1, 1, 7, 1, "u0.skip"},
-    {128, 64, 3, 1, 14, 1, "u1.conv1"},
-    {128, 64, 1, 1, 14, 1, "u1.skip"},
-    {64, 64, 3, 1, 28, 1, "us1"},
-    {96, 32, 3, 1, 28, 1, "u2.conv1"},
-    {96, 32, 1, 1, 28, 1, "u2.skip"},
-    {32, 1, 3, 1, 28, 1, "out_conv"},
-};
-enum { BENCH_N_CONVS = sizeof BENCH_CONVS / sizeof BENCH_CONVS[0] };
-
-// FLOPs per image (multiply-adds x 2, every one through gemm; elementwise layers, ~1%, left out):
-// a convolution 2 OC C K^2 N' (N' output positions), a linear layer 2 O I, attention's two
-// products 2 N^2 C each. Checks that BENCH_CONVS holds exactly the network's convolution weights.
-static double conv_flops(int r) {
-    int side = BENCH_CONVS[r].side / BENCH_CONVS[r].stride;
-    return 2.0 * BENCH_CONVS[r].OC * BENCH_CONVS[r].C * BENCH_CONVS[r].K * BENCH_CONVS[r].K *
-           side * side;
-}
-static double unet_flops(const Model *m) {
-    const Config *c = &m->cfg;
-    double flops = 0, table_weights = 0, conv_weights = 0, n4 = c->img_h / 4 * (c->img_w / 4);
-    for (int r = 0; r < BENCH_N_CONVS; r++) {
-        flops += BENCH_CONVS[r].count * conv_flops(r);
-        int K = BENCH_CONVS[r].K;
-        table_weights += (double)BENCH_CONVS[r].count * BENCH_CONVS[r].OC * BENCH_CONVS[r].C * K *
-                         K;
-    }
-    for (int i = 0; i < m->layout->n; i++) {
-        const TensorInfo *ti = &m->layout->info[i];
-        int linear = !strncmp(ti->name, "time", 4) || strstr(ti->name, ".temb.");
-        if (ti->kind != KIND_WEIGHT) continue;
-        if (linear) flops += 2.0 * ti->size;
-        else conv_weights += ti->size;
-    }
-    if (table_weights != conv_weights)
-        die("bench", "BENCH_CONVS (%.0f weights) does not match the network's convolutions (%.0f)",
-            table_weights, conv_weights);
-    return flops + 4.0 * n4 * n4 * c->ch2;
-}
-
-// The peak: 12 independent chains of vector multiply-adds (enough to hide their latency), per
-// thread, with this build's vectors (fused FMAs when the CPU has them, as gemm uses them).
-FMA_CLONES static double fma_chains(long iters) {  // one thread's chains; the sum of a lane
-    vec acc[12], x = (vec){0} + (real)0.999999, y = (vec){0} + (real)1e-7;
-    double sink = 0;
-    for (int i = 0; i < 12; i++) acc[i] = (vec){0} + (real)i;
-    for (long k = 0; k < iters; k++)
-#pragma GCC unroll 12
-        for (int i = 0; i < 12; i++) acc[i] = acc[i] * x + y;
-    for (int i = 0; i < 12; i++) {
-        real lane0;  // (acc[i][0], but one-lane vectors are scalars)
-        memcpy(&lane0, &acc[i], sizeof lane0);
-        sink += lane0;
-    }
-    return sink;
-}
-static double fma_peak_gflops(int threads) {
-    const long iters = 20000000;
-    double best = 0;
-    for (int rep = 0; rep < 3; rep++) {
-        double t0 = now_seconds(), sink = 0;
-#pragma omp parallel for num_threads(threads) reduction(+ : sink)
-        for (int th = 0; th < threads; th++) sink += fma_chains(iters);
-        best = fmax(best, 2.0 * 12 * VL * iters * threads / (now_seconds() - t0) / 1e9);
-        if (sink == 12345) printf(" ");  // keeps the loop from being optimised away
-    }
-    return best;
-}
-
-#ifndef BUILD_FLAGS  // the Makefile passes its flags; a hand-typed `cc` command cannot be seen
-#define BUILD_FLAGS "not recorded (built without the Makefile)"
-#endif
-#ifdef __VERSION__  // GCC's and clang's
-#define COMPILER_VERSION __VERSION__
-#else
-#define COMPILER_VERSION "(version not recorded)"
-#endif
-static int compare_doubles(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof(double), compare_doubles);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-static const char *vector_isa(void) {
-#if HAVE_FMA_CLONES
-    if (__builtin_cpu_supports("fma")) return "SSE2 + an AVX/FMA gemm_tile (picked at run time)";
-#endif
-#if defined(__AVX512F__)
-    return "AVX-512";
-#elif defined(__AVX2__)
-    return "AVX2";
-#elif defined(__SSE2__)
-    return "SSE2";
-#elif defined(__ARM_NEON)
-    return "NEON";
-#elif !defined(__GNUC__)
-    return "scalar (no vector extensions)";
-#else
-    return "generic";
-#endif
-}
-static long peak_rss_kb(void) {  // the kernel's high-water mark of resident memory (Linux)
-    long kb = 0;
-    char line[256];
-    FILE *st = fopen("/proc/self/status", "r");
-    while (st && fgets(line, sizeof line, st))
-        if (!strncmp(line, "VmHWM:", 6)) kb = atol(line + 6);
-    if (st) fclose(st);
-    return kb;
-}
-
-// Convolution shape r alone, at batch B: the median seconds t[0] of the forward, t[1] of the
-// weight gradient, t[2] of the input gradient (a backward with it, less one without).
-static void bench_conv(Model *m, int r, int B, int reps, double t[3]) {
-    int C = BENCH_CONVS[r].C, OC = BENCH_CONVS[r].OC, K = BENCH_CONVS[r].K;
-    int s = BENCH_CONVS[r].stride, H = BENCH_CONVS[r].side;
-    size_t n_in = (size_t)B * C * H * H, n_out = (size_t)B * OC * (H / s) * (H / s);
-    size_t n_w = (size_t)OC * C * K * K;
-    Rng rng = {7};
-    real *x = random_array(n_in, &rng), *dx = xcalloc(n_in, sizeof(real));
-    real *w = random_array(n_w + OC, &rng), *dw = xcalloc(n_w + OC, sizeof(real));
-    real *y = xmalloc(n_out * sizeof(real)), *dy = random_array(n_out, &rng);
-    double times[3][32];
-    for (int i = -1; i < reps; i++) {
-        double t0 = now_seconds();
-        conv2d_forward(y, x, w, w + n_w, B, C, H, H, OC, K, s, m->ws);
-        double t1 = now_seconds();
-        conv2d_backward(NULL, dw, dw + n_w, dy, x, w, B, C, H, H, OC, K, s, m->ws);
-        double t2 = now_seconds();
-        conv2d_backward(dx, dw, dw + n_w, dy, x, w, B, C, H, H, OC, K, s, m->ws);
-        double t3 = now_seconds();
-        if (i < 0) continue;
-        times[0][i] = t1 - t0;
-        times[1][i] = t2 - t1;
-        times[2][i] = t3 - t2;
-    }
-    for (int k = 0; k < 3; k++) t[k] = median(times[k], reps);
-    t[2] = t[2] > t[1] ? t[2] - t[1] : 0;
-    free_all(6, x, dx, w, dw, y, dy);
-}
-
-// Where a training step's time goes: each convolution shape's GFLOP/s (forward, weight gradient,
-// input gradient) and share of the step (times its count); the rest is everything else.
-static void bench_profile(Model *m, int B, int reps, double peak, double train_s) {
-    double shared = 0;
-    printf("per product shape, batch %d: GFLOP/s (%% of peak) and share of the training step\n", B);
-    printf("  %-22s %5s %13s %13s %13s %6s  %s\n", "convolution", "count", "forward",
-           "weight grad", "input grad", "share", "layers");
-    for (int r = 0; r < BENCH_N_CONVS; r++) {
-        double t[3], gf[3], f = B * conv_flops(r);
-        bench_conv(m, r, B, reps, t);
-        if (BENCH_CONVS[r].C == m->cfg.img_c) t[2] = 0;  // the network's input needs no gradient
-        for (int k = 0; k < 3; k++) gf[k] = t[k] > 0 ? f / t[k] / 1e9 : 0;
-        double share = BENCH_CONVS[r].count * (t[0] + t[1] + t[2]) / train_s;
-        shared += share;
-        char shape[32];
-        snprintf(shape, sizeof shape, "%d->%d %dx%d%s @%d", BENCH_CONVS[r].C, BENCH_CONVS[r].OC,
-                 BENCH_CONVS[r].K, BENCH_CONVS[r].K, BENCH_CONVS[r].stride > 1 ? " s2" : "",
-                 BENCH_CONVS[r].side);
-        printf("  %-22s %5d", shape, BENCH_CONVS[r].count);
-        for (int k = 0; k < 3; k++) printf(" %6.1f (%3.0f%%)", gf[k], 100 * gf[k] / peak);
-        printf(" %5.1f%%  %s\n", 100 * share, BENCH_CONVS[r].layers);
-    }
-    printf("  %-22s %5s %41s %5.1f%%  GroupNorm, SiLU, attention, linear, AdamW, copies\n",
-           "everything else", "", "", 100 * (1 - shared));
-}
-
-static int run_bench(int reps, int threads) {
-    const Config *c = &DEFAULT_CONFIG;
-    int B = 64;
-    Rng rng = {1};
-    Model *m = model_create(c, B);
-    params_init(m, &rng, 1);
-    size_t n = (size_t)B * c->img_c * c->img_h * c->img_w;
-    real *x = random_array(n, &rng), *eps = random_array(n, &rng), t[64];
-    int label[64];
-    for (int b = 0; b < B; b++) {
-        t[b] = (real)(1 + rng_int(&rng, 1000));
-        label[b] = rng_int(&rng, 11);
-    }
-    double fwd_flops = unet_flops(m), train_flops = 3 * fwd_flops;  // backward: dW and dx
-    double tt[32], tf[32];
-    reps = reps > 32 ? 32 : reps;
-    for (int r = -2; r < reps; r++) {  // two warm-up rounds (page faults, caches), then timed
-        double t0 = now_seconds();
-        model_loss_and_grad(m, x, t, label, eps, B);
-        adamw_step(m, &DEFAULT_HYPER, 1);
-        double t1 = now_seconds();
-        unet_forward(m, x, t, label, B);
-        double t2 = now_seconds();
-        if (r < 0) continue;
-        tt[r] = t1 - t0;
-        tf[r] = t2 - t1;
-    }
-    double train_s = median(tt, reps), fwd_s = median(tf, reps);
-    double peak = fma_peak_gflops(threads), train_gf = B * train_flops / train_s / 1e9;
-    double fwd_gf = B * fwd_flops / fwd_s / 1e9, mb = m->n_params * sizeof(real) / 1e6;
-    printf("# diffusion.c bench: default U-Net (%zu parameters), batch %d, %d thread(s), %s build, "
-           "vector ISA %s, OpenMP %s\n", m->n_params, B, threads, sizeof(real) == 4 ? "float" :
-           "double", vector_isa(), threads > 1 || m->ws->threads > 1 ? "on" : "off/1");
-    printf("# compiler %s, flags: %s\n", COMPILER_VERSION, BUILD_FLAGS);
-    printf("# FLOPs per image: forward %.1f M, training step ~3x = %.1f M (backward = weight + "
-           "input gradients)\n", fwd_flops / 1e6, train_flops / 1e6);
-    printf("# peak of this build's vectors (12 independent multiply-add chains): %.1f GFLOP/s on "
-           "%d thread(s)\n", peak, threads);
-    printf("training step (fwd+bwd+AdamW+EMA): %7.1f images/s  %6.1f GFLOP/s  (%4.1f%% of peak)  "
-           "median of %d\n", B / train_s, train_gf, 100 * train_gf / peak, reps);
-    printf("denoiser forward (sampling)      : %7.1f images/s  %6.1f GFLOP/s  (%4.1f%% of peak)\n",
-           B / fwd_s, fwd_gf, 100 * fwd_gf / peak);
-    double scratch = (2 * m->ws->threads * m->ws->col_size + (DW_SLOTS + 1) * m->ws->weight_size) *
-                     sizeof(real) / 1e6;
-    printf("memory: peak resident %.1f MB = parameters %.1f + gradients %.1f + AdamW %.1f + EMA "
-           "%.1f + activations %.1f (+ their gradients %.1f) + conv scratch %.1f MB + program\n",
-           peak_rss_kb() / 1e3, mb, mb, 2 * mb, mb, m->n_acts * sizeof(real) / 1e6,
-           m->n_acts * sizeof(real) / 1e6, scratch);
-    bench_profile(m, B, reps, peak, train_s);
-    printf("c threads=%d batch=%d train_img_s=%.1f fwd_img_s=%.1f peak_gflops=%.1f\n", threads, B,
-           B / train_s, B / fwd_s, peak);
-    free_all(2, x, eps);
-    model_free(m);
-    return 0;
-}
-
-// ============================================================================================
-// PART IV — THE COMMAND LINE
+// PART III — THE COMMAND LINE
 // ============================================================================================
 
 typedef struct {
@@ -3946,12 +2910,6 @@ static int cmd_forward(const Options *o) {
     schedule_free(&s);
     dataset_free(&d);
     return 0;
-}
-
-static int cmd_check(const Options *o) { return cmd_check_claims(o->seed); }
-static int cmd_gradcheck(const Options *o) { return run_gradcheck(o->seed); }
-static int cmd_refcheck(const Options *o) {
-    return run_refcheck(o->ref, count_params(&DEFAULT_CONFIG));
 }
 
 // `./diffusion info`: the data (with --data: its headers), and the network train would make for it:
@@ -4165,14 +3123,6 @@ static int cmd_export(const Options *o) {
     return 0;
 }
 
-static int cmd_bench(const Options *o) {
-    int threads = 1;
-#ifdef _OPENMP
-    threads = omp_get_max_threads();
-#endif
-    return run_bench(o->steps_given ? (int)o->steps : 7, threads);
-}
-
 // Every command: its name, the function that runs it, the flags it takes, and its usage text.
 typedef struct {
     const char *name;
@@ -4188,18 +3138,10 @@ static const Command commands[] = {
      "forward [IMAGE | --data fashion-mnist|DIR --index I] [--channels 1|3] [--size S] "
      "[--schedule S] [--T N] [--seed S]\n        --out strip.png\n"
      "  Writes x_t at t = 0, T/10, ..., T: the image dissolving into noise (Step 1)."},
-    {"check", cmd_check, " --seed ",
-     "check [--seed S]\n"
-     "  Measures the lecture's claims: (a)-(c), (e), (h) by Monte Carlo (10^5 samples), (d), (f),\n"
-     "  (g) exactly (only rounding separates the two sides); exit 1 on any FAIL."},
     {"info", cmd_info, " --uncond --data --channels --size --width --max-data-mb ",
      "info [--data DIR [--channels 1|3] [--size S]] [--uncond] [--width 32]\n"
      "  Prints the data (count, shape, classes; headers only) and the network train makes for it:\n"
      "  layers (tensor shapes, parameters, output shapes) and memory."},
-    {"gradcheck", cmd_gradcheck, " --seed ",
-     "gradcheck [--seed S]\n"
-     "  Compares every layer's hand-written backward with finite differences (build with -DDOUBLE "
-     "for the 1e-6 proof)."},
     {"train", cmd_train, " --data --steps --minutes --batch --lr --seed --schedule --T --ckpt "
      "--resume --uncond --log --width --threads --channels --size --max-data-mb ",
      "train [--data fashion-mnist|DIR|FILE] [--channels 1|3] [--size S] [--max-data-mb 1024]\n"
@@ -4221,14 +3163,6 @@ static const Command commands[] = {
     {"export", cmd_export, " --ckpt --out ",
      "export --ckpt model.ckpt --out small.ckpt\n"
      "  Writes the weights and EMA weights without the optimizer state (enough for sampling)."},
-    {"bench", cmd_bench, " --threads --steps ",
-     "bench [--threads N] [--steps REPS]\n"
-     "  Speed of the default network at batch 64: training and sampling images/s, GFLOP/s against "
-     "the FMA peak, memory."},
-    {"refcheck", cmd_refcheck, " --ref ",
-     "refcheck [--ref data/unet_ref.bin]\n"
-     "  Compares the network's output, loss and gradients with PyTorch's (notes/pytorch_mirror.py "
-     "ref)."},
 };
 enum { N_COMMANDS = sizeof commands / sizeof commands[0] };
 
@@ -4299,41 +3233,45 @@ static void parse_flag(Options *o, int argc, char **argv, int *i) {
     }
 }
 
-static void parse_options(Options *o, const Command *cmd, int argc, char **argv) {
+static void parse_options(Options *o, const Command *cmd, int argc, char **argv,
+                          const char *prog) {
     *o = (Options){.schedule = SCHEDULE_LINEAR, .T = 1000, .seed = 1, .lr = 2e-4, .guidance = 1,
                    .sampler = "ddpm", .ref = "data/unet_ref.bin", .max_data_mb = DEFAULT_DATA_MB};
     // batch 0: the command's default; data NULL: Fashion-MNIST (info: none)
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            printf("usage: ./diffusion %s\n", cmd->usage);
+            printf("usage: %s %s\n", prog, cmd->usage);
             exit(0);
         }
         char key[64];
         snprintf(key, sizeof key, " %s ", a[0] == '-' ? a : "IMAGE");
         if (!strstr(cmd->flags, key) || (a[0] == '-' && strpbrk(a, " \t\n")))  // "--T --seed"
-            die_usage(a, "%s for '%s' (see ./diffusion %s --help)",
-                      a[0] == '-' ? "unknown flag" : "unexpected argument", cmd->name, cmd->name);
+            die_usage(a, "%s for '%s' (see %s %s --help)",
+                      a[0] == '-' ? "unknown flag" : "unexpected argument", cmd->name, prog,
+                      cmd->name);
         if (a[0] == '-') parse_flag(o, argc, argv, &i);
         else if (o->image) die_usage(a, "only one image may be given");
         else o->image = a;
     }
 }
 
-int main(int argc, char **argv) {
+// The program: `prog COMMAND [flags]` runs the command of `table` so named. notes/check.c and
+// notes/bench.c call it with their own tables.
+static int run_command(int argc, char **argv, const Command *table, int n, const char *prog) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
         !strcmp(argv[1], "help")) {
-        printf("diffusion.c: denoising diffusion (DDPM) in one C file, following the lecture's "
-               "five steps.\n\nusage:\n");
-        for (int i = 0; i < N_COMMANDS; i++) printf("  ./diffusion %s\n\n", commands[i].usage);
+        printf("%s\n\nusage:\n", table == commands ? "diffusion.c: denoising diffusion (DDPM) in "
+               "one C file, following the lecture's five steps." : prog);
+        for (int i = 0; i < n; i++) printf("  %s %s\n\n", prog, table[i].usage);
         return argc < 2 ? 2 : 0;
     }
     const Command *cmd = NULL;
-    for (int i = 0; i < N_COMMANDS; i++)
-        if (!strcmp(argv[1], commands[i].name)) cmd = &commands[i];
-    if (!cmd) die_usage(argv[1], "unknown command (try ./diffusion --help)");
+    for (int i = 0; i < n; i++)
+        if (!strcmp(argv[1], table[i].name)) cmd = &table[i];
+    if (!cmd) die_usage(argv[1], "unknown command (try %s --help)", prog);
     Options o;
-    parse_options(&o, cmd, argc, argv);
+    parse_options(&o, cmd, argc, argv, prog);
     // A write beyond the file-size limit (ulimit -f) must fail with EFBIG and a message, not kill.
     signal(SIGXFSZ, SIG_IGN);
 #ifdef _OPENMP
@@ -4341,3 +3279,9 @@ int main(int argc, char **argv) {
 #endif
     return cmd->run(&o);
 }
+
+#ifndef DIFFUSION_NO_MAIN  // the companions under notes/ include this file and bring their own
+int main(int argc, char **argv) {
+    return run_command(argc, argv, commands, N_COMMANDS, "./diffusion");
+}
+#endif

@@ -16,6 +16,7 @@ fail() { failed=$((failed + 1)); echo "FAIL  $1"; [ -s "$TMP/log" ] && sed 's/^/
 run() { local name=$1; shift; if "$@" >"$TMP/log" 2>&1; then pass "$name"; else fail "$name"; fi; }
 
 D=$TMP/diffusion          # the student's build: cc diffusion.c -lm -O2
+CHK=$TMP/check            # notes/check.c: the claims, gradcheck, refcheck
 FASHION=/usr/share/datasets/fashion-mnist
 
 # ---- builds ------------------------------------------------------------------------------------------------
@@ -23,6 +24,9 @@ test_builds() {
     cc diffusion.c -lm -O2 -o "$D" 2>"$TMP/log" && [ ! -s "$TMP/log" ] && pass "cc diffusion.c -lm -O2: builds, no warnings" || fail "cc diffusion.c -lm -O2: builds, no warnings"
     cc -std=c11 -pedantic -Wall -Wextra -O2 diffusion.c -lm -o "$TMP/strict" 2>"$TMP/log" && [ ! -s "$TMP/log" ] && pass "cc -std=c11 -pedantic -Wall -Wextra: no warnings" || fail "cc -std=c11 -pedantic -Wall -Wextra: no warnings"
     cc -O2 -DDOUBLE diffusion.c -lm -o "$TMP/double" 2>"$TMP/log" && pass "cc -DDOUBLE builds" || fail "cc -DDOUBLE builds"
+    # the companion that checks diffusion.c (notes/check.c includes it): float and double
+    cc -O2 -Wall -Wextra notes/check.c -lm -o "$CHK" 2>"$TMP/log" && [ ! -s "$TMP/log" ] && pass "notes/check.c: builds, no warnings" || fail "notes/check.c: builds, no warnings"
+    cc -O2 -DDOUBLE notes/check.c -lm -o "$CHK.double" 2>"$TMP/log" && pass "notes/check.c -DDOUBLE builds" || fail "notes/check.c -DDOUBLE builds"
 }
 
 # ---- step 1 and 2: the schedule against float64 tables written by notes/schedule_reference.py -----------------
@@ -52,10 +56,10 @@ test_schedules() {
 
 # ---- the lecture's exactness claims, the backward passes, PyTorch ---------------------------------------------
 test_claims() {
-    run "./diffusion check: every claim of the lecture (Monte Carlo, 1e5 samples)" "$D" check
-    run "gradcheck, -DDOUBLE build: every layer and the whole U-Net within 1e-6" "$TMP/double" gradcheck
-    run "gradcheck, float build (indicative tolerance 5e-2)" "$D" gradcheck
-    run "refcheck: output, loss, every gradient and the parameter count vs PyTorch (data/unet_ref.bin)" "$D" refcheck
+    run "notes/check claims: every claim of the lecture (Monte Carlo, 1e5 samples)" "$CHK" claims
+    run "gradcheck, -DDOUBLE build: every layer and the whole U-Net within 1e-6" "$CHK.double" gradcheck
+    run "gradcheck, float build (indicative tolerance 5e-2)" "$CHK" gradcheck
+    run "refcheck: output, loss, every gradient and the parameter count vs PyTorch (data/unet_ref.bin)" "$CHK" refcheck
     "$D" info >"$TMP/log" 2>&1 && grep -q "^parameters: 795105$" "$TMP/log" && pass "info: 795105 parameters (the PyTorch mirror's count)" || fail "info: 795105 parameters"
     grep -q "memory: parameters" "$TMP/log" && pass "info: memory per part" || fail "info: memory per part"
     if [ -x notes/check_map.sh ]; then run "notes/README.md: every function the map names exists" notes/check_map.sh; fi
@@ -298,8 +302,13 @@ test_sanitized() {
                "export --ckpt $TMP/z.ckpt --out $TMP/zs.ckpt" "forward --data $FASHION --index 5 --out $TMP/zf.png" \
                "train --data $TMP/img/colour --width 8 --batch 4 --steps 2 --ckpt $TMP/zc.ckpt" \
                "sample --ckpt $TMP/zc.ckpt --sampler ddim --steps 2 --label red --n 2 --out $TMP/zc.png" \
-               "info --data $TMP/img/mixed" "refcheck" "gradcheck"; do
-        if ! "$S" $cmd >"$TMP/out" 2>"$TMP/err" || grep -qE "Sanitizer|runtime error|leak" "$TMP/err"; then
+               "info --data $TMP/img/mixed" "check refcheck" "check gradcheck"; do
+        local prog=$S
+        if [ "${cmd%% *}" = check ]; then
+            prog=$TMP/asan_check; cmd=${cmd#check }
+            [ -x "$prog" ] || cc -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all notes/check.c -lm -o "$prog"
+        fi
+        if ! "$prog" $cmd >"$TMP/out" 2>"$TMP/err" || grep -qE "Sanitizer|runtime error|leak" "$TMP/err"; then
             ok=0; { echo "$cmd"; tail -5 "$TMP/err"; } >>"$TMP/log"
         fi
     done
@@ -420,10 +429,11 @@ test_web() {
 
 # ---- other compilers and machines: clang, aarch64 under qemu, 32 bits, tcc ----------------------------------
 # Each runs when its tools are installed (.ci/run installs them all) and prints SKIP otherwise.
-# build_quiet NAME OUT COMPILER ARGS...: `COMPILER ARGS... diffusion.c -lm -o OUT` builds and prints nothing.
+# build_quiet NAME OUT COMPILER ARGS...: `COMPILER ARGS... diffusion.c -lm -o OUT` builds and prints nothing
+# (SRC=notes/check.c build_quiet ...: the companion instead).
 build_quiet() {
     local name=$1 out=$2; shift 2
-    if "$@" diffusion.c -lm -o "$out" >"$TMP/log" 2>&1 && [ ! -s "$TMP/log" ]; then pass "$name: builds, no warnings"; return 0; fi
+    if "$@" "${SRC:-diffusion.c}" -lm -o "$out" >"$TMP/log" 2>&1 && [ ! -s "$TMP/log" ]; then pass "$name: builds, no warnings"; return 0; fi
     fail "$name: builds, no warnings"; return 1
 }
 # agree KIND A B TOL: how close two results of the same run on two machines are, printed; false beyond TOL.
@@ -490,10 +500,11 @@ test_clang() {
     local C=$TMP/clang omp
     build_quiet "clang -Wall -Wextra -O2" "$C" clang -Wall -Wextra -O2 || return
     build_quiet "clang -std=c11 -pedantic -Wall -Wextra" "$TMP/clang_c11" clang -std=c11 -pedantic -Wall -Wextra -O2
-    build_quiet "clang -DDOUBLE" "$C.double" clang -Wall -Wextra -O2 -DDOUBLE
-    run "clang build: check" "$C" check
+    SRC=notes/check.c build_quiet "clang notes/check.c" "$C.check" clang -Wall -Wextra -O2
+    SRC=notes/check.c build_quiet "clang notes/check.c -DDOUBLE" "$C.double" clang -Wall -Wextra -O2 -DDOUBLE
+    run "clang build: claims" "$C.check" claims
     run "clang -DDOUBLE build: gradcheck within 1e-6" "$C.double" gradcheck
-    run "clang build: refcheck" "$C" refcheck
+    run "clang build: refcheck" "$C.check" refcheck
     tiny --steps 20 --seed 11 --ckpt "$TMP/gcc.ckpt" >/dev/null 2>&1
     "$C" train --width 8 --batch 8 --seed 11 --steps 20 --ckpt "$TMP/clang.ckpt" >/dev/null 2>&1
     cmp -s "$TMP/gcc.ckpt" "$TMP/clang.ckpt" && pass "clang and GCC builds: identical weights after 20 steps" || fail "clang and GCC builds: identical weights after 20 steps"
@@ -503,10 +514,11 @@ test_clang() {
     fi
     omp=$TMP/clang_omp
     build_quiet "clang -fopenmp -Wall -Wextra -O2" "$omp" clang -fopenmp -Wall -Wextra -O2 || return
-    build_quiet "clang -fopenmp -DDOUBLE" "$omp.double" clang -fopenmp -Wall -Wextra -O2 -DDOUBLE
-    run "clang -fopenmp build: check" "$omp" check
+    SRC=notes/check.c build_quiet "clang -fopenmp notes/check.c" "$omp.check" clang -fopenmp -Wall -Wextra -O2
+    SRC=notes/check.c build_quiet "clang -fopenmp notes/check.c -DDOUBLE" "$omp.double" clang -fopenmp -Wall -Wextra -O2 -DDOUBLE
+    run "clang -fopenmp build: claims" "$omp.check" claims
     run "clang -fopenmp -DDOUBLE build: gradcheck within 1e-6" "$omp.double" gradcheck
-    run "clang -fopenmp build: refcheck" "$omp" refcheck
+    run "clang -fopenmp build: refcheck" "$omp.check" refcheck
     "$omp" train --width 8 --batch 8 --seed 11 --steps 20 --threads 2 --ckpt "$TMP/clang_omp.ckpt" >/dev/null 2>&1
     cmp -s "$TMP/gcc.ckpt" "$TMP/clang_omp.ckpt" && pass "clang -fopenmp on 2 threads: identical weights to GCC's 1 thread" || fail "clang -fopenmp on 2 threads: identical weights to GCC's 1 thread"
 }
@@ -523,12 +535,12 @@ test_aarch64() {
     # -static: qemu needs no ARM loader; -idirafter: the host's stb headers, after the target's own headers
     local flags="-O2 -Wall -Wextra -static -idirafter /usr/include"
     build_quiet "aarch64 (cross GCC, NEON)" "$A" $CC $flags || return
-    build_quiet "aarch64 -DDOUBLE" "$A.double" $CC $flags -DDOUBLE
-    # check under qemu at 10^4 samples per claim (its tolerances scale with them): 45 s instead of 4.5 minutes
-    build_quiet "aarch64 -DCHECK_SAMPLES=10000" "$A.check" $CC $flags -DCHECK_SAMPLES=10000
-    run "aarch64 under qemu: check (10^4 samples per claim)" $Q "$A.check" check
+    SRC=notes/check.c build_quiet "aarch64 notes/check.c -DDOUBLE" "$A.double" $CC $flags -DDOUBLE
+    # the claims under qemu at 10^4 samples per claim (its tolerances scale with them): 45 s instead of 4.5 minutes
+    SRC=notes/check.c build_quiet "aarch64 notes/check.c -DCHECK_SAMPLES=10000" "$A.check" $CC $flags -DCHECK_SAMPLES=10000
+    run "aarch64 under qemu: claims (10^4 samples per claim)" $Q "$A.check" claims
     run "aarch64 under qemu: gradcheck (-DDOUBLE) within 1e-6" $Q "$A.double" gradcheck
-    run "aarch64 under qemu: refcheck" $Q "$A" refcheck
+    run "aarch64 under qemu: refcheck" $Q "$A.check" refcheck
     if ! command -v python3 >/dev/null 2>&1; then echo "SKIP  aarch64 vs x86-64: python3 not installed"; return; fi
     tiny --steps 5 --ckpt "$TMP/x86_5.ckpt" --log "$TMP/x86_5.csv" >/dev/null 2>&1
     $Q "$A" train --width 8 --batch 8 --seed 7 --steps 5 --ckpt "$TMP/arm_5.ckpt" --log "$TMP/arm_5.csv" >"$TMP/log" 2>&1
@@ -548,7 +560,8 @@ test_aarch64() {
     # with the cross GCC's binutils and libraries
     command -v clang >/dev/null 2>&1 || return
     build_quiet "clang --target=aarch64-linux-gnu" "$A.clang" clang --target=aarch64-linux-gnu $flags || return
-    run "clang aarch64 under qemu: refcheck" $Q "$A.clang" refcheck
+    SRC=notes/check.c build_quiet "clang --target=aarch64-linux-gnu notes/check.c" "$A.clang_check" clang --target=aarch64-linux-gnu $flags || return
+    run "clang aarch64 under qemu: refcheck" $Q "$A.clang_check" refcheck
     $Q "$A.clang" train --width 8 --batch 8 --seed 7 --steps 5 --ckpt "$TMP/arm_clang_5.ckpt" >"$TMP/log" 2>&1
     if out=$(agree ckpt "$TMP/arm_clang_5.ckpt" "$TMP/x86_5.ckpt" 1e-4 2>&1)
     then pass "clang aarch64 vs x86-64, weights after 5 steps: $out (<= 1e-4)"; else fail "clang aarch64 vs x86-64, weights after 5 steps: $out"; fi
@@ -563,12 +576,13 @@ test_32bit() {
     else echo "SKIP  32-bit build: needs gcc-multilib or gcc-i686-linux-gnu with libc6-dev-i386-cross"; return; fi
     local flags="-O2 -Wall -Wextra -msse2 -mfpmath=sse -static"
     build_quiet "32-bit x86 ($CC)" "$B" $CC $flags || return
-    build_quiet "32-bit x86 -DDOUBLE" "$B.double" $CC $flags -DDOUBLE
+    SRC=notes/check.c build_quiet "32-bit x86 notes/check.c" "$B.check" $CC $flags
+    SRC=notes/check.c build_quiet "32-bit x86 notes/check.c -DDOUBLE" "$B.double" $CC $flags -DDOUBLE
     if ! "$B" info >/dev/null 2>&1; then
         if command -v qemu-i386 >/dev/null 2>&1; then run32="qemu-i386 -cpu max"
         else echo "SKIP  32-bit runs: this kernel runs no 32-bit programs and qemu-i386 is missing"; return; fi
     fi
-    run "32-bit: check" $run32 "$B" check
+    run "32-bit: claims" $run32 "$B.check" claims
     run "32-bit -DDOUBLE: gradcheck within 1e-6" $run32 "$B.double" gradcheck
     # a seed above 2^32 (a 32-bit long cannot hold it), 20 steps, a sample: byte for byte the 64-bit build's
     tiny --steps 20 --seed 1099511627783 --ckpt "$TMP/s64.ckpt" >/dev/null 2>&1
@@ -585,8 +599,9 @@ test_32bit() {
 test_tcc() {
     if ! command -v tcc >/dev/null 2>&1; then echo "SKIP  tcc: not installed"; return; fi
     build_quiet "tcc diffusion.c -lm" "$TMP/tcc" tcc || return
-    run "tcc build: check" "$TMP/tcc" check
-    run "tcc build: refcheck" "$TMP/tcc" refcheck
+    SRC=notes/check.c build_quiet "tcc notes/check.c -lm" "$TMP/tcc_check" tcc || return
+    run "tcc build: claims" "$TMP/tcc_check" claims
+    run "tcc build: refcheck" "$TMP/tcc_check" refcheck
 }
 
 test_builds

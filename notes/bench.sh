@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# notes/bench.sh [BINARY] — `make bench`: diffusion.c and its PyTorch mirror (notes/pytorch_mirror.py bench), the same
+# notes/bench.sh [BINARY] — `make bench`: notes/bench.c (diffusion.c timed) and its PyTorch mirror (notes/pytorch_mirror.py bench), the same
 # network at batch 64, one after the other in this one invocation, at 1 thread and at all cores; then a table of
 # images/s with the ratios C / PyTorch. Without python3-torch, the C numbers alone.
 set -u
 cd "$(dirname "$0")/.."
-BIN=${1:-./diffusion}
+BIN=${1:-notes/bench}
 ALL=$(nproc)
 have_torch=0 PY=python3
 for p in python3 /usr/bin/python3; do "$p" -c 'import torch' 2>/dev/null && { have_torch=1; PY=$p; break; }; done

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# check_map.sh [MAP.md] [SOURCE.c]
+# check_map.sh [MAP.md] [SOURCE.c...]   (default: diffusion.c and its companions notes/check.c, notes/bench.c)
 #
 # Keeps the map in notes/README.md honest: every `identifier` in a "function" column of its tables (a column whose
 # header contains the word "function") must be defined in diffusion.c, as a function (`static ... name(` in
@@ -10,8 +10,11 @@
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 map=${1:-$here/README.md}
-src=${2:-$here/../diffusion.c}
-for f in "$map" "$src"; do [ -f "$f" ] || { echo "check_map.sh: $f: no such file" >&2; exit 2; }; done
+shift $(($# > 0 ? 1 : 0))
+srcs=("$@")
+[ $# -gt 0 ] || srcs=("$here/../diffusion.c" "$here/check.c" "$here/bench.c")
+src=${srcs[0]}
+for f in "$map" "${srcs[@]}"; do [ -f "$f" ] || { echo "check_map.sh: $f: no such file" >&2; exit 2; }; done
 
 # 1. The names in the map: "line<TAB>name" for every backticked token in a function column. A cell may hold a
 #    `\|` (a literal bar inside an equation); it is not a column separator.
@@ -66,7 +69,7 @@ defined=$(awk '
         s = $0; sub(/\/\/.*/, "", s); n = split(s, parts, ",")
         for (i = 1; i <= n; i++) { p = parts[i]; if (p !~ /=/) continue; sub(/[ \t]*(\[[^]]*\])?[ \t]*=.*/, "", p); m = split(p, w, /[ *]+/); print w[m] }
     }
-' "$src" | sort -u)
+' "${srcs[@]}" | sort -u)
 
 # 3. Compare.
 checked=0 missing=0
@@ -77,13 +80,13 @@ while IFS=$'\t' read -r line name; do
         echo "check_map.sh: $(basename "$map") line $line: \`$name\` in a function column is not a C identifier"
         missing=$((missing + 1))
     elif ! grep -qx -- "$bare" <<< "$defined"; then
-        echo "check_map.sh: $(basename "$map") line $line: \`$bare\` is not defined in $(basename "$src")"
+        echo "check_map.sh: $(basename "$map") line $line: \`$bare\` is not defined in ${srcs[*]##*/}"
         missing=$((missing + 1))
     fi
 done <<< "$names"
 unique=$(cut -f2 <<< "$names" | sort -u | wc -l)
 if [ $missing -gt 0 ]; then
-    echo "check_map.sh: $missing of $checked names in the map are missing from $(basename "$src"): FAIL"
+    echo "check_map.sh: $missing of $checked names in the map are missing from ${srcs[*]##*/}: FAIL"
     exit 1
 fi
-echo "check_map.sh: $checked references ($unique distinct names) in the map of $(basename "$map"), all defined in $(basename "$src"): PASS"
+echo "check_map.sh: $checked references ($unique distinct names) in the map of $(basename "$map"), all defined in ${srcs[*]##*/}: PASS"

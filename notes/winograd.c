@@ -7,15 +7,15 @@
 // and summed over input channels the elementwise products become 16 matrix products, one per
 // position xi of the 4x4 tile: M_xi (OC, tiles) = U_xi (OC, C) . V_xi (C, tiles). This probe times
 // that forward pass, with diffusion.c's own gemm for the 16 products, against conv2d_forward (the
-// padded-grid product of PART II) on every 3x3 stride-1 shape of the network with C, OC >= 32,
+// padded-grid product of diffusion.c's PART II) on every 3x3 stride-1 shape of the network with C, OC >= 32,
 // batch 64, one thread, CPU time, best of 5; and it checks that both give the same numbers.
 //
 //   cc -O3 -march=native notes/winograd.c -lm -o /tmp/winograd && /tmp/winograd
 //
 // It is not part of diffusion.c: README.md, *Speed*, says what it measured and why the plain path
 // stays. test.sh builds it and checks its error.
-#define main diffusion_main
-#include "../diffusion.c"
+#define main bench_main  // this probe has its own
+#include "bench.c"       // diffusion.c, and bench's table of the network's convolutions
 #undef main
 
 static double cpu_seconds(void) {
