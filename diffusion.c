@@ -74,6 +74,10 @@
 #include <stb/stb_image_write.h>
 #endif
 
+// The largest batch (--batch, --n's chunks, a checkpoint's batch): sampling keeps 2 x MAX_BATCH
+// times and labels on the stack.
+enum { MAX_BATCH = 4096 };
+
 // The network computes in `real`: float by default (fast, and plenty for training), double with
 // -DDOUBLE so that gradcheck can compare gradients with finite differences to 1e-6.
 #ifdef DOUBLE
@@ -81,6 +85,57 @@ typedef double real;
 #else
 typedef float real;
 #endif
+
+// ---- Declarations: the structures PART I defines, and the functions of PART II it calls by name
+// (C wants a declaration before the first call; skip this block on a first reading).
+typedef struct Rng Rng;
+typedef struct Schedule Schedule;
+typedef struct Dataset Dataset;
+typedef struct Config Config;
+typedef struct ConvParams ConvParams;
+typedef struct ResBlockParams ResBlockParams;
+typedef struct Model Model;
+typedef struct TrainOptions TrainOptions;
+typedef struct TrainRun TrainRun;
+typedef struct SampleOptions SampleOptions;
+typedef struct Workspace Workspace;  // convolution scratch
+typedef struct Layout Layout;        // names, offsets and kinds of the parameter tensors
+// a tensor's kind decides its first values (params_init)
+typedef enum { KIND_WEIGHT, KIND_BIAS, KIND_GN_GAIN, KIND_GN_SHIFT, KIND_TABLE } TensorKind;
+static double now_seconds(void);                  // a monotonic clock, in seconds
+static void posterior_coefficients(Schedule *s);  // Step 2, called by Step 1's schedule_make
+static void gemm(int M, int N, int K, const real *A, long ars, long acs, const real *B, long brs,
+                 long bcs, real *C, long crs, int accumulate);
+static void lane_sums(const real *a, const real *b, real shift, real scale, long n, double *sum_a,
+                      double *sum_ab);
+static double lane_sum(const real *a, long n);
+static real exp_real(real x);
+static void im2col(real *col, const real *inp, int C, int H, int W, int K, int stride);
+static real *thread_col(const Workspace *ws);
+static real *thread_dcol(const Workspace *ws);
+static void conv2d_image_padded(real *out, const real *inp, const real *weight, int C, int H,
+                                int W, int OC, int K, int accumulate, const Workspace *ws);
+static void conv2d_weight_grad(real *dweight, const real *dout, const real *inp, int B, int C,
+                               int H, int W, int OC, int K, int stride, const Workspace *ws);
+static void conv2d_input_grad_flipped(real *dinp, const real *dout, const real *weight, int B,
+                                      int C, int H, int W, int OC, int K, const Workspace *ws);
+static ConvParams take_conv(Layout *L, const char *prefix, int cout, int cin, int K);
+static ResBlockParams take_resblock(Layout *L, const char *name, int cin, int cout, int temb);
+static real *take(Layout *L, const char *name, size_t n, int fan_in, TensorKind kind);
+static void layout_begin(Layout *L, real *base);  // an empty layout handing out base (or counting)
+static void last_shape(Layout *L, int rows, int cols);  // the last tensor is a (rows, cols) table
+static Model *model_create(const Config *c, int max_batch);
+static void model_free(Model *m);
+static size_t count_params(const Config *c);
+static void params_init(Model *m, Rng *rng, int test);
+static TrainRun *train_begin(const TrainOptions *o, Model *m, const Dataset *d, const Schedule *s,
+                             int64_t step, int B);
+static int train_goes_on(const TrainRun *r, int64_t step);
+static void train_record(TrainRun *r, const Model *m, int64_t step, double loss, double gnorm,
+                         const Rng *rng);
+static void train_end(TrainRun *r, const Model *m, int64_t step, const Rng *rng);
+static void sample_watch(const SampleOptions *o, int i, int S, const real *x, const real *x0_hat,
+                         size_t n, int progress);
 
 // ============================================================================================
 // PART I — THE LECTURE
@@ -116,7 +171,6 @@ static void die_usage(const char *what, const char *fmt, ...) {
 #else
 #define USED_BY_CHECKS
 #endif
-static double now_seconds(void);  // a monotonic clock, in seconds
 static void *xmalloc(size_t bytes) {  // checked malloc; never returns NULL
     void *p = malloc(bytes ? bytes : 1);
     if (!p) die("memory", "cannot allocate %zu bytes", bytes);
@@ -139,9 +193,9 @@ static void free_all(int n, ...) {  // free() of n pointers
 // passes BigCrush, and its whole state is one number, so a checkpoint can save it and `--seed`
 // reproduces every draw. Nothing here uses rand() or hidden global state: whoever draws passes the
 // Rng.
-typedef struct {
+struct Rng {
     uint64_t state;
-} Rng;
+};
 static const double PI = 3.14159265358979323846;
 
 static uint64_t rng_u64(Rng *r) {
@@ -204,7 +258,7 @@ static const char *schedule_names[] = {"linear", "cosine", "sde"};
 // not float: alpha_bar_T is a product of 1000 factors, and 1 - alpha_bar_t near t = 1 is a
 // difference of nearly equal numbers; float's 7 digits would leave 3 or 4 correct digits in
 // beta_tilde_1..10.
-typedef struct {
+struct Schedule {
     ScheduleKind kind;
     int T;
     double *beta;                 // beta_t = 1 - alpha_t, the variance added by step t
@@ -213,7 +267,7 @@ typedef struct {
     double *one_minus_alpha_bar;  // 1 - alpha_bar_t, kept separately to avoid cancellation
     double *beta_tilde;           // posterior variance (Step 2)
     double *coef_x0, *coef_xt;    // posterior mean mu_t = coef_x0 x_0 + coef_xt x_t (Step 2)
-} Schedule;
+};
 
 // The VP-SDE noise rate of Song et al. (2021), beta(u) = beta_min + (beta_max - beta_min) u on
 // [0, 1], and its integral from 0 to u. The `sde` schedule and the reverse-SDE sampler use them.
@@ -255,8 +309,6 @@ static void schedule_betas(double *beta, ScheduleKind kind, int T) {
         }
     }
 }
-
-static void posterior_coefficients(Schedule *s);  // Step 2
 
 static Schedule schedule_make(ScheduleKind kind, int T) {
     Schedule s = {.kind = kind, .T = T};
@@ -344,14 +396,14 @@ static void posterior_mean(real *mu, const real *xt, const real *x0, const Sched
 // The data x_0 is drawn from: Fashion-MNIST, or a folder of the user's PNG/JPEG images (the
 // loaders, with their checks against hostile files, are in PART II: load_dataset).
 typedef char ClassName[64];  // a class's name: Fashion-MNIST's, or the user's folder name
-typedef struct {
+struct Dataset {
     int n, c, h, w;  // n images of c channels, h x w pixels
     float *pixels;   // (n, c, h, w) scaled to [-1, 1]: the forward process adds unit-variance
                      // noise, so the data should be on a comparable, zero-centred scale
     int *labels;     // (n) class 0..n_classes-1, or NULL when the data has no classes
     int n_classes;
     ClassName *class_names;  // (n_classes)
-} Dataset;
+};
 
 // The slide's algorithm for a batch: B tuples (x_0, t, eps, x_t), with labels when the data has
 // them. x0, eps, xt: (B, C, H, W); t, label: (B).
@@ -395,14 +447,8 @@ static USED_BY_CHECKS void matmul_reference(int M, int N, int K, const real *A, 
 }
 // The layers call gemm: the same product, computed 50-100x faster by the blocking of PART II.
 // gradcheck compares the two.
-static void gemm(int M, int N, int K, const real *A, long ars, long acs, const real *B, long brs,
-                 long bcs, real *C, long crs, int accumulate);
 // Also in PART II: the sums and the exponential that the layers below call, written so that
 // the compiler vectorizes them: lane_sums (sum a, sum a (b - shift) scale), lane_sum, exp_real.
-static void lane_sums(const real *a, const real *b, real shift, real scale, long n, double *sum_a,
-                      double *sum_ab);
-static double lane_sum(const real *a, long n);
-static real exp_real(real x);
 
 // ---- Convolution (3x3 stride 1 or 2, 1x1) ---------------------------------------------------
 // A KxK convolution is a matrix product once every input patch is unrolled into a column: col
@@ -428,7 +474,6 @@ static void im2col_reference(real *col, const real *inp, int C, int H, int W, in
                     col[((size_t)c * K * K + k) * OH * OW + oy * OW + ox] = v;
                 }
 }
-static void im2col(real *col, const real *inp, int C, int H, int W, int K, int stride);
 
 // The adjoint of im2col: each column entry adds its gradient back to the pixel it came from.
 // dcol (C*K*K, OH*OW) -> dinp (C,H,W) (+=)
@@ -455,12 +500,7 @@ static void col2im(real *dinp, const real *dcol, int C, int H, int W, int K, int
 
 // Scratch for the convolutions, allocated once (PART II): thread_col and thread_dcol are the
 // calling thread's own buffers for an im2col.
-typedef struct Workspace Workspace;
-static real *thread_col(const Workspace *ws);
-static real *thread_dcol(const Workspace *ws);
 // In PART II: out (OC,H,W) = [out +] W . col(inp) for one image, stride 1, without building col.
-static void conv2d_image_padded(real *out, const real *inp, const real *weight, int C, int H,
-                                int W, int OC, int K, int accumulate, const Workspace *ws);
 
 // inp (B,C,H,W), weight (OC,C,K,K), bias (OC) -> out (B,OC,OH,OW). Images in parallel.
 static void conv2d_forward(real *out, const real *inp, const real *weight, const real *bias, int B,
@@ -504,10 +544,6 @@ static void conv2d_input_grad_plain(real *dinp, const real *dout, const real *we
 }
 // In PART II: dW summed in a fixed order on any number of threads; dinp of a stride-1 convolution
 // as a convolution of dout with the flipped kernel (the same sum, as one large product).
-static void conv2d_weight_grad(real *dweight, const real *dout, const real *inp, int B, int C,
-                               int H, int W, int OC, int K, int stride, const Workspace *ws);
-static void conv2d_input_grad_flipped(real *dinp, const real *dout, const real *weight, int B,
-                                      int C, int H, int W, int OC, int K, const Workspace *ws);
 
 // forward: out = W . col(inp) + b, so  dW += dout . col^T,  db += sum_p dout,
 // dinp += col2im(W^T . dout). dinp may be NULL (the network's input needs no gradient).
@@ -783,23 +819,23 @@ static void mse_backward(real *dpred, const real *pred, const real *eps, size_t 
 // ---- The U-Net: configuration, parameters, activations --------------------------------------
 // Default sizes: 28x28x1 input, widths 32 at 28x28 and 64 at 14x14 and 7x7, a 32-dim sinusoid
 // lifted to a 128-dim time embedding, GroupNorm with 8 groups, 10 classes plus the "no label" row.
-typedef struct {
+struct Config {
     int img_c, img_h, img_w;  // image channels and size (h, w divisible by 4: two 2x downsamplings)
     int ch1, ch2;             // channels at full resolution, and at 1/2 and 1/4 resolution
     int tdim, temb;           // sinusoid width, time-embedding width
     int groups;               // GroupNorm groups (divides ch1 and ch2)
     int n_classes;            // class labels 0..n_classes-1; row n_classes of the table: no label
     int cond;                 // 1: class-conditional (has the label table), 0: unconditional
-} Config;
+};
 static const Config DEFAULT_CONFIG = {1, 28, 28, 32, 64, 32, 128, 8, 10, 1};
 
 // Every parameter tensor is a named view into one flat buffer. The gradients, the AdamW moments and
 // the EMA weights use the same layout, so the optimiser is one loop over one array, and the
 // checkpoint and the PyTorch mirror agree on the order: the order of the take() calls below.
-typedef struct {
+struct ConvParams {
     real *w, *b;  // weight (OC,C,K,K) or (O,I), bias (OC)
-} ConvParams;
-typedef struct {
+};
+struct ResBlockParams {
     int cin, cout;
     real *gn1_g, *gn1_b;  // (cin)
     ConvParams conv1;     // (cout,cin,3,3)
@@ -807,7 +843,7 @@ typedef struct {
     real *gn2_g, *gn2_b;  // (cout)
     ConvParams conv2;     // (cout,cout,3,3)
     ConvParams skip;      // (cout,cin,1,1) when cin != cout, else NULL (identity)
-} ResBlockParams;
+};
 typedef struct {
     real *gn_g, *gn_b;         // (C)
     ConvParams q, k, v, proj;  // (C,C,1,1) each
@@ -828,15 +864,8 @@ typedef struct {
 
 // A layout (PART II) hands out consecutive pieces of a buffer, or only counts them, and records
 // each tensor's name, size and kind (for initialisation, gradcheck, refcheck and `info`).
-typedef enum { KIND_WEIGHT, KIND_BIAS, KIND_GN_GAIN, KIND_GN_SHIFT, KIND_TABLE } TensorKind;
-typedef struct Layout Layout;
 
 // take_conv and take_resblock (PART II) hand out a layer's tensors in order, named prefix.w, ...
-static ConvParams take_conv(Layout *L, const char *prefix, int cout, int cin, int K);
-static ResBlockParams take_resblock(Layout *L, const char *name, int cin, int cout, int temb);
-static real *take(Layout *L, const char *name, size_t n, int fan_in, TensorKind kind);
-static void layout_begin(Layout *L, real *base);  // an empty layout handing out base (or counting)
-static void last_shape(Layout *L, int rows, int cols);  // the last tensor is a (rows, cols) table
 static void params_layout(Params *P, Layout *L, real *base, const Config *c) {
     layout_begin(L, base);
     int ch1 = c->ch1, ch2 = c->ch2, e = c->temb;
@@ -915,7 +944,7 @@ typedef struct {
 
 // The model: config, parameters (+ gradients, AdamW moments, EMA: one layout), activations (+
 // their gradients), and scratch for the convolutions. Everything is allocated once.
-typedef struct {
+struct Model {
     Config cfg;
     int max_batch;
     size_t n_params, n_acts;
@@ -927,16 +956,12 @@ typedef struct {
     Workspace *ws;                                 // convolution scratch (PART II)
     real *scratch;  // attention scratch (2 N^2 at the lowest resolution)
     ClassName *class_names;  // (n_classes) when cond: what each label means (in the checkpoint)
-} Model;
+};
 // In PART II: model_create carves every buffer once (checking the config), model_free frees them.
-static Model *model_create(const Config *c, int max_batch);
-static void model_free(Model *m);
-static size_t count_params(const Config *c);
 
 // The first weights (params_init, PART II): PyTorch's default U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
 // and, as in Ho et al.'s DDPM code, zero for the last convolution of every residual branch and
 // the output: each block starts as the identity and the first prediction is eps_theta = 0.
-static void params_init(Model *m, Rng *rng, int test);
 
 // ---- ResBlock -------------------------------------------------------------------------------
 //   h = conv1(SiLU(GN(x))) + Linear(SiLU(emb));   out = conv2(SiLU(GN(h))) + (skip(x) or x)
@@ -1195,114 +1220,47 @@ static double adamw_step(Model *m, const TrainHyper *h, int64_t step) {
 }
 
 // ---- The training loop ----------------------------------------------------------------------
-// In PART II: the checkpoints (atomic, CRC-checked files); the data is loaded by cmd_train.
-static void checkpoint_save(const char *path, const Model *m, ScheduleKind sched, int T,
-                            int64_t step, const Rng *rng, int batch, int slim);
-static Model *checkpoint_load(const char *path, int max_batch, ScheduleKind *sched, int *T,
-                              int64_t *step, Rng *rng, int *has_optimizer, int *batch);
-
-typedef struct {
+struct TrainOptions {
     const char *data, *ckpt, *log;
     int64_t steps;   // steps to run in this invocation (0: until `minutes` is up)
     double minutes;  // wall-clock budget (0: none)
-    int batch;       // 0: 64, or on --resume the checkpoint's batch size
-    int resume;
-    ScheduleKind schedule;
-    int T;
-    uint64_t seed;
+    int resume;      // appending to the log of a resumed run
     TrainHyper hyper;
     int save_every;  // steps between checkpoints
-} TrainOptions;
+};
 
-// Ctrl-C sets this flag (the one piece of global state: a signal handler can reach nothing else);
-// the training loop finishes its step, saves and exits.
-static volatile sig_atomic_t interrupted = 0;
-static void on_sigint(int sig) {
-    (void)sig;
-    interrupted = 1;
+// Classifier-free guidance (lecture 001) needs one network for both eps(x,t,c) and eps(x,t,none):
+// each label is hidden 10% of the time (row n_classes: "no label"), so it also learns without
+// one. Images without a class (label < 0) always go without.
+static void drop_labels(int *label, int B, int n_classes, Rng *rng) {
+    for (int b = 0; b < B; b++)
+        if (label[b] < 0 || rng_uniform(rng) < 0.1) label[b] = n_classes;
 }
 
-// In PART II: the CSV log, and the progress line.
-static FILE *log_open(const char *path, int resume);
-static void log_close(FILE *log, const char *path, const char *ckpt);
-static void train_progress(const TrainOptions *o, const Config *c, int64_t done, double loss, int B,
-                           double elapsed, int tty);
-
-// One step of the slide's "learn eps_theta": B tuples drawn as in Step 3 (x0, eps, xt (B,C,H,W);
-// t, label (B)), each label hidden 10% of the time, the loss and its gradient, an AdamW step.
-// Returns the loss; *gnorm receives the gradient's norm.
-static double train_step(Model *m, const Dataset *d, const Schedule *s, real *x0, real *eps,
-                         real *xt, int *t, int *label, int B, const TrainHyper *h,
-                         int64_t step, Rng *rng, double *gnorm) {
-    real tr[4096];
-    draw_training_batch(x0, t, eps, xt, label, d, s, B, rng);
-    for (int b = 0; b < B; b++) {
-        tr[b] = (real)t[b];
-        // Classifier-free guidance needs one network for both eps(x,t,c) and eps(x,t,none):
-        // 10% of the time the label is hidden (row n_classes), so it also learns without one.
-        if (label[b] < 0 || rng_uniform(rng) < 0.1) label[b] = m->cfg.n_classes;
-    }
-    double loss = model_loss_and_grad(m, xt, tr, label, eps, B);
-    if (isfinite(loss)) *gnorm = adamw_step(m, h, step + 1);
-    return loss;
-}
-
-// The training loop on data d: steps until o->steps or o->minutes (or Ctrl-C), a checkpoint every
-// o->save_every steps and at the end. m is new or resumed at `step` (cmd_train).
-static int train(const TrainOptions *o, Model *m, const Dataset *d, ScheduleKind sched, int T,
-                 int64_t step, Rng rng, int B) {
-    signal(SIGINT, on_sigint);
-    const Config *c = &m->cfg;
+// Steps 3 and 4 on data d, from `step` (0, or a resumed checkpoint's: cmd_train):
+//     repeat: (x_0, t, eps, x_t) as in Step 3;  loss = mean (eps - eps_theta(x_t, t))^2;
+//             its gradient (backward);  one AdamW step, and the EMA
+// until o->steps or o->minutes are done, or Ctrl-C. A TrainRun (PART II) keeps the run's books:
+// Ctrl-C, the CSV log, the progress line, a checkpoint every o->save_every steps and at the end.
+static void train(const TrainOptions *o, Model *m, const Dataset *d, ScheduleKind sched, int T,
+                  int64_t step, Rng rng, int B) {
     Schedule s = schedule_make(sched, T);
-    schedule_warn(&s);
-    size_t n = (size_t)B * c->img_c * c->img_h * c->img_w;
-    real *x0 = xmalloc(n * sizeof(real)), *eps = xmalloc(n * sizeof(real));
-    real *xt = xmalloc(n * sizeof(real));
-    int *t = xmalloc(B * sizeof(int)), *label = xmalloc(B * sizeof(int)), tty = isatty(2);
-    FILE *log = log_open(o->log, o->resume);
-    double t_start = now_seconds(), t_print = 0, smooth = -1, gnorm = 0;
-    int64_t first = step, last_saved = step;
-    char kind[48] = "unconditional";
-    if (c->cond) snprintf(kind, sizeof kind, "class-conditional on %d classes", c->n_classes);
-    fprintf(stderr, "training %zu parameters on %d images %dx%dx%d (%s), batch %d, schedule %s "
-            "T=%d, %s\n", m->n_params, d->n, c->img_c, c->img_h, c->img_w, o->data, B,
-            schedule_names[sched], T, kind);
-    while (!interrupted) {
-        double elapsed = now_seconds() - t_start;
-        if (o->steps && step - first >= o->steps) break;
-        if (!o->steps && o->minutes && elapsed >= 60 * o->minutes) break;
-        double loss =
-            train_step(m, d, &s, x0, eps, xt, t, label, B, &o->hyper, step, &rng, &gnorm);
-        if (!isfinite(loss))
-            die("train", "loss is %g at step %" PRId64 ": stopping; the last checkpoint (%s, step "
-                         "%" PRId64 ") is untouched", loss, step + 1, o->ckpt, last_saved);
-        step++;
-        smooth = smooth < 0 ? loss : 0.98 * smooth + 0.02 * loss;
-        elapsed = now_seconds() - t_start;
-        if (log) fprintf(log, "%" PRId64 ",%.6f,%g,%.4f,%.3f\n", step, loss, o->hyper.lr, gnorm,
-                         elapsed);
-        if (elapsed - t_print >= (tty ? 0.5 : 10) || (o->steps && step - first == o->steps)) {
-            t_print = elapsed;
-            train_progress(o, c, step - first, smooth, B, elapsed, tty);
-        }
-        if (step - last_saved >= o->save_every) {
-            checkpoint_save(o->ckpt, m, sched, T, step, &rng, B, 0);
-            last_saved = step;
-        }
+    size_t n = (size_t)B * m->cfg.img_c * m->cfg.img_h * m->cfg.img_w;
+    real *x0 = xmalloc(n * sizeof(real)), *eps = xmalloc(n * sizeof(real));  // (B,C,H,W)
+    real *xt = xmalloc(n * sizeof(real)), *tr = xmalloc(B * sizeof(real));   // (B,C,H,W), (B)
+    int *t = xmalloc(B * sizeof(int)), *label = xmalloc(B * sizeof(int));    // (B), (B)
+    TrainRun *r = train_begin(o, m, d, &s, step, B);
+    while (train_goes_on(r, step)) {
+        draw_training_batch(x0, t, eps, xt, label, d, &s, B, &rng);  // Step 3
+        drop_labels(label, B, m->cfg.n_classes, &rng);
+        for (int b = 0; b < B; b++) tr[b] = (real)t[b];  // the network reads t as a number
+        double loss = model_loss_and_grad(m, xt, tr, label, eps, B);  // Step 4: forward, backward
+        double gnorm = adamw_step(m, &o->hyper, ++step);
+        train_record(r, m, step, loss, gnorm, &rng);  // the log, progress line, checkpoints
     }
-    if (tty) fputc('\n', stderr);
-    checkpoint_save(o->ckpt, m, sched, T, step, &rng, B, 0);
-    log_close(log, o->log, o->ckpt);
-    if (interrupted)
-        fprintf(stderr, "interrupted: saved %s at step %" PRId64 "; continue with: ./diffusion "
-                        "train --resume --ckpt %s\n", o->ckpt, step, o->ckpt);
-    else
-        fprintf(stderr, "saved %s at step %" PRId64 " (smoothed loss %.4f)\n", o->ckpt, step,
-                smooth);
-    free_all(5, x0, eps, xt, t, label);
+    train_end(r, m, step, &rng);
+    free_all(6, x0, eps, xt, tr, t, label);
     schedule_free(&s);
-    model_free(m);
-    return 0;
 }
 
 // ============================================================================================
@@ -1343,111 +1301,37 @@ static void ddpm_step(real *x, real *x0_hat, const real *eps, const Schedule *s,
     for (size_t k = 0; k < n; k++) x[k] += (real)(sd * z[k]);
 }
 
-typedef enum { SAMPLER_DDPM, SAMPLER_DDIM, SAMPLER_SDE } SamplerKind;
-typedef struct {
-    SamplerKind kind;
-    int steps;         // DDIM / SDE: number of network evaluations (DDPM always uses T)
-    double eta;        // DDIM: 0 deterministic, 1 = DDPM's variance
-    int clip;          // clip x0_hat to [-1, 1]
-    int guided;        // classifier-free guidance on (lecture 001), with weight w
-    double w;          // guidance weight
-    real *trajectory;  // if not NULL: (2, frames, B, C, H, W): x_t at evenly spaced moments, then
-                       // x0_hat (eq. 2) at the same moments: the network's guess, coarse to fine
-    int frames;
-} SampleOptions;
+// ---- The reverse SDE (R) of lecture 000 -------------------------------------------------------
 
-// Lecture 001's additions, below: guidance, the DDIM step, the reverse-SDE step.
-static void guided_eps(real *eps, Model *m, const real *x, real *x2, real *tt, int *lab, int B,
-                       double w);
-static void ddim_step(real *x, real *x0_hat, const real *eps, const Schedule *s, int t, int tp,
-                      double eta, size_t n, int clip, real *z, Rng *rng);
-static void schedule_at(const Schedule *s, double u, double *beta, double *one_minus_alpha_bar);
+// The model's noise levels as a continuous-time process, for any schedule and T: log alpha_bar(u)
+// runs linearly between its values at the steps u = t/T. Then beta(u) = -d log alpha_bar / du is
+// -T log alpha_t on step t's interval, alpha_t = exp(-int beta) over each step exactly (Step 1),
+// and 1 - alpha_bar(u) = 1 - alpha_bar_{t-1} alpha_t^f with f the fraction of step t done.
+static void schedule_at(const Schedule *s, double u, double *beta, double *one_minus_alpha_bar) {
+    double x = u * s->T;
+    int t = (int)ceil(x);
+    t = t < 1 ? 1 : t > s->T ? s->T : t;
+    double log_alpha = log1p(-s->beta[t]);
+    *beta = -s->T * log_alpha;
+    *one_minus_alpha_bar = -expm1(log(s->alpha_bar[t - 1]) + (x - (t - 1)) * log_alpha);
+}
+
+// (R) Euler-Maruyama on the reverse VP-SDE (with the 1/2 the slide drops, see Step 1), from u down
+// to u - du:   dX = beta(u) (1/2 X + grad log p_u(X)) du + sqrt(beta(u)) dW_bar,
+// with the score from the denoiser: x_u = sqrt(alpha_bar(u)) x_0 + sqrt(1 - alpha_bar(u)) eps gives
+// grad log p_u(x) = -E[eps | x] / sqrt(1 - alpha_bar(u)) ~ -eps_theta / sqrt(1 - alpha_bar(u)).
+// beta and 1 - alpha_bar(u) are the model's own (schedule_at): for the linear schedule at
+// T = 1000, 1 - alpha_bar(u) is within 1e-3 of Song et al.'s VP-SDE with beta(u) = 0.1 + 19.9 u;
+// beta(u) itself is a step function around that line (17% off on the first step).
 static void sde_step(real *x, const real *eps, double beta, double one_minus_alpha_bar, double du,
-                     size_t n, real *z, Rng *rng);
-
-// The denoiser as the samplers see it: eps (B,C,H,W) at x (B,C,H,W), time t (one for all B),
-// labels (B). x2 (2B,C,H,W) is scratch for guidance.
-static void predict_eps(real *eps, Model *m, const real *x, real *x2, double t, const int *label,
-                        int B, const SampleOptions *o) {
-    size_t n = (size_t)B * m->cfg.img_c * m->cfg.img_h * m->cfg.img_w;
-    real tt[2 * 4096];
-    int lab[2 * 4096];
-    for (int b = 0; b < 2 * B; b++) {
-        tt[b] = (real)t;
-        lab[b] = b < B ? label[b] : m->cfg.n_classes;
-    }
-    if (o->guided) {
-        guided_eps(eps, m, x, x2, tt, lab, B, o->w);
-        return;
-    }
-    unet_forward(m, x, tt, lab, B);
-    memcpy(eps, m->a.pred, n * sizeof(real));
+                     size_t n, real *z, Rng *rng) {
+    rng_normal_fill(rng, z, n);
+    double sd = sqrt(beta * du), score_scale = 1 / sqrt(one_minus_alpha_bar);
+    for (size_t k = 0; k < n; k++)
+        x[k] = (real)(x[k] + beta * (0.5 * x[k] - eps[k] * score_scale) * du + sd * z[k]);
 }
 
-// The SDE sampler's S evaluations are at u = 1 ... 1/T, evenly spaced: S - 1 Euler-Maruyama steps
-// of du each, and at u = 1/T (t = 1) the noise-free x0_hat is the sample.
-static double sde_du(int T, int S) { return (1.0 - 1.0 / T) / (S - 1); }
-// When evaluation i of S asks the denoiser: at t = T - i (DDPM), at the i-th of S evenly spaced
-// times (DDIM), or at the fractional time u T (SDE).
-static double sample_time(const SampleOptions *o, int T, int i, int S) {
-    if (o->kind == SAMPLER_DDPM) return T - i;
-    if (o->kind == SAMPLER_DDIM) return T - (int)((int64_t)i * T / S);
-    return (1.0 - i * sde_du(T, S)) * T;
-}
-// Evaluation i's update of x (n values) with eps = eps_theta(x, sample_time): the DDPM step, a
-// DDIM step to the next of the S times, or an Euler-Maruyama step of the reverse SDE. x0_hat
-// receives eq. (2) at this time; z (n) is scratch.
-static void sample_update(real *x, real *x0_hat, const real *eps, const Schedule *s,
-                          const SampleOptions *o, int i, int S, size_t n, real *z, Rng *rng) {
-    int T = s->T;
-    double time = sample_time(o, T, i, S), beta, omab;
-    if (o->kind == SAMPLER_DDPM) {
-        ddpm_step(x, x0_hat, eps, s, (int)time, n, o->clip, z, rng);
-        return;
-    }
-    if (o->kind == SAMPLER_DDIM) {
-        int tp = T - (int)((int64_t)(i + 1) * T / S);
-        ddim_step(x, x0_hat, eps, s, (int)time, tp, o->eta, n, o->clip, z, rng);
-        return;
-    }
-    schedule_at(s, time / T, &beta, &omab);
-    x0_hat_from_eps(x0_hat, x, eps, 1 - omab, omab, n, o->clip);
-    if (i == S - 1) memcpy(x, x0_hat, n * sizeof(real));
-    else sde_step(x, eps, beta, omab, sde_du(T, S), n, z, rng);
-}
-// Network evaluation i of S, in place on x (B,C,H,W). w: eps, z (B,C,H,W), x2 (2B,C,H,W), scratch.
-static void sample_step(real *x, real *x0_hat, Model *m, const Schedule *s, const int *label, int B,
-                        const SampleOptions *o, int i, int S, real *w, Rng *rng) {
-    size_t n = (size_t)B * m->cfg.img_c * m->cfg.img_h * m->cfg.img_w;
-    predict_eps(w, m, x, w + 2 * n, sample_time(o, s->T, i, S), label, B, o);
-    sample_update(x, x0_hat, w, s, o, i, S, n, w + n, rng);
-}
-
-// Runs a sampler on B images: x (B,C,H,W) receives the samples. x_T ~ N(0, I), then S steps.
-// The model must hold 2B images when guided.
-static void sample_loop(real *x, Model *m, const Schedule *s, const int *label, int B,
-                        const SampleOptions *o, Rng *rng, int progress) {
-    size_t n = (size_t)B * m->cfg.img_c * m->cfg.img_h * m->cfg.img_w;
-    real *work = xmalloc(4 * n * sizeof(real)), *x0_hat = xmalloc(n * sizeof(real));
-    rng_normal_fill(rng, x, n);  // x_T ~ N(0, I)
-    int S = o->kind == SAMPLER_DDPM ? s->T : o->steps;
-    int frame = 0;  // trajectory frames 0..frames-2 before evenly spaced steps, the last at the end
-    for (int i = 0; i < S; i++) {
-        int keep = o->trajectory && frame < o->frames - 1 && i == (long)frame * S / (o->frames - 1);
-        if (keep) memcpy(o->trajectory + (size_t)frame * n, x, n * sizeof(real));
-        if (progress && isatty(2) && i % 10 == 0)
-            fprintf(stderr, "\rsampling: step %d/%d   ", i, S);
-        sample_step(x, x0_hat, m, s, label, B, o, i, S, work, rng);
-        if (keep) memcpy(o->trajectory + (size_t)(o->frames + frame) * n, x0_hat, n * sizeof(real));
-        frame += keep;
-    }
-    for (int k = 1; o->trajectory && k <= 2; k++)  // the last frame: the sample, in both rows
-        memcpy(o->trajectory + (size_t)(k * o->frames - 1) * n, x, n * sizeof(real));
-    if (progress && isatty(2)) fprintf(stderr, "\rsampling: done            \n");
-    free_all(2, work, x0_hat);
-}
-
-// ---- Lecture 001's additions (beyond lecture 000's slides) ----------------------------------
+// ---- Lecture 001's additions: classifier-free guidance, DDIM ----------------------------------
 
 // Classifier-free guidance (Ho & Salimans 2022), in the slide's convention
 //     eps = eps(x,t,none) + w (eps(x,t,c) - eps(x,t,none)):
@@ -1471,7 +1355,7 @@ static void guided_eps(real *eps, Model *m, const real *x, real *x2, real *tt, i
 //     x_t' = sqrt(alpha_bar_t') x0_hat + sqrt(1 - alpha_bar_t' - sigma^2) eps + sigma z,
 //     sigma^2 = eta^2 (1 - alpha_bar_t')/(1 - alpha_bar_t) (1 - alpha_bar_t/alpha_bar_t').
 // eta = 0 is a deterministic map from noise to image; eta = 1 with t' = t - 1 is exactly DDPM
-// (sigma^2 = beta_tilde_t; without --clip-x0), as `./diffusion check` claim (f) measures.
+// (sigma^2 = beta_tilde_t; without --clip-x0), as the claims check (f) measures.
 static void ddim_step(real *x, real *x0_hat, const real *eps, const Schedule *s, int t, int tp,
                       double eta, size_t n, int clip, real *z, Rng *rng) {
     x0_hat_from_eps(x0_hat, x, eps, s->alpha_bar[t], s->one_minus_alpha_bar[t], n, clip);
@@ -1485,31 +1369,122 @@ static void ddim_step(real *x, real *x0_hat, const real *eps, const Schedule *s,
         x[k] = (real)(c0 * x0_hat[k] + cd * eps[k] + (sd > 0 ? sd * z[k] : 0));
 }
 
-// The model's noise levels as a continuous-time process, for any schedule and T: log alpha_bar(u)
-// runs linearly between its values at the steps u = t/T. Then beta(u) = -d log alpha_bar / du is
-// -T log alpha_t on step t's interval, alpha_t = exp(-int beta) over each step exactly (Step 1),
-// and 1 - alpha_bar(u) = 1 - alpha_bar_{t-1} alpha_t^f with f the fraction of step t done.
-static void schedule_at(const Schedule *s, double u, double *beta, double *one_minus_alpha_bar) {
-    double x = u * s->T;
-    int t = (int)ceil(x);
-    t = t < 1 ? 1 : t > s->T ? s->T : t;
-    double log_alpha = log1p(-s->beta[t]);
-    *beta = -s->T * log_alpha;
-    *one_minus_alpha_bar = -expm1(log(s->alpha_bar[t - 1]) + (x - (t - 1)) * log_alpha);
+// ---- After the lectures: a second-order solver, DPM-Solver++(2M) ------------------------------
+
+// lambda_t = log(alpha_t / sigma_t), the log signal-to-noise ratio, with alpha_t =
+// sqrt(alpha_bar_t) and sigma_t = sqrt(1 - alpha_bar_t): it rises from -5 (t = T) to +inf (t = 0).
+static double log_snr(const Schedule *s, int t) {
+    return 0.5 * (log(s->alpha_bar[t]) - log(s->one_minus_alpha_bar[t]));
+}
+// DPM-Solver++(2M) (Lu et al. 2022, arXiv 2211.01095), one step from t to t' < t. Drop the noise
+// of (R) and halve its score term: the probability-flow ODE, whose paths carry the same marginals.
+// In lambda and with the data prediction x0_hat (eq. 2) it is exactly solvable but for one
+// integral (notes/derivations.md):
+//     x_t' = (sigma_t'/sigma_t) x_t - alpha_t' (e^{-h} - 1) D,   h = lambda_t' - lambda_t,
+// with D = x0_hat taken constant over the step: first order, exactly DDIM with eta = 0. 2M
+// corrects D linearly in lambda with the previous step's x0_hat (at tq, h_q = lambda_t -
+// lambda_tq, r = h_q / h):   D = (1 + 1/(2r)) x0_hat_t - 1/(2r) x0_hat_tq.
+// First order at the first step (tq = 0: no previous x0_hat) and the last (t' = 0: sigma_t' = 0,
+// x_0 = D), as the paper recommends for few steps. x0_hat (n) holds x0_hat_tq on entry and
+// x0_hat_t on return; d (n) is scratch.
+static void dpm2m_step(real *x, real *x0_hat, const real *eps, const Schedule *s, int tq, int t,
+                       int tp, size_t n, int clip, real *d) {
+    x0_hat_from_eps(d, x, eps, s->alpha_bar[t], s->one_minus_alpha_bar[t], n, clip);  // (2)
+    double h = tp > 0 ? log_snr(s, tp) - log_snr(s, t) : INFINITY;
+    double ratio = sqrt(s->one_minus_alpha_bar[tp] / s->one_minus_alpha_bar[t]);  // sigma'/sigma
+    double c = -sqrt(s->alpha_bar[tp]) * expm1(-h);
+    double half_over_r = tq > t && tp > 0 ? 0.5 * h / (log_snr(s, t) - log_snr(s, tq)) : 0;
+    for (size_t k = 0; k < n; k++) {
+        double D = (1 + half_over_r) * d[k] - half_over_r * x0_hat[k];
+        x[k] = (real)(ratio * x[k] + c * D);
+        x0_hat[k] = d[k];
+    }
 }
 
-// Euler-Maruyama on the reverse VP-SDE (with the 1/2 the slide drops, see Step 1), from u down to
-// u - du:   dX = beta(u) (1/2 X + grad log p_u(X)) du + sqrt(beta(u)) dW_bar,
-// with the score from the denoiser: x_u = sqrt(alpha_bar(u)) x_0 + sqrt(1 - alpha_bar(u)) eps gives
-// grad log p_u(x) = -E[eps | x] / sqrt(1 - alpha_bar(u)) ~ -eps_theta / sqrt(1 - alpha_bar(u)).
-// beta and 1 - alpha_bar(u) are the model's own (schedule_at): for the linear schedule at
-// T = 1000 they are within 1e-3 of Song et al.'s VP-SDE, beta(u) = 0.1 + 19.9 u.
-static void sde_step(real *x, const real *eps, double beta, double one_minus_alpha_bar, double du,
-                     size_t n, real *z, Rng *rng) {
-    rng_normal_fill(rng, z, n);
-    double sd = sqrt(beta * du), score_scale = 1 / sqrt(one_minus_alpha_bar);
-    for (size_t k = 0; k < n; k++)
-        x[k] = (real)(x[k] + beta * (0.5 * x[k] - eps[k] * score_scale) * du + sd * z[k]);
+// ---- The sampling loop, for every sampler -----------------------------------------------------
+
+typedef enum { SAMPLER_DDPM, SAMPLER_DDIM, SAMPLER_SDE, SAMPLER_DPM2M } SamplerKind;
+struct SampleOptions {
+    SamplerKind kind;
+    int steps;         // DDIM / SDE / DPM2M: number of network evaluations (DDPM always uses T)
+    double eta;        // DDIM: 0 deterministic, 1 = DDPM's variance
+    int clip;          // clip x0_hat to [-1, 1]
+    int guided;        // classifier-free guidance on (lecture 001), with weight w
+    double w;          // guidance weight
+    real *trajectory;  // if not NULL: (2, frames, B, C, H, W): x_t at evenly spaced moments, then
+                       // x0_hat (eq. 2) at the same moments: the network's guess, coarse to fine
+    int frames;
+};
+
+// The SDE sampler's S evaluations are at u = 1 ... 1/T, evenly spaced: S - 1 Euler-Maruyama steps
+// of du each, and at u = 1/T (t = 1) the noise-free x0_hat is the sample.
+static double sde_du(int T, int S) { return (1.0 - 1.0 / T) / (S - 1); }
+// When evaluation i of S asks the denoiser: at t = T - i (DDPM), at the i-th of S evenly spaced
+// times (DDIM, DPM2M; i = S gives 0, where they end), or at the fractional time u T (SDE).
+static double sample_time(const SampleOptions *o, int T, int i, int S) {
+    if (o->kind == SAMPLER_DDPM) return T - i;
+    if (o->kind != SAMPLER_SDE) return T - (int)((int64_t)i * T / S);
+    return (1.0 - i * sde_du(T, S)) * T;
+}
+
+// eps_theta(x_t, t) as the samplers see it: eps (B,C,H,W) at x (B,C,H,W), time t (one for all B),
+// labels (B), guided when asked. x2 (2B,C,H,W) is scratch for guidance.
+static void predict_eps(real *eps, Model *m, const real *x, real *x2, double t, const int *label,
+                        int B, const SampleOptions *o) {
+    size_t n = (size_t)B * m->cfg.img_c * m->cfg.img_h * m->cfg.img_w;
+    real tt[2 * MAX_BATCH];
+    int lab[2 * MAX_BATCH];
+    for (int b = 0; b < 2 * B; b++) {
+        tt[b] = (real)t;
+        lab[b] = b < B ? label[b] : m->cfg.n_classes;
+    }
+    if (o->guided) {
+        guided_eps(eps, m, x, x2, tt, lab, B, o->w);
+        return;
+    }
+    unet_forward(m, x, tt, lab, B);
+    memcpy(eps, m->a.pred, n * sizeof(real));
+}
+
+// The step function: evaluation i's update of x (n values) with eps = eps_theta(x, sample_time):
+// the slide's DDPM step, a DDIM or DPM2M step to the next of the S times, or an Euler-Maruyama
+// step of (R). x0_hat receives eq. (2) at this time; z (n) is scratch.
+static void sample_update(real *x, real *x0_hat, const real *eps, const Schedule *s,
+                          const SampleOptions *o, int i, int S, size_t n, real *z, Rng *rng) {
+    int T = s->T;
+    double time = sample_time(o, T, i, S), beta, omab;
+    int t = (int)time, next = (int)sample_time(o, T, i + 1, S);
+    if (o->kind == SAMPLER_DDPM) ddpm_step(x, x0_hat, eps, s, t, n, o->clip, z, rng);
+    if (o->kind == SAMPLER_DDIM) ddim_step(x, x0_hat, eps, s, t, next, o->eta, n, o->clip, z, rng);
+    if (o->kind == SAMPLER_DPM2M) {
+        int previous = i > 0 ? (int)sample_time(o, T, i - 1, S) : 0;
+        dpm2m_step(x, x0_hat, eps, s, previous, t, next, n, o->clip, z);
+    }
+    if (o->kind != SAMPLER_SDE) return;
+    schedule_at(s, time / T, &beta, &omab);
+    x0_hat_from_eps(x0_hat, x, eps, 1 - omab, omab, n, o->clip);
+    if (i == S - 1) memcpy(x, x0_hat, n * sizeof(real));
+    else sde_step(x, eps, beta, omab, sde_du(T, S), n, z, rng);
+}
+
+// The slide's generation, for B images at once: x (B,C,H,W) receives the samples.
+//     x_T ~ N(0, I);  for t = T..1: eps = eps_theta(x_t, t); x_{t-1} = mu_theta + sigma_t z
+// DDPM takes the S = T steps t = T - i; the other samplers fewer, through the same step function.
+// The model must hold 2B images when guided. progress: a progress line on the terminal.
+static void sample_loop(real *x, Model *m, const Schedule *s, const int *label, int B,
+                        const SampleOptions *o, Rng *rng, int progress) {
+    size_t n = (size_t)B * m->cfg.img_c * m->cfg.img_h * m->cfg.img_w;
+    real *eps = xmalloc(4 * n * sizeof(real)), *z = eps + n, *x2 = eps + 2 * n;
+    real *x0_hat = xmalloc(n * sizeof(real));
+    int S = o->kind == SAMPLER_DDPM ? s->T : o->steps;
+    rng_normal_fill(rng, x, n);                                                    // x_T ~ N(0, I)
+    sample_watch(o, -1, S, x, x0_hat, n, progress);
+    for (int i = 0; i < S; i++) {
+        predict_eps(eps, m, x, x2, sample_time(o, s->T, i, S), label, B, o);      // eps_theta
+        sample_update(x, x0_hat, eps, s, o, i, S, n, z, rng);                      // x_{t-1}
+        sample_watch(o, i, S, x, x0_hat, n, progress);  // trajectory frames, progress line
+    }
+    free_all(2, eps, x0_hat);
 }
 
 // ============================================================================================
@@ -2790,6 +2765,111 @@ static Model *checkpoint_load(const char *path, int max_batch, ScheduleKind *sch
     return m;
 }
 
+// ---- The training run's books: Ctrl-C, the CSV log, the progress line, checkpoints ------------
+
+// Ctrl-C sets this flag (the one piece of global state: a signal handler can reach nothing else);
+// the training loop finishes its step, saves and exits.
+static volatile sig_atomic_t interrupted = 0;
+static void on_sigint(int sig) {
+    (void)sig;
+    interrupted = 1;
+}
+
+// The run's state (train, Step 4).
+struct TrainRun {
+    const TrainOptions *o;
+    const Schedule *s;
+    int B, tty;
+    FILE *log;
+    double t_start, t_print, smooth;
+    int64_t first, last_saved;
+};
+
+static TrainRun *train_begin(const TrainOptions *o, Model *m, const Dataset *d, const Schedule *s,
+                             int64_t step, int B) {
+    signal(SIGINT, on_sigint);
+    const Config *c = &m->cfg;
+    TrainRun *r = xcalloc(1, sizeof *r);
+    r->o = o;
+    r->s = s;
+    r->B = B;
+    r->tty = isatty(2);
+    r->log = log_open(o->log, o->resume);
+    r->t_start = now_seconds();
+    r->smooth = -1;
+    r->first = r->last_saved = step;
+    char kind[48] = "unconditional";
+    if (c->cond) snprintf(kind, sizeof kind, "class-conditional on %d classes", c->n_classes);
+    fprintf(stderr, "training %zu parameters on %d images %dx%dx%d (%s), batch %d, schedule %s "
+            "T=%d, %s\n", m->n_params, d->n, c->img_c, c->img_h, c->img_w, o->data, B,
+            schedule_names[s->kind], s->T, kind);
+    return r;
+}
+
+// Whether to take another step: not after Ctrl-C, o->steps, or o->minutes.
+static int train_goes_on(const TrainRun *r, int64_t step) {
+    if (interrupted) return 0;
+    if (r->o->steps) return step - r->first < r->o->steps;
+    return !r->o->minutes || now_seconds() - r->t_start < 60 * r->o->minutes;
+}
+
+// After step `step`: stop on a non-finite loss (the last checkpoint stays as it was), else the
+// log's line, the progress line (0.5 s on a terminal, 10 s in a log) and a checkpoint when due.
+static void train_record(TrainRun *r, const Model *m, int64_t step, double loss, double gnorm,
+                         const Rng *rng) {
+    const TrainOptions *o = r->o;
+    if (!isfinite(loss))
+        die("train", "loss is %g at step %" PRId64 ": stopping; the last checkpoint (%s, step "
+                     "%" PRId64 ") is untouched", loss, step, o->ckpt, r->last_saved);
+    r->smooth = r->smooth < 0 ? loss : 0.98 * r->smooth + 0.02 * loss;
+    double elapsed = now_seconds() - r->t_start;
+    if (r->log)
+        fprintf(r->log, "%" PRId64 ",%.6f,%g,%.4f,%.3f\n", step, loss, o->hyper.lr, gnorm, elapsed);
+    if (elapsed - r->t_print >= (r->tty ? 0.5 : 10) || (o->steps && step - r->first == o->steps)) {
+        r->t_print = elapsed;
+        train_progress(o, &m->cfg, step - r->first, r->smooth, r->B, elapsed, r->tty);
+    }
+    if (step - r->last_saved >= o->save_every) {
+        checkpoint_save(o->ckpt, m, r->s->kind, r->s->T, step, rng, r->B, 0);
+        r->last_saved = step;
+    }
+}
+
+// The last checkpoint, the log closed, and what happened.
+static void train_end(TrainRun *r, const Model *m, int64_t step, const Rng *rng) {
+    const TrainOptions *o = r->o;
+    if (r->tty) fputc('\n', stderr);
+    checkpoint_save(o->ckpt, m, r->s->kind, r->s->T, step, rng, r->B, 0);
+    log_close(r->log, o->log, o->ckpt);
+    if (interrupted)
+        fprintf(stderr, "interrupted: saved %s at step %" PRId64 "; continue with: ./diffusion "
+                        "train --resume --ckpt %s\n", o->ckpt, step, o->ckpt);
+    else
+        fprintf(stderr, "saved %s at step %" PRId64 " (smoothed loss %.4f)\n", o->ckpt, step,
+                r->smooth);
+    free(r);
+}
+
+// ---- Sampling's trajectory and progress line ---------------------------------------------------
+
+// Called by sample_loop before its first step (i = -1, x = x_T) and after each step i (x = the
+// next x_t, x0_hat = step i's eq. (2)). Frame k < frames - 1 of the trajectory shows x before step
+// k S / (frames - 1) and that step's x0_hat; the last frame, the sample in both rows.
+static void sample_watch(const SampleOptions *o, int i, int S, const real *x, const real *x0_hat,
+                         size_t n, int progress) {
+    int F = o->frames;
+    for (int k = 0; o->trajectory && k < F - 1; k++) {
+        long at = (long)k * S / (F - 1);
+        if (at == i + 1) memcpy(o->trajectory + (size_t)k * n, x, n * sizeof(real));
+        if (at == i) memcpy(o->trajectory + (size_t)(F + k) * n, x0_hat, n * sizeof(real));
+    }
+    for (int row = 1; o->trajectory && i == S - 1 && row <= 2; row++)
+        memcpy(o->trajectory + (size_t)(row * F - 1) * n, x, n * sizeof(real));
+    if (!progress || !isatty(2)) return;
+    if (i == S - 1) fprintf(stderr, "\rsampling: done            \n");
+    else if ((i + 1) % 10 == 0) fprintf(stderr, "\rsampling: step %d/%d   ", i + 1, S);
+}
+
 // ---- Pictures -------------------------------------------------------------------------------
 static void png_write_callback(void *f, void *data, int size) {
     fwrite(data, 1, (size_t)size, f);  // a failure sets ferror(f), which atomic_write_end checks
@@ -2961,8 +3041,7 @@ static int cmd_info(const Options *o) {
 static int cmd_train(const Options *o) {
     TrainOptions t = {.data = o->data ? o->data : "fashion-mnist", .log = o->log,
                       .ckpt = o->ckpt ? o->ckpt : "model.ckpt", .steps = o->steps,
-                      .minutes = o->minutes, .batch = o->batch, .resume = o->resume,
-                      .schedule = o->schedule, .T = o->T, .seed = o->seed, .hyper = DEFAULT_HYPER,
+                      .minutes = o->minutes, .resume = o->resume, .hyper = DEFAULT_HYPER,
                       .save_every = 500};
     if (!o->steps && !o->minutes) t.minutes = 10;
     t.hyper.lr = o->lr;
@@ -3001,9 +3080,10 @@ static int cmd_train(const Options *o) {
             die(t.data, "its classes differ from the %d of %s (%s, ...)", c->n_classes, t.ckpt,
                 c->cond ? m->class_names[0] : "");
     }
-    int status = train(&t, m, &d, sched, T, step, rng, B);
+    train(&t, m, &d, sched, T, step, rng, B);
+    model_free(m);
     dataset_free(&d);
-    return status;
+    return 0;
 }
 
 // The sampler settings of the command line, checked against the model.
@@ -3012,12 +3092,14 @@ static SampleOptions sample_options(const Options *o, const Config *c, ScheduleK
                         .guided = o->guided, .w = o->guidance};
     if (!strcmp(o->sampler, "ddim")) so.kind = SAMPLER_DDIM;
     else if (!strcmp(o->sampler, "sde")) so.kind = SAMPLER_SDE;
+    else if (!strcmp(o->sampler, "dpm2m")) so.kind = SAMPLER_DPM2M;
     else if (strcmp(o->sampler, "ddpm"))
-        die_usage("--sampler", "unknown sampler '%s' (ddpm, ddim or sde)", o->sampler);
+        die_usage("--sampler", "unknown sampler '%s' (ddpm, ddim, sde or dpm2m)", o->sampler);
     // Default steps: DDIM 50; the SDE 250, as Euler-Maruyama's error is O(du): on Gaussian data
     // (check (h)) 50 steps widen the samples' variance by 3%, 250 by 0.4%; on images 50 steps
-    // leave a visible grain.
-    int default_steps = so.kind == SAMPLER_SDE ? 250 : 50;
+    // leave a visible grain. DPM-Solver++(2M): 20 (README, the sampler table).
+    int default_steps = so.kind == SAMPLER_SDE ? 250 : so.kind == SAMPLER_DPM2M ? 20 : 50;
+    if (default_steps > T) default_steps = T;
     if (so.kind != SAMPLER_DDPM)
         so.steps = o->steps_given ? (int)(o->steps < T ? o->steps : T) : default_steps;
     if (so.kind == SAMPLER_SDE && so.steps < 2)
@@ -3153,7 +3235,7 @@ static const Command commands[] = {
      "  image has colour; size: the images' common size (at most 64), else 32; Fashion-MNIST 28."},
     {"sample", cmd_sample, " --ckpt --sampler --steps --eta --guidance --label --n --seed --out "
      "--trajectory --clip-x0 --batch --threads ",
-     "sample [--ckpt data/model.ckpt] [--sampler ddpm|ddim|sde] [--steps S] [--eta E] "
+     "sample [--ckpt data/model.ckpt] [--sampler ddpm|ddim|sde|dpm2m] [--steps S] [--eta E] "
      "[--guidance W] [--label C|NAME]\n"
      "       [--n N] [--seed S] [--out samples.png] [--trajectory traj.png] [--clip-x0] "
      "[--batch 64]\n"
