@@ -2,23 +2,33 @@
  * diffusion.c — denoising diffusion (DDPM) in one C file, to be read beside the lecture slides.
  *
  *   build:  cc diffusion.c -lm -O2 -o diffusion          (or: make, make fast)
- *   run:    ./diffusion schedule | forward | check | info | gradcheck | refcheck | train
- *                       | sample | export | bench      (each has --help)
+ *   run:    ./diffusion schedule | forward | info | train | sample | export   (each has --help)
+ *   check:  make check, make gradcheck, make refcheck, make bench: the companion programs
+ *           notes/check.c and notes/bench.c include this file (notes/README.md lists them all)
  *   notes/README.md maps every slide of the lectures to the function that implements it.
  *
- * Contents (search for the banner; its first function and its main one are named on the right):
+ * Contents (search for the banner or the function named on the right):
  *
- *   PART I    The lecture: MIT 15.S60 "A Practical Introduction to Diffusion Models" (000)
- *     Step 0.  preliminaries: errors, random numbers ....................... die_with, Rng
- *     Step 1.  the forward SDE discretized: alpha_k, alpha_bar_k ...... vp_beta, schedule_make
- *     Step 2.  the posterior q(x_{t-1} | x_t, x_0) ...................... posterior_coefficients
- *     Step 3.  the training data (x_0, t, eps, x_t) .......................... draw_training_batch
- *     Step 4.  learn eps_theta: layers, U-Net, loss, AdamW ......... matmul_reference, train
- *     Step 5.  the reverse process: eq. (2), eq. (3), sampling ..... x0_hat_from_eps, sample_loop
- *              then lecture 001's additions: guidance, DDIM, reverse SDE ......... guided_eps
- *   PART II   Making it fast and safe (skip on a first reading) ........... gemm_kernel, gemm
- *   PART III  Checking: check, gradcheck, refcheck, bench .............. mean_var, check_line
- *   PART IV   The command line ............................................ options_data, main
+ *   PART I    The lecture: MIT 15.S60 "A Practical Introduction to Diffusion Models" (000), with
+ *             lecture 001's additions
+ *     Step 0.  preliminaries: errors, random numbers ........................ die_with, Rng
+ *     Step 1.  the forward SDE (F), discretized: beta(u) ............................ vp_beta
+ *              alpha_k = exp(-int beta), alpha_bar_k ............. schedule_betas, schedule_make
+ *              one step and one shot .......................... forward_one_step, forward_one_shot
+ *     Step 2.  the posterior q(x_{t-1} | x_t, x_0): mu_t, beta_tilde ..... posterior_coefficients
+ *     Step 3.  the training tuple (x_0, t, eps, x_t) ........................ draw_training_batch
+ *     Step 4.  learn eps_theta: the layers (forward, backward) ....... matmul_reference, conv2d_*
+ *              time embedding ...................................................... sinusoid_*
+ *              ResBlock, self-attention, skips ............. resblock_*, attention_*, concat_*
+ *              the U-Net, the loss ................................. unet_forward, mse_forward
+ *              AdamW, EMA, the training loop ......................... adamw_step, train
+ *     Step 5.  the reverse process: eq. (2), eq. (3) .................. x0_hat_from_eps, ddpm_step
+ *              the sampling loop ................................................ sample_loop
+ *              the reverse SDE (R) ................................................ sde_step
+ *              lecture 001: guidance, DDIM ................................ guided_eps, ddim_step
+ *              after the lectures: DPM-Solver++(2M) .................................. dpm2m_step
+ *   PART II   Making it fast and safe (skip on a first reading) ................ gemm, loaders
+ *   PART III  The command line ............................................... cmd_*, main
  *
  * Dimension letters in shape comments: B batch, C channels (OC output channels), H, W height and
  * width, N = H*W positions, T number of timesteps, P number of parameters, D embedding width.
@@ -44,8 +54,7 @@
 #pragma GCC diagnostic ignored "-Wunknown-pragmas"
 #endif
 // `cc diffusion.c -lm -O2` is how most people build this, and GCC's -O2 vectorizes only the
-// simplest loops: ask for -O3's vectorizer (the numbers do not change, only the speed: 11% in
-// training).
+// simplest loops: ask for -O3's vectorizer (the numbers do not change, only the speed).
 #if defined(__GNUC__) && !defined(__clang__) && defined(__OPTIMIZE__) && !defined(__OPTIMIZE_SIZE__)
 #pragma GCC optimize("O3")
 #endif
@@ -110,15 +119,13 @@ static void lane_sums(const real *a, const real *b, real shift, real scale, long
                       double *sum_ab);
 static double lane_sum(const real *a, long n);
 static real exp_real(real x);
-static void im2col(real *col, const real *inp, int C, int H, int W, int K, int stride);
-static real *thread_col(const Workspace *ws);
 static real *thread_dcol(const Workspace *ws);
-static void conv2d_image_padded(real *out, const real *inp, const real *weight, int C, int H,
-                                int W, int OC, int K, int accumulate, const Workspace *ws);
+static void conv2d_image(real *y, const real *x, const real *weight, int C, int H, int W, int OC,
+                         int K, int stride, const Workspace *ws);
 static void conv2d_weight_grad(real *dweight, const real *dout, const real *inp, int B, int C,
                                int H, int W, int OC, int K, int stride, const Workspace *ws);
-static void conv2d_input_grad_flipped(real *dinp, const real *dout, const real *weight, int B,
-                                      int C, int H, int W, int OC, int K, const Workspace *ws);
+static void conv2d_input_grad(real *dinp, const real *dout, const real *weight, int B, int C,
+                              int H, int W, int OC, int K, int stride, const Workspace *ws);
 static ConvParams take_conv(Layout *L, const char *prefix, int cout, int cin, int K);
 static ResBlockParams take_resblock(Layout *L, const char *name, int cin, int cout, int temb);
 static real *take(Layout *L, const char *name, size_t n, int fan_in, TensorKind kind);
@@ -204,8 +211,8 @@ static uint64_t rng_u64(Rng *r) {
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     return z ^ (z >> 31);
 }
-// Uniform on the open interval (0, 1): the top 53 bits plus one half, times 2^-53. Never 0, so
-// log(u) is safe.
+// Uniform on (0, 1]: the top 53 bits plus one half, times 2^-53. Never 0, so log(u) is safe (the
+// largest value, 1 - 2^-54, rounds to 1.0: once in 2^53 draws, and log(1) = 0 is harmless).
 static double rng_uniform(Rng *r) {
     return ((double)(rng_u64(r) >> 11) + 0.5) * (1.0 / 9007199254740992.0);
 }
@@ -445,7 +452,7 @@ static USED_BY_CHECKS void matmul_reference(int M, int N, int K, const real *A, 
             C[i * crs + j] = (real)sum;
         }
 }
-// The layers call gemm: the same product, computed 50-100x faster by the blocking of PART II.
+// The layers call gemm: the same product, computed many times faster by the blocking of PART II.
 // gradcheck compares the two.
 // Also in PART II: the sums and the exponential that the layers below call, written so that
 // the compiler vectorizes them: lane_sums (sum a, sum a (b - shift) scale), lane_sum, exp_real.
@@ -502,24 +509,15 @@ static void col2im(real *dinp, const real *dcol, int C, int H, int W, int K, int
 // calling thread's own buffers for an im2col.
 // In PART II: out (OC,H,W) = [out +] W . col(inp) for one image, stride 1, without building col.
 
-// inp (B,C,H,W), weight (OC,C,K,K), bias (OC) -> out (B,OC,OH,OW). Images in parallel.
+// inp (B,C,H,W), weight (OC,C,K,K), bias (OC) -> out (B,OC,OH,OW). Images in parallel. For each,
+// conv2d_image (PART II) computes W . col(x), without building col where it can (stride 1, 1x1).
 static void conv2d_forward(real *out, const real *inp, const real *weight, const real *bias, int B,
                            int C, int H, int W, int OC, int K, int stride, const Workspace *ws) {
     int N = conv_out_size(H, K, stride) * conv_out_size(W, K, stride);
-    int CKK = C * K * K;
 #pragma omp parallel for schedule(static)
     for (int b = 0; b < B; b++) {
-        const real *x = inp + (size_t)b * C * H * W;
         real *y = out + (size_t)b * OC * N;
-        if (stride == 1 && K > 1) {
-            conv2d_image_padded(y, x, weight, C, H, W, OC, K, 0, ws);  // the same y, fast
-        } else if (K == 1) {
-            gemm(OC, N, C, weight, C, 1, x, N, 1, y, N, 0);  // a 1x1's col is the image itself
-        } else {
-            real *col = thread_col(ws);
-            im2col(col, x, C, H, W, K, stride);
-            gemm(OC, N, CKK, weight, CKK, 1, col, N, 1, y, N, 0);  // y = W . col
-        }
+        conv2d_image(y, inp + (size_t)b * C * H * W, weight, C, H, W, OC, K, stride, ws);
         for (int o = 0; o < OC; o++)
             for (int p = 0; p < N; p++) y[o * N + p] += bias[o];
     }
@@ -542,11 +540,10 @@ static void conv2d_input_grad_plain(real *dinp, const real *dout, const real *we
         col2im(dx, dcol, C, H, W, K, stride);
     }
 }
-// In PART II: dW summed in a fixed order on any number of threads; dinp of a stride-1 convolution
-// as a convolution of dout with the flipped kernel (the same sum, as one large product).
-
 // forward: out = W . col(inp) + b, so  dW += dout . col^T,  db += sum_p dout,
-// dinp += col2im(W^T . dout). dinp may be NULL (the network's input needs no gradient).
+// dinp += col2im(W^T . dout). dinp may be NULL (the network's input needs no gradient). PART II
+// sums dW in a fixed order on any number of threads, and computes dinp of a stride-1 convolution
+// as a convolution of dout with the flipped kernel (the same sum, as one large product).
 static void conv2d_backward(real *dinp, real *dweight, real *dbias, const real *dout,
                             const real *inp, const real *weight, int B, int C, int H, int W,
                             int OC, int K, int stride, const Workspace *ws) {
@@ -555,11 +552,7 @@ static void conv2d_backward(real *dinp, real *dweight, real *dbias, const real *
 #pragma omp parallel for schedule(static)
     for (int o = 0; o < OC; o++)
         for (int b = 0; b < B; b++) dbias[o] += (real)lane_sum(dout + ((size_t)b * OC + o) * N, N);
-    if (!dinp) return;
-    if (stride == 1 && K > 1)
-        conv2d_input_grad_flipped(dinp, dout, weight, B, C, H, W, OC, K, ws);
-    else
-        conv2d_input_grad_plain(dinp, dout, weight, B, C, H, W, OC, K, stride, ws);
+    if (dinp) conv2d_input_grad(dinp, dout, weight, B, C, H, W, OC, K, stride, ws);
 }
 
 // ---- Linear ---------------------------------------------------------------------------------
@@ -1075,6 +1068,7 @@ static void attention_backward(const AttnParams *p, const AttnParams *g, const A
 // in 0..n_classes (n_classes: no label; ignored when unconditional)
 // -> m->a.pred (B,img_c,H,W) = eps_theta(x_t, t, label).
 static void unet_forward(Model *m, const real *x, const real *t, const int *label, int B) {
+    if (B > m->max_batch) die("unet_forward", "%d images; its buffers hold %d", B, m->max_batch);
     const Config *c = &m->cfg;
     const Params *p = &m->p;
     const Workspace *ws = m->ws;
@@ -1475,7 +1469,7 @@ static void sample_loop(real *x, Model *m, const Schedule *s, const int *label, 
                         const SampleOptions *o, Rng *rng, int progress) {
     size_t n = (size_t)B * m->cfg.img_c * m->cfg.img_h * m->cfg.img_w;
     real *eps = xmalloc(4 * n * sizeof(real)), *z = eps + n, *x2 = eps + 2 * n;
-    real *x0_hat = xmalloc(n * sizeof(real));
+    real *x0_hat = xcalloc(n, sizeof(real));
     int S = o->kind == SAMPLER_DDPM ? s->T : o->steps;
     rng_normal_fill(rng, x, n);                                                    // x_T ~ N(0, I)
     sample_watch(o, -1, S, x, x0_hat, n, progress);
@@ -1519,9 +1513,8 @@ static void sample_loop(real *x, Model *m, const Schedule *s, const int *label, 
 // A plain x86 build targets SSE2: 16-byte vectors, no fused multiply-add. There GCC and clang (14
 // and later) compile gemm_tile twice (function multiversioning, with the ELF loader's ifunc) and
 // pick at run time: with FMA (which implies AVX: most x86-64 CPUs since 2013) the tile uses 32-byte
-// vectors, else gemm_tile_sse2 does it in two halves of 16-byte ones. Measured on a Xeon with
-// AVX-512, the plain build then trains at 0.67x the speed of -march=native (0.46x with 16-byte
-// FMAs, 0.29x without). ARM's vector units always have FMA.
+// vectors, else gemm_tile_sse2 does it in two halves of 16-byte ones (notes/speed.md measures
+// the plain build against -march=native). ARM's vector units always have FMA.
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__ELF__) && !defined(__AVX__) && \
     ((defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 6) || __clang_major__ >= 14)
 #define FMA_CLONES __attribute__((target_clones("fma", "default")))
@@ -1623,8 +1616,8 @@ ALWAYS_INLINE static inline void store_tile(real *C, long crs, vec acc[MR][2], i
 
 #if HAVE_FMA_CLONES
 // gemm_kernel and store_tile for a CPU without FMA (nor, then, AVX): the tile's NR = 16 columns
-// as two halves of 2 SSE vectors each. (GCC keeps 32-byte vectors in memory where the CPU has
-// none: 10x slower.) The same sums in the same order.
+// as two halves of 2 SSE vectors each (GCC would keep 32-byte vectors in memory where the CPU has
+// none: many times slower). The same sums in the same order.
 static void gemm_tile_sse2(int kc, const real *a, const long *arow, long acs, const real *b,
                            const long *brow, real *C, long crs, int rows, int cols, int add) {
     enum { SL = 16 / sizeof(real) };  // lanes of an SSE vector
@@ -1751,8 +1744,8 @@ static double lane_sum(const real *a, long n) {  // sum_i a_i alone
     return sum;
 }
 
-// e^x without a library call, so that the loops calling it (SiLU, softmax) vectorize: 8x faster
-// than expf in `make fast`. e^x = 2^n e^r with n = round(x / ln 2) (adding and subtracting
+// e^x without a library call, so that the loops calling it (SiLU, softmax) vectorize (expf would
+// not). e^x = 2^n e^r with n = round(x / ln 2) (adding and subtracting
 // 1.5 * 2^23 rounds to an integer), |r| <= ln2 / 2, e^r by its Taylor series to r^7 (remainder
 // < 1e-8), 2^n written straight into a float's exponent bits. Relative error <= 1e-7 (~1 float
 // ulp) on [-87, 88], checked by gradcheck; outside, x is clamped so that 2^n stays a normal
@@ -1928,6 +1921,32 @@ static void conv2d_input_grad_flipped(real *dinp, const real *dout, const real *
         const real *dy = dout + (size_t)b * OC * N;
         conv2d_image_padded(dinp + (size_t)b * C * N, dy, ws->flipped, OC, H, W, C, K, 1, ws);
     }
+}
+
+// y (OC, N) = W . col(x) for one image (conv2d_forward): on the padded grid for stride 1 (no col),
+// the image itself for a 1x1 (it is its own col), else through im2col. The same sums each way.
+static void conv2d_image(real *y, const real *x, const real *weight, int C, int H, int W, int OC,
+                         int K, int stride, const Workspace *ws) {
+    int N = conv_out_size(H, K, stride) * conv_out_size(W, K, stride);
+    int CKK = C * K * K;
+    if (stride == 1 && K > 1) {
+        conv2d_image_padded(y, x, weight, C, H, W, OC, K, 0, ws);
+    } else if (K == 1) {
+        gemm(OC, N, C, weight, C, 1, x, N, 1, y, N, 0);
+    } else {
+        real *col = thread_col(ws);
+        im2col(col, x, C, H, W, K, stride);
+        gemm(OC, N, CKK, weight, CKK, 1, col, N, 1, y, N, 0);  // y = W . col
+    }
+}
+// dinp += the input gradient (conv2d_backward): by the flipped kernel for stride 1, else Step 4's
+// conv2d_input_grad_plain.
+static void conv2d_input_grad(real *dinp, const real *dout, const real *weight, int B, int C,
+                              int H, int W, int OC, int K, int stride, const Workspace *ws) {
+    if (stride == 1 && K > 1)
+        conv2d_input_grad_flipped(dinp, dout, weight, B, C, H, W, OC, K, ws);
+    else
+        conv2d_input_grad_plain(dinp, dout, weight, B, C, H, W, OC, K, stride, ws);
 }
 
 
@@ -2732,7 +2751,7 @@ static Model *checkpoint_load(const char *path, int max_batch, ScheduleKind *sch
     const char *bad = config_check(&c);
     if (bad) die(path, "bad network configuration in checkpoint: %s", bad);
     if (h.schedule < 0 || h.schedule > 2 || h.T < 1 || h.T > 100000 || h.step < 0 ||
-        (h.has_optimizer != 0 && h.has_optimizer != 1) || h.batch < 1 || h.batch > 4096)
+        (h.has_optimizer != 0 && h.has_optimizer != 1) || h.batch < 1 || h.batch > MAX_BATCH)
         die(path, "bad schedule, T, step or flags in checkpoint header");
     size_t P = count_params(&c), want = checkpoint_bytes(&h, P);
     if (h.n_params != P) die(path, "header's parameter count differs from its configuration's");
@@ -3295,7 +3314,7 @@ static void parse_flag(Options *o, int argc, char **argv, int *i) {
         else if (!strcmp(a, "--T")) o->T = (int)parse_int(a, v, 1, 100000);
         else if (!strcmp(a, "--seed")) o->seed = (uint64_t)parse_int(a, v, 0, INT64_MAX);
         else if (!strcmp(a, "--index")) o->index = (int)parse_int(a, v, 0, MAX_IDX_ITEMS);
-        else if (!strcmp(a, "--batch")) o->batch = (int)parse_int(a, v, 1, 4096);
+        else if (!strcmp(a, "--batch")) o->batch = (int)parse_int(a, v, 1, MAX_BATCH);
         else if (!strcmp(a, "--n")) o->n = (int)parse_int(a, v, 1, 4096);
         else if (!strcmp(a, "--label")) o->label = v;
         else if (!strcmp(a, "--channels")) o->channels = (int)parse_int(a, v, 1, 3);
