@@ -4,7 +4,8 @@
 //
 //   web_load(path)                   a checkpoint (JavaScript writes its bytes to a file first)
 //   web_start(n, label, ...)         x_T ~ N(0, I) for n images, and a sampler (DDPM, DDIM, SDE)
-//   web_step()                       one network evaluation and one sampler step: sample_step
+//   web_step()                       one network evaluation and one sampler step: predict_eps,
+//                                    sample_update (the body of sample_loop)
 //   web_x(), web_x0_hat(), web_time(i)   what the page draws: x_t, eq. (2)'s x0_hat, and t
 //   web_forward_*()                  the forward process x_t = sqrt(ab) x_0 + sqrt(1 - ab) eps
 //   web_bench(B, reps)               images/s of the denoiser's forward pass
@@ -141,13 +142,17 @@ WEB_API int web_start(int n, int label, int guided, double w, const char *sample
     return web_S;
 }
 
-// One step of the sampler: evaluation i of S (sample_step). Afterwards web_x() holds the next x_t
-// and web_x0_hat() eq. (2) computed from the x_t before the step. Returns the steps done.
+// One step of the sampler: evaluation i of S, as sample_loop's body does it. Afterwards web_x()
+// holds the next x_t and web_x0_hat() eq. (2) computed from the x_t before the step. Returns the
+// steps done.
 WEB_API int web_step(void) {
     WEB_GUARD();
     if (!web_m || web_i >= web_S) return web_i;
-    sample_step(web_xt, web_x0, web_m, &web_s, web_label, web_B, &web_o, web_i, web_S, web_work,
-                &web_rng);
+    size_t n = (size_t)web_B * web_m->cfg.img_c * web_m->cfg.img_h * web_m->cfg.img_w;
+    real *eps = web_work, *z = web_work + n, *x2 = web_work + 2 * n;
+    double t = sample_time(&web_o, web_s.T, web_i, web_S);
+    predict_eps(eps, web_m, web_xt, x2, t, web_label, web_B, &web_o);
+    sample_update(web_xt, web_x0, eps, &web_s, &web_o, web_i, web_S, n, z, &web_rng);
     return ++web_i;
 }
 // sqrt(alpha_bar) at a sampler's time t (fractional for the SDE sampler: schedule_at).
@@ -237,7 +242,7 @@ WEB_API real *web_forward_xt(void) { return web_fxt; }
 
 // ---- Speed ----------------------------------------------------------------------------------
 // images/s of the loaded model's forward pass (unet_forward) on B images at random t and labels:
-// the median of reps timings after one warm-up, as `./diffusion bench` measures it.
+// the median of reps timings after one warm-up, as notes/bench.c measures it.
 WEB_API double web_bench(int B, int reps) {
     WEB_GUARD();
     if (!web_m) die("bench", "no model loaded");
@@ -260,7 +265,13 @@ WEB_API double web_bench(int B, int reps) {
         if (r >= 0) times[r] = now_seconds() - t0;
     }
     free(x);
-    return B / median(times, reps);
+    for (int i = 1; i < reps; i++)  // insertion sort of the few timings, for their median
+        for (int j = i; j > 0 && times[j] < times[j - 1]; j--) {
+            double swap = times[j];
+            times[j] = times[j - 1];
+            times[j - 1] = swap;
+        }
+    return B / (reps % 2 ? times[reps / 2] : 0.5 * (times[reps / 2 - 1] + times[reps / 2]));
 }
 
 #ifndef __EMSCRIPTEN__
