@@ -47,15 +47,15 @@ deps:
 run: deps fast
 	./diffusion forward --data fashion-mnist --index 0 --out forward.png
 	./diffusion train --minutes 7 --batch 32 --lr 1e-3 --ckpt demo.ckpt --log demo_loss.csv
-	./diffusion sample --ckpt demo.ckpt --sampler ddim --steps 50 --clip-x0 --n 80 --out samples.png --trajectory traj.png
+	./diffusion sample --ckpt demo.ckpt --sampler dpm2m --steps 20 --clip-x0 --n 80 --out samples.png --trajectory traj.png
 	@if /usr/bin/python3 -c 'import torch' 2>/dev/null; then \
-	  echo "Scoring the demo (notes/score.md): 1000 more samples with the same sampler, ~2 minutes"; \
-	  ./diffusion sample --ckpt demo.ckpt --sampler ddim --steps 50 --clip-x0 --n 1000 --seed 2 \
+	  echo "Scoring the demo (notes/score.md): 1000 more samples with the same sampler, ~1 minute"; \
+	  ./diffusion sample --ckpt demo.ckpt --sampler dpm2m --steps 20 --clip-x0 --n 1000 --seed 2 \
 	    --out demo_score.png >/dev/null && /usr/bin/python3 notes/score.py demo_score.png; \
 	else echo "(With Debian's python3-torch installed, make run also scores the samples: notes/score.md.)"; fi
 	@echo
 	@echo "Open samples.png (one row per class), traj.png (noise to image) and forward.png (image to noise)."
-	@echo "The shipped model, trained for longer:  ./diffusion sample --sampler ddim --out shipped.png --trajectory shipped_traj.png"
+	@echo "The shipped model, trained for longer:  ./diffusion sample --sampler dpm2m --out shipped.png --trajectory shipped_traj.png"
 	@echo "Next: read diffusion.c beside the slides (notes/README.md maps each equation to its function)."
 
 test: deps
