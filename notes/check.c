@@ -295,7 +295,7 @@ static void eps_star(real *eps, const real *x, double one_minus_alpha_bar, size_
 static void gaussian_step(const Schedule *s, const SampleOptions *o, int i, int S, double *A,
                           double *B, double *C2) {
     int T = s->T;
-    double time = sample_time(o, T, i, S), omab = noise_level(s, o, time), ab = 1 - omab;
+    double time = sample_time(o, s, i, S), omab = noise_level(s, o, time), ab = 1 - omab;
     double k = sqrt(omab) / (ab * GAUSS_S2 + omab), be = -k * sqrt(ab) * GAUSS_M;  // eps* = kx + be
     double a0 = (1 - sqrt(omab) * k) / sqrt(ab), b0 = -sqrt(omab) * be / sqrt(ab);  // eq. (2)
     int t = (int)time, tp = T - (int)((int64_t)(i + 1) * T / S);
@@ -349,7 +349,7 @@ static int check_gaussian_samplers(const Schedule *lin, Rng *rng) {
         double mean = 0, var = 1, A, B, C2;
         rng_normal_fill(rng, x, NS);
         for (int i = 0; i < S; i++) {
-            eps_star(eps, x, noise_level(lin, o, sample_time(o, lin->T, i, S)), NS);
+            eps_star(eps, x, noise_level(lin, o, sample_time(o, lin, i, S)), NS);
             sample_update(x, x0_hat, eps, lin, o, i, S, NS, z, rng);
             gaussian_step(lin, o, i, S, &A, &B, &C2);
             mean = A * mean + B;

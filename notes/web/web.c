@@ -150,7 +150,7 @@ WEB_API int web_step(void) {
     if (!web_m || web_i >= web_S) return web_i;
     size_t n = (size_t)web_B * web_m->cfg.img_c * web_m->cfg.img_h * web_m->cfg.img_w;
     real *eps = web_work, *z = web_work + n, *x2 = web_work + 2 * n;
-    double t = sample_time(&web_o, web_s.T, web_i, web_S);
+    double t = sample_time(&web_o, &web_s, web_i, web_S);
     predict_eps(eps, web_m, web_xt, x2, t, web_label, web_B, &web_o);
     sample_update(web_xt, web_x0, eps, &web_s, &web_o, web_i, web_S, n, z, &web_rng);
     return ++web_i;
@@ -167,7 +167,7 @@ WEB_API real *web_x0_hat(void) { return web_x0; }
 WEB_API int web_label_of(int b) { return web_label && b >= 0 && b < web_B ? web_label[b] : -1; }
 // The time at which evaluation i of S asks the denoiser (i = S: 0, the finished sample).
 WEB_API double web_time(int i) {
-    return i >= web_S ? 0 : sample_time(&web_o, web_s.T, i, web_S);
+    return i >= web_S ? 0 : sample_time(&web_o, &web_s, i, web_S);
 }
 
 // ---- The forward process (no model needed) --------------------------------------------------
