@@ -1708,10 +1708,20 @@ static void gemm_rows(int M, int N, int K, const real *A, long ars, long acs, co
 #pragma omp parallel for schedule(static)
             for (int tile = 0; tile < npanels * mpanels; tile++) {
                 int p = tile / mpanels, q = tile % mpanels, i0 = q * MR, j0 = jc + p * NR;
-                const real *b = bpack + (size_t)(p - inplace) * kc * NR;
-                const long *brow = packed_rows;
-                if (p < inplace) b = brows ? B + j0 : B + pc * brs + j0;
-                if (p < inplace) brow = brows ? brows + pc : strided_rows;
+                // panel p read in place, or packed panel p - inplace: each pointer is formed only
+                // where it is used (bpack + a negative offset is undefined even if never read)
+                const real *b;
+                const long *brow;
+                if (p >= inplace) {
+                    b = bpack + (size_t)(p - inplace) * kc * NR;
+                    brow = packed_rows;
+                } else if (brows) {
+                    b = B + j0;
+                    brow = brows + pc;
+                } else {
+                    b = B + pc * brs + j0;
+                    brow = strided_rows;
+                }
                 int m = M - i0 < MR ? M - i0 : MR, n = N - j0 < NR ? N - j0 : NR;
                 real *c = C + i0 * crs + j0;
                 long arow[MR];
@@ -2142,12 +2152,16 @@ static size_t count_params(const Config *c) {
     return n;
 }
 
-// The convolution scratch: the largest im2col is a 3x3 conv over the widest concatenation
-// (ch2 + max(ch1, ch2) channels) at full size; the largest weight (widest out) x (widest in) x 9.
+// The convolution scratch, sized from every tensor a convolution reads or writes: inputs have
+// at most ch2 + wide channels (the widest concatenation, or the image's img_c), outputs at most
+// wide (ch1, ch2, or img_c for out_conv; conv_in's weight is (ch1, img_c)). The largest im2col is
+// a 3x3 conv over ch2 + wide channels at full size; the largest weight wide x (ch2 + wide) x 9.
 // A col buffer also holds conv2d_image_padded's padded image, C (H+2)(W+2) + NR + 3 values, or
 // its grid, OC H (W+2): both fit, as images are at least 4x4 (9 H W >= (H+2)(W+2) + NR + 3).
+// rows holds one offset per row of col: (ch2 + wide) x 9.
 static void workspace_create(Workspace *ws, const Config *c) {
     int wide = c->ch1 > c->ch2 ? c->ch1 : c->ch2;
+    if (wide < c->img_c) wide = c->img_c;  // a 3-channel image on widths of 1 or 2
     ws->threads = 1;
 #ifdef _OPENMP
     ws->threads = omp_get_max_threads();
@@ -2704,6 +2718,7 @@ static void checkpoint_save(const char *path, const Model *m, ScheduleKind sched
     atomic_write_begin(path, tmp, sizeof tmp, &f);
     uint32_t crc = 0;
     for (int k = 0; k < 6; k++) {
+        if (bytes[k] == 0) continue;  // a slim or unconditional model's absent part: maybe NULL
         fwrite(part[k], 1, bytes[k], f);
         crc = crc32_update(crc, part[k], bytes[k]);
     }
