@@ -2633,8 +2633,8 @@ static const char *png_problem(const unsigned char *p, size_t n, uint64_t *raw, 
             return why;
         }
         if (len > n - pos - 12) {
-            snprintf(why, sizeof why, "PNG cut short: its %s chunk at byte %zu needs %u bytes, "
-                     "the file ends at %zu", shown, pos, len + 12, n);
+            snprintf(why, sizeof why, "PNG cut short: its %s chunk at byte %zu needs %zu bytes, "
+                     "the file ends at %zu", shown, pos, (size_t)len + 12, n);
             return why;
         }
         int critical = !(name[0] & 0x20), known = 0;
