@@ -153,10 +153,14 @@ static void sample_watch(const SampleOptions *o, int i, int S, const real *x, co
 // ============================================================================================
 
 // Every error is one line "diffusion: <what>: <why>" and a non-zero exit: 2 bad usage, 1 the rest.
+// It may quote bytes from a file or a folder name: printed escaped (PART II), it stays one line.
+static char *escape_bytes(char *out, size_t size, const char *s);
 static void die_with(int code, const char *what, const char *fmt, va_list ap) {
-    fprintf(stderr, "diffusion: %s: ", what);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    char line[8192], shown[4 * sizeof line];  // each byte may become \xNN
+    int n = snprintf(line, sizeof line, "diffusion: %s: ", what);
+    if (n < 0 || n >= (int)sizeof line) n = 0;
+    vsnprintf(line + n, sizeof line - n, fmt, ap);
+    fprintf(stderr, "%s\n", escape_bytes(shown, sizeof shown, line));
     exit(code);
 }
 static void die(const char *what, const char *fmt, ...) {
@@ -1714,10 +1718,20 @@ static void gemm_rows(int M, int N, int K, const real *A, long ars, long acs, co
 #pragma omp parallel for schedule(static)
             for (int tile = 0; tile < npanels * mpanels; tile++) {
                 int p = tile / mpanels, q = tile % mpanels, i0 = q * MR, j0 = jc + p * NR;
-                const real *b = bpack + (size_t)(p - inplace) * kc * NR;
-                const long *brow = packed_rows;
-                if (p < inplace) b = brows ? B + j0 : B + pc * brs + j0;
-                if (p < inplace) brow = brows ? brows + pc : strided_rows;
+                // panel p read in place, or packed panel p - inplace: each pointer is formed only
+                // where it is used (bpack + a negative offset is undefined even if never read)
+                const real *b;
+                const long *brow;
+                if (p >= inplace) {
+                    b = bpack + (size_t)(p - inplace) * kc * NR;
+                    brow = packed_rows;
+                } else if (brows) {
+                    b = B + j0;
+                    brow = brows + pc;
+                } else {
+                    b = B + pc * brs + j0;
+                    brow = strided_rows;
+                }
                 int m = M - i0 < MR ? M - i0 : MR, n = N - j0 < NR ? N - j0 : NR;
                 real *c = C + i0 * crs + j0;
                 long arow[MR];
@@ -2174,12 +2188,16 @@ static size_t count_params(const Config *c) {
     return n;
 }
 
-// The convolution scratch: the largest im2col is a 3x3 conv over the widest concatenation
-// (ch2 + max(ch1, ch2) channels) at full size; the largest weight (widest out) x (widest in) x 9.
+// The convolution scratch, sized from every tensor a convolution reads or writes: inputs have
+// at most ch2 + wide channels (the widest concatenation, or the image's img_c), outputs at most
+// wide (ch1, ch2, or img_c for out_conv; conv_in's weight is (ch1, img_c)). The largest im2col is
+// a 3x3 conv over ch2 + wide channels at full size; the largest weight wide x (ch2 + wide) x 9.
 // A col buffer also holds conv2d_image_padded's padded image, C (H+2)(W+2) + NR + 3 values, or
 // its grid, OC H (W+2): both fit, as images are at least 4x4 (9 H W >= (H+2)(W+2) + NR + 3).
+// rows holds one offset per row of col: (ch2 + wide) x 9.
 static void workspace_create(Workspace *ws, const Config *c) {
     int wide = c->ch1 > c->ch2 ? c->ch1 : c->ch2;
+    if (wide < c->img_c) wide = c->img_c;  // a 3-channel image on widths of 1 or 2
     ws->threads = 1;
 #ifdef _OPENMP
     ws->threads = omp_get_max_threads();
@@ -2294,6 +2312,18 @@ static void atomic_write_end(const char *path, const char *tmp, FILE *f, const c
     }
 }
 
+// A run killed while writing (kill -9, a power cut) leaves "<path>.tmp", half a file that was
+// never renamed into place: the next run that writes path removes it, and says so.
+static void remove_stale_tmp(const char *path) {
+    char tmp[4200];
+    struct stat st;
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    if (stat(tmp, &st) != 0 || !S_ISREG(st.st_mode)) return;
+    if (remove(tmp) != 0) die(tmp, "cannot remove stale half-written file: %s", strerror(errno));
+    fprintf(stderr, "note: removed %s, half a file left by a run that was killed while writing\n",
+            tmp);
+}
+
 // ---- Loaders: every size read from a file is checked before it is used ----------------------
 static const char *FASHION_DIR = "/usr/share/datasets/fashion-mnist";  // dataset-fashion-mnist
 static const char *fashion_class_names[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -2304,16 +2334,65 @@ enum { MAX_FILE_BYTES = 512 << 20, MAX_IDX_ITEMS = 10000000, MAX_CLASSES = 1000 
 // declare 16000 x 16000 RGBA, 1 GB.
 enum { MAX_IMAGES = 1000000, MAX_IMAGE_MB = 64, DEFAULT_DATA_MB = 1024 };
 
-// Reads a whole file (at most max_bytes) into memory; *len receives its size.
+// Bytes that came from a file or a folder name (a PNG chunk's name, a class folder, a
+// checkpoint's class names) may hold a newline or an escape sequence (ESC [ 2 J clears the
+// screen): printed raw they would split a one-line error or drive the terminal. Printable ASCII
+// and well-formed UTF-8 (but for U+0080..U+009F, controls some terminals obey) are kept; every
+// other byte becomes \xNN. s (NUL-terminated) -> out, at most size - 1 bytes and a NUL.
+static int utf8_length(const unsigned char *p) {  // 2..4: a UTF-8 character starts at p; else 0
+    int n = 0;
+    if (*p >= 0xc2 && *p <= 0xdf) n = 2;
+    else if (*p >= 0xe0 && *p <= 0xef) n = 3;
+    else if (*p >= 0xf0 && *p <= 0xf4) n = 4;
+    if (*p == 0xc2 && p[1] < 0xa0) return 0;  // U+0080..U+009F
+    for (int i = 1; i < n; i++)
+        if ((p[i] & 0xc0) != 0x80) return 0;  // cut short (a NUL included)
+    return n;
+}
+static char *escape_bytes(char *out, size_t size, const char *s) {
+    const unsigned char *p = (const unsigned char *)s;
+    size_t o = 0;
+    while (*p && o + 5 <= size) {  // room for 4 bytes (\xNN, or a UTF-8 character) and the NUL
+        int n = *p >= 0x20 && *p < 0x7f ? 1 : utf8_length(p);
+        if (n) {
+            memcpy(out + o, p, n);
+            o += n;
+            p += n;
+        } else {
+            snprintf(out + o, 5, "\\x%02x", *p++);
+            o += 4;
+        }
+    }
+    out[o] = 0;
+    return out;
+}
+static void fputs_escaped(const char *s, FILE *f) {
+    size_t size = 4 * strlen(s) + 1;
+    char *shown = xmalloc(size);
+    fputs(escape_bytes(shown, size, s), f);
+    free(shown);
+}
+
+// Reads a whole file (at most max_bytes) into memory; *len receives its size. Read to its end,
+// not to the size stat reports: /proc's files say 0 bytes and hold more.
 static unsigned char *read_file(const char *path, size_t max_bytes, size_t *len) {
     FILE *f = fopen(path, "rb");
     if (!f) die(path, "cannot open: %s", strerror(errno));
     struct stat st;
     if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) die(path, "not a regular file");
     if ((size_t)st.st_size > max_bytes) die(path, "file too large for this program");
-    *len = (size_t)st.st_size;
-    unsigned char *buf = xmalloc(*len + 1);
-    if (fread(buf, 1, *len, f) != *len) die(path, "read error");
+    size_t cap = (size_t)st.st_size + 4096, got;
+    unsigned char *buf = xmalloc(cap + 1);
+    *len = 0;
+    while ((got = fread(buf + *len, 1, cap - *len, f)) > 0) {
+        *len += got;
+        if (*len > max_bytes) die(path, "file too large for this program");
+        if (*len < cap) continue;
+        cap *= 2;
+        buf = realloc(buf, cap + 1);
+        if (!buf) die("memory", "cannot allocate %zu bytes for %s", cap + 1, path);
+    }
+    if (ferror(f)) die(path, "read error: %s", strerror(errno));
     fclose(f);
     return buf;
 }
@@ -2439,9 +2518,13 @@ static void data_summary(const char *path, const Dataset *d, const DataRequest *
             "it with --max-data-mb, or choose a smaller --size)", d->n, d->c, d->h, d->w, mb,
             r->max_mb);
     if (!r->say) return;
-    fprintf(r->say, "data: %s: %d images, %d classes", path, d->n, d->n_classes);
-    for (int k = 0; k < d->n_classes && k < 8; k++)
-        fprintf(r->say, "%s%s", k ? ", " : " (", d->class_names[k]);
+    fputs("data: ", r->say);
+    fputs_escaped(path, r->say);  // names from folders: escaped (escape_bytes)
+    fprintf(r->say, ": %d images, %d classes", d->n, d->n_classes);
+    for (int k = 0; k < d->n_classes && k < 8; k++) {
+        fputs(k ? ", " : " (", r->say);
+        fputs_escaped(d->class_names[k], r->say);
+    }
     fprintf(r->say, "%s, as %dx%dx%d (%s): %.1f MB in memory\n", d->n_classes > 8 ? ", ...)"
             : d->n_classes ? ")" : " (no class folders: unconditional)", d->c, d->h, d->w, why, mb);
 }
@@ -2512,15 +2595,12 @@ static Dataset load_idx(const char *images_path, const char *labels_path, const 
 // the FF D8 that starts the file, and reads DHT segments between scans (progressive JPEGs have
 // them there), so the walk goes on through the compressed data byte by byte, where a marker is FF
 // followed by anything but 00, FF or a restart D0..D7, up to the end of image.
-// Returns NULL if the file is fine (or not a JPEG), else what is wrong.
-static const char *jpeg_tables_problem(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;  // stbi_info reports the error
-    int first = fgetc(f);
-    fclose(f);
-    if (first != 0xFF) return NULL;  // not a JPEG: no need to read it twice
-    size_t n, i = 0;
-    unsigned char *p = read_file(path, MAX_FILE_BYTES, &n);
+// The walk also reads each frame header (SOF0..2, the ones stb decodes): a side over stb's
+// STBI_MAX_DIMENSIONS makes stbi_info fail with "unknown image type"; say the real reason.
+// p: the file's n bytes. Returns NULL if the file is fine (or not a JPEG), else what is wrong.
+static const char *jpeg_tables_problem(const unsigned char *p, size_t n) {
+    static char size_why[120];
+    size_t i = 0;
     while (i < n && p[i] == 0xFF) i++;
     const char *why = NULL;
     if (i < n && p[i] == 0xD8)
@@ -2532,6 +2612,13 @@ static const char *jpeg_tables_problem(const char *path) {
             }
             if (m == 0xD9) break;  // end of image
             size_t end = i + 2 + ((size_t)p[i + 2] << 8 | p[i + 3]);
+            int sof = m >= 0xC0 && m <= 0xC2 && i + 9 <= n;  // SOF: precision, height, width
+            int h = sof ? p[i + 5] << 8 | p[i + 6] : 0, w = sof ? p[i + 7] << 8 | p[i + 8] : 0;
+            if (h > STBI_MAX_DIMENSIONS || w > STBI_MAX_DIMENSIONS) {
+                snprintf(size_why, sizeof size_why, "JPEG of %dx%d pixels: over stb_image's limit "
+                         "of %d per side", w, h, STBI_MAX_DIMENSIONS);
+                why = size_why;
+            }
             // DHT: tables of (class/id, 16 counts, symbols); stb reads past `end` if told to
             for (size_t q = i + 4; m == 0xC4 && q < end && q < n && !why;) {
                 size_t codes = 0;
@@ -2541,8 +2628,103 @@ static const char *jpeg_tables_problem(const char *path) {
             }
             i = end;
         }
-    free(p);
     return why;
+}
+
+// PNG (ISO 15948): 8 signature bytes, then chunks (length, 4-letter name, data, CRC), IHDR first,
+// IEND last. stb_image reads a chunk past the end of a cut file as zeros and names it in its error
+// ("cannot decode image ()", or "(IDA)"); it puts an unknown chunk's raw name bytes in its error
+// text; and it keeps inflating the image data (IDAT) past what the header declares (a 255 KB PNG
+// of 1x1 pixels can inflate to 258 MB). So walk the chunks first, as stb will: a file cut short,
+// a name not of 4 letters, an unknown critical chunk, a side over stb's limit are refused here,
+// each with its reason. p: the file's n bytes (not a PNG: NULL, stb decides). *raw receives what
+// the image data must inflate to (0: unknown, stb refuses the header), *idat its compressed size.
+static const char *png_problem(const unsigned char *p, size_t n, uint64_t *raw, size_t *idat) {
+    static char why[160];
+    static const char *known_critical[] = {"IHDR", "PLTE", "IDAT", "IEND", "CgBI"};
+    *raw = 0;
+    *idat = 0;
+    if (n < 8 || memcmp(p, "\x89PNG\r\n\x1a\n", 8)) return NULL;
+    for (size_t pos = 8;;) {
+        if (n - pos < 12) {
+            snprintf(why, sizeof why, "PNG cut short: it ends at byte %zu without its IEND chunk",
+                     n);
+            return why;
+        }
+        uint32_t len = read_be32(p + pos);
+        const unsigned char *name = p + pos + 4;
+        char shown[20] = "";
+        for (int k = 0; k < 4; k++) {
+            int letter = (name[k] | 0x20) >= 'a' && (name[k] | 0x20) <= 'z';
+            size_t at = strlen(shown);
+            snprintf(shown + at, sizeof shown - at, letter ? "%c" : "\\x%02x", name[k]);
+        }
+        if (strlen(shown) != 4) {
+            snprintf(why, sizeof why, "corrupt PNG: chunk name '%s' at byte %zu is not 4 letters",
+                     shown, pos + 4);
+            return why;
+        }
+        if (len > n - pos - 12) {
+            snprintf(why, sizeof why, "PNG cut short: its %s chunk at byte %zu needs %zu bytes, "
+                     "the file ends at %zu", shown, pos, (size_t)len + 12, n);
+            return why;
+        }
+        int critical = !(name[0] & 0x20), known = 0;
+        for (int k = 0; k < 5; k++) known |= !memcmp(name, known_critical[k], 4);
+        if (critical && !known) {
+            snprintf(why, sizeof why, "PNG with an unknown critical chunk '%s'", shown);
+            return why;
+        }
+        if (!memcmp(name, "IDAT", 4)) *idat += len;
+        if (!memcmp(name, "IEND", 4)) break;
+        pos += 12 + (size_t)len;
+    }
+    if (n < 33 || memcmp(p + 12, "IHDR", 4) || read_be32(p + 8) != 13) return NULL;
+    uint32_t w = read_be32(p + 16), h = read_be32(p + 20);
+    if (w > STBI_MAX_DIMENSIONS || h > STBI_MAX_DIMENSIONS) {
+        snprintf(why, sizeof why, "PNG of %ux%u pixels: over stb_image's limit of %d per side", w,
+                 h, STBI_MAX_DIMENSIONS);
+        return why;
+    }
+    // The bits of a pixel: colour type 0 gray, 2 RGB, 3 palette index, 4 gray+alpha, 6 RGBA;
+    // depth 1..16. Each row, and with Adam7 interlacing each row of each of the 7 passes (pass k
+    // takes every dx-th pixel from x0, every dy-th row from y0), starts with a filter byte.
+    int depth = p[24], type = p[25], interlaced = p[28];
+    int channels = type == 0 || type == 3 ? 1 : type == 2 ? 3 : type == 4 ? 2 : type == 6 ? 4 : 0;
+    if (!channels || depth < 1 || depth > 16 || interlaced > 1) return NULL;
+    static const int x0[7] = {0, 4, 0, 2, 0, 1, 0}, y0[7] = {0, 0, 4, 0, 2, 0, 1};
+    static const int dx[7] = {8, 8, 4, 4, 2, 2, 1}, dy[7] = {8, 8, 8, 4, 4, 2, 2};
+    for (int k = interlaced ? 0 : 6; k < 7; k++) {
+        uint64_t pw = interlaced ? (w + dx[k] - 1 - x0[k]) / dx[k] : w;
+        uint64_t ph = interlaced ? (h + dy[k] - 1 - y0[k]) / dy[k] : h;
+        if (interlaced && (w <= (uint32_t)x0[k] || h <= (uint32_t)y0[k])) continue;  // empty
+        *raw += ph * (1 + (pw * channels * depth + 7) / 8);
+    }
+    return NULL;
+}
+
+// Inflates a PNG's image data into a buffer of exactly the raw bytes its header implies, with
+// stb's zlib, which then stops ("output buffer limit") instead of growing: so a decompression
+// bomb costs the declared size, not what its data would inflate to. NULL: it fits.
+static const char *png_inflate_problem(const unsigned char *p, size_t n, uint64_t raw,
+                                       size_t idat) {
+    if (raw == 0 || raw > INT32_MAX || idat == 0 || idat > INT32_MAX) return NULL;  // stb refuses
+    unsigned char *data = xmalloc(idat), *out = xmalloc((size_t)raw);
+    size_t got = 0;
+    int iphone = 0;  // Apple's CgBI PNGs hold raw deflate data, without zlib's header
+    for (size_t pos = 8; pos + 12 <= n; pos += 12 + (size_t)read_be32(p + pos)) {
+        iphone |= !memcmp(p + pos + 4, "CgBI", 4);
+        if (!memcmp(p + pos + 4, "IDAT", 4)) memcpy(data + got, p + pos + 8, read_be32(p + pos));
+        if (!memcmp(p + pos + 4, "IDAT", 4)) got += read_be32(p + pos);
+        if (!memcmp(p + pos + 4, "IEND", 4)) break;
+    }
+    int len = iphone ? stbi_zlib_decode_noheader_buffer((char *)out, (int)raw, (char *)data,
+                                                        (int)idat)
+                     : stbi_zlib_decode_buffer((char *)out, (int)raw, (char *)data, (int)idat);
+    free_all(2, data, out);
+    if (len >= 0 || strcmp(stbi_failure_reason(), "output buffer limit")) return NULL;  // stb's
+    return "PNG whose image data inflates past the pixels its header declares (a decompression "
+           "bomb): refused before decoding";
 }
 
 static int has_image_extension(const char *name) {
@@ -2624,18 +2806,31 @@ static char **list_images(const char *path, int *n, Dataset *d) {
     return files;
 }
 
-// Reads a picture's header (no pixel decoded): its size and channels, refusing what stb_image
-// cannot read and what would decode to more than MAX_IMAGE_MB. Returns the decoded size in MB.
-static double image_header(const char *file, int *w, int *h, int *comp) {
-    const char *jpeg_problem = jpeg_tables_problem(file);
-    if (jpeg_problem) die(file, "not a readable PNG/JPEG image (%s)", jpeg_problem);
-    if (!stbi_info(file, w, h, comp))
+// Reads a picture and checks it (no pixel decoded): its size and channels, refusing what
+// stb_image cannot read, what would decode to more than MAX_IMAGE_MB, and a PNG whose data would
+// inflate past what it declares. Returns the decoded size in MB; *bytes (when not NULL) receives
+// the file (*len bytes), so that stb decodes exactly what was checked.
+static double image_header(const char *file, int *w, int *h, int *comp, unsigned char **bytes,
+                           size_t *len) {
+    size_t n;
+    unsigned char *p = read_file(file, MAX_FILE_BYTES, &n);
+    uint64_t raw;
+    size_t idat;
+    const char *problem = jpeg_tables_problem(p, n);
+    if (!problem) problem = png_problem(p, n, &raw, &idat);
+    if (problem) die(file, "not a readable PNG/JPEG image (%s)", problem);
+    if (!stbi_info_from_memory(p, (int)n, w, h, comp))
         die(file, "not a readable PNG/JPEG image (%s)", stbi_failure_reason());
     double mb = (double)*w * *h * *comp / (1 << 20);
     if (mb > MAX_IMAGE_MB)
         die(file, "declares %dx%d pixels x %d channels = %.0f MB decoded, over the limit of %d MB "
             "per image (4096x4096 RGBA): refused before decoding; shrink it first", *w, *h, *comp,
             mb, MAX_IMAGE_MB);
+    problem = png_inflate_problem(p, n, raw, idat);
+    if (problem) die(file, "%s", problem);
+    if (bytes) *bytes = p;
+    else free(p);
+    if (len) *len = n;
     return mb;
 }
 
@@ -2644,29 +2839,42 @@ static double image_header(const char *file, int *w, int *h, int *comp) {
 static Dataset load_images(const char *path, const DataRequest *r) {
     Dataset d = {0};
     char **files = list_images(path, &d.n, &d);
-    int w, h, comp, colour = 0, common = 0, crops = 0;
-    double decoded = 0;
+    int w, h, comp, colour = 0, common = 0, crops = 0, largest = 0;
+    double pixels_by_comp[5] = {0}, most = 0, decoded = 0;  // held in max(comp, d.c) channels
     for (int i = 0; i < d.n; i++) {
-        decoded += image_header(files[i], &w, &h, &comp);
+        image_header(files[i], &w, &h, &comp, NULL, NULL);
+        pixels_by_comp[comp] += (double)w * h;
         colour |= comp >= 3;
         int side = w < h ? w : h;
         common = i == 0 || side == common ? side : 0;  // 0 once two differ
         crops += w != h;
+        if ((double)w * h <= most) continue;
+        most = (double)w * h;
+        largest = i;
     }
     d.c = r->channels ? r->channels : colour ? 3 : 1;
     d.h = d.w = r->size ? r->size : default_size(common);
+    for (int k = 1; k <= 4; k++) decoded += pixels_by_comp[k] * (k > d.c ? k : d.c) / (1 << 20);
+    if (most * d.c / (1 << 20) > MAX_IMAGE_MB)  // a gray picture in a colour set
+        die(files[largest], "%.0f megapixels held as %d channels = %.0f MB decoded, over the limit "
+            "of %d MB per image: refused before decoding; shrink it first", most / 1e6, d.c,
+            most * d.c / (1 << 20), MAX_IMAGE_MB);
     char why[200];
     int len = snprintf(why, sizeof why, "%s; %s; %.1f MB to decode", r->channels ? "--channels"
                        : colour ? "RGB: some images have colour" : "gray: no image has colour",
-                       r->size ? "--size" : common == d.h ? "their size" : common ? "from their "
-                       "size: a multiple of 4, at most 64" : "sizes differ: 32", decoded);
+                       r->size ? "--size" : common == d.h ? "their size" : common >= 4 ?
+                       "from their size: a multiple of 4, at most 64" : common ?
+                       "their size is under 4: 32" : "sizes differ: 32", decoded);
     if (crops) snprintf(why + len, sizeof why - len, "; %d not square: centre-cropped", crops);
     data_summary(path, &d, r, why);
     size_t img = (size_t)d.c * d.h * d.w;
     d.pixels = r->pixels ? xmalloc(d.n * img * sizeof(float)) : NULL;
     for (int i = 0; r->pixels && i < d.n; i++) {
-        image_header(files[i], &w, &h, &comp);  // again, right before stb: it may have changed
-        unsigned char *px = stbi_load(files[i], &w, &h, &comp, d.c);
+        unsigned char *bytes;
+        size_t n;
+        image_header(files[i], &w, &h, &comp, &bytes, &n);  // again: the file may have changed
+        unsigned char *px = stbi_load_from_memory(bytes, (int)n, &w, &h, &comp, d.c);
+        free(bytes);
         if (!px) die(files[i], "cannot decode image (%s)", stbi_failure_reason());
         image_to_floats(d.pixels + i * img, px, d.c, h, w, d.h);
         stbi_image_free(px);
@@ -2736,6 +2944,7 @@ static void checkpoint_save(const char *path, const Model *m, ScheduleKind sched
     atomic_write_begin(path, tmp, sizeof tmp, &f);
     uint32_t crc = 0;
     for (int k = 0; k < 6; k++) {
+        if (bytes[k] == 0) continue;  // a slim or unconditional model's absent part: maybe NULL
         fwrite(part[k], 1, bytes[k], f);
         crc = crc32_update(crc, part[k], bytes[k]);
     }
@@ -2763,23 +2972,28 @@ static Model *checkpoint_load(const char *path, int max_batch, ScheduleKind *sch
     memcpy(&h, buf, sizeof h);
     Config c = config_from_ints(h.config);
     if (memcmp(h.magic, "DIFFUSNC", 8)) die(path, "not a diffusion.c checkpoint (bad magic)");
-    if (h.version != 1 && h.version != CKPT_VERSION) die(path, "checkpoint format is not 1 or 2");
-    if (h.real_size != (int32_t)sizeof(real))
-        die(path, "%s", sizeof(real) == 8 ? "written by a float build, this is a double build"
-                                          : "written by a double build, this is a float build");
-    const char *bad = config_check(&c);
-    if (bad) die(path, "bad network configuration in checkpoint: %s", bad);
-    if (h.schedule < 0 || h.schedule > 2 || h.T < 1 || h.T > 100000 || h.step < 0 ||
-        (h.has_optimizer != 0 && h.has_optimizer != 1) || h.batch < 1 || h.batch > MAX_BATCH)
-        die(path, "bad schedule, T, step or flags in checkpoint header");
-    size_t P = count_params(&c), want = checkpoint_bytes(&h, P);
-    if (h.n_params != P) die(path, "header's parameter count differs from its configuration's");
-    if (len != want)
-        die(path, "checkpoint is %zu bytes, expected %zu (truncated or corrupt)", len, want);
+    // The CRC before the fields: a field that fails it was damaged, not written so (one flipped
+    // bit in real_size is no double build). Only when every field is sane and the length is not
+    // what they imply is the file said to be cut short.
     uint32_t crc_file;
     memcpy(&crc_file, buf + len - 4, 4);
-    if (crc32_update(0, buf, len - 4) != crc_file)
-        die(path, "checkpoint is corrupt (CRC-32 mismatch)");
+    int crc_ok = crc32_update(0, buf, len - 4) == crc_file;
+    const char *bad = NULL, *bad_config = config_check(&c);
+    if (h.version != 1 && h.version != CKPT_VERSION) bad = "checkpoint format is not 1 or 2";
+    else if (h.real_size != (int32_t)sizeof(real))
+        bad = sizeof(real) == 8 ? "written by a float build, this is a double build"
+                                : "written by a double build, this is a float build";
+    else if (bad_config) bad = bad_config;
+    else if (h.schedule < 0 || h.schedule > 2 || h.T < 1 || h.T > 100000 || h.step < 0 ||
+             (h.has_optimizer != 0 && h.has_optimizer != 1) || h.batch < 1 || h.batch > MAX_BATCH)
+        bad = "bad schedule, T, step or flags in checkpoint header";
+    size_t P = bad ? 0 : count_params(&c), want = bad ? 0 : checkpoint_bytes(&h, P);
+    if (!bad && h.n_params != P) bad = "header's parameter count differs from its configuration's";
+    if (!bad && len != want)
+        die(path, "checkpoint is %zu bytes, expected %zu (truncated or corrupt)", len, want);
+    if (!crc_ok) die(path, "checkpoint is corrupt (CRC-32 mismatch)");
+    if (bad && bad == bad_config) die(path, "bad network configuration in checkpoint: %s", bad);
+    if (bad) die(path, "%s", bad);
     size_t narrays = h.has_optimizer ? 4 : 2;
     size_t names = sizeof h + narrays * P * sizeof(real);  // where version 2's class names are
     for (int k = 0; h.version > 1 && c.cond && k < c.n_classes; k++)
@@ -3082,6 +3296,7 @@ static int cmd_train(const Options *o) {
                       .minutes = o->minutes, .resume = o->resume, .hyper = DEFAULT_HYPER,
                       .save_every = 500};
     if (!o->steps && !o->minutes) t.minutes = 10;
+    remove_stale_tmp(t.ckpt);
     t.hyper.lr = o->lr;
     ScheduleKind sched = o->schedule;
     int T = o->T, B = o->batch ? o->batch : 64, has_opt, saved_batch;
@@ -3218,8 +3433,14 @@ static int cmd_sample(const Options *o) {
     const char *out = o->out ? o->out : "samples.png";
     write_image_grid(out, x, n, cols, c->img_c, c->img_h, c->img_w, 3);
     printf("wrote %s: %d samples in %.1f s\n", out, n, secs);
-    for (int k = 0; per_class && k < K; k++) printf("  row %d: %s\n", k + 1, m->class_names[k]);
-    if (o->label) printf("  class %d: %s\n", chosen, m->class_names[chosen]);
+    for (int k = 0; per_class && k < K; k++) {  // names from the checkpoint: escaped
+        printf("  row %d: ", k + 1);
+        fputs_escaped(m->class_names[k], stdout);
+        putchar('\n');
+    }
+    if (o->label) printf("  class %d: ", chosen);
+    if (o->label) fputs_escaped(m->class_names[chosen], stdout);
+    if (o->label) putchar('\n');
     if (traj)
         printf("wrote %s: noise (left) to image (right) at 11 moments; under each x_t row, the "
                "network's x0_hat (eq. 2) at that moment\n", o->trajectory);

@@ -83,11 +83,20 @@ expect_error() {
         cp "$TMP/err" "$TMP/log"; echo "exit $rc, $lines stderr lines" >>"$TMP/log"; fail "bad input: $name"
     fi
 }
+# The ASan/UBSan build the bad-input, own-images and sanitized groups share: made by whichever runs first, so that
+# each group also runs alone (TESTS=own_images ./test.sh).
+asan_build() {
+    [ -x "$TMP/asan" ] && return 0
+    cc -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all diffusion.c -lm -o "$TMP/asan" 2>"$TMP/log" && return 0
+    fail "ASan/UBSan build"; return 1
+}
+# no_control NAME FILE: FILE's lines hold no control byte (a newline or ESC from a file or folder name, printed raw)
+no_control() {
+    if LC_ALL=C grep -q '[[:cntrl:]]' "$2"; then cp "$2" "$TMP/log"; fail "$1"; else pass "$1"; fi
+}
 test_bad_input() {
     local S=$TMP/asan
-    if ! cc -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all diffusion.c -lm -o "$S" 2>"$TMP/log"; then
-        fail "ASan/UBSan build"; return
-    fi
+    asan_build || return
     local B=$TMP/bad; mkdir -p "$B"
     echo "hello, I am text" >"$B/text.png"
     : >"$B/empty.png"
@@ -122,6 +131,57 @@ test_bad_input() {
     expect_error "missing checkpoint" "cannot open" "$S" sample --ckpt "$B/none.ckpt"
     expect_error "unwritable output" "cannot write" "$S" $F --data "$FASHION" --index 0 --out /nonexistent/x.png
     expect_error "output to a full disk (/dev/full)" "write failed: No space left" "$S" forward --data "$FASHION" --index 0 --out /dev/full
+    # issue 24. Pictures whose bytes stb_image used to put into the terminal or misreport: chunks named by raw bytes
+    # (a newline, ESC [ 2 J), a side over stb's 16384 (PNG and JPEG: "unknown image type"), a PNG cut inside its
+    # image data ("cannot decode image ()").
+    /usr/bin/python3 - "$B" >"$TMP/log" 2>&1 <<'PYTHON' || { fail "bad input: writing the hostile PNG/JPEGs"; return; }
+import struct, sys, zlib
+out = sys.argv[1]
+def chunk(kind, data):
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+def png(w, h, idat):  # 8-bit gray
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+ok = png(4, 4, zlib.compress(bytes(20)))
+for name, kind in [("newline", b"a\nB\n"), ("esc", b"\x1b[2J")]:  # an unknown chunk after IHDR
+    open(f"{out}/chunk-{name}.png", "wb").write(ok[:33] + chunk(kind, b"") + ok[33:])
+open(f"{out}/wide.png", "wb").write(png(100000, 1, zlib.compress(bytes(100001))))
+open(f"{out}/cut.png", "wb").write(ok[:-20])
+open(f"{out}/huge.jpg", "wb").write(b"\xff\xd8\xff\xc0\x00\x11\x08" + struct.pack(">HH", 65500, 65500)
+                                    + b"\x03\x01\x11\x00\x02\x11\x01\x03\x11\x01\xff\xd9")  # SOF0, 3 components
+PYTHON
+    expect_error "PNG chunk named 'a NL B NL': one line, the bytes escaped" "chunk name 'a\\\\x0aB\\\\x0a'" "$S" $F "$B/chunk-newline.png"
+    expect_error "PNG chunk named 'ESC [ 2 J': the bytes escaped" "chunk name '\\\\x1b" "$S" $F "$B/chunk-esc.png"
+    no_control "bad input: the ESC [ 2 J chunk's error line holds no control byte" "$TMP/err"
+    expect_error "PNG of 100000x1 pixels: stb's limit said" "100000x1 pixels: over stb_image's limit of 16384" "$S" $F "$B/wide.png"
+    expect_error "JPEG of 65500x65500 pixels: stb's limit said" "65500x65500 pixels: over stb_image's limit of 16384" "$S" $F "$B/huge.jpg"
+    expect_error "PNG cut inside its image data" "PNG cut short: its IDAT chunk" "$S" $F "$B/cut.png"
+    # Checkpoints: the CRC is checked before the fields (one flipped bit in real_size is no "double build"); /proc's
+    # files report 0 bytes and are read to their end.
+    cp notes/fuzz/corpus/ckpt/seed-tiny-cond.ckpt "$B/flip.ckpt"
+    printf '\005' | dd of="$B/flip.ckpt" bs=1 seek=12 conv=notrunc 2>/dev/null  # real_size 4 -> 5
+    expect_error "a flipped byte in the header's real-size field" "corrupt (CRC-32 mismatch)" "$S" sample --ckpt "$B/flip.ckpt"
+    expect_error "/proc/self/status as a checkpoint" "not a diffusion.c checkpoint (bad magic)" "$S" sample --ckpt /proc/self/status
+    # The crafted checkpoint (valid CRC): 3 image channels on widths ch1 = ch2 = 1 overflowed the convolution scratch,
+    # sized from the widths only (the release build aborted, exit 134). It and the corner configs (img_c > ch1,
+    # ch1 > ch2, widths 1, 4x4, 28x28 where the weight gradient pads) must sample, resume training (forward, backward,
+    # AdamW) and export (a slim, unconditional save: no fwrite of NULL) under ASan/UBSan.
+    local f data ok
+    "$D" forward --data "$FASHION" --index 0 --out "$B/strip.png" >/dev/null 2>&1  # a picture to train on
+    mkdir -p "$B/corner/flat" "$B/corner/cls/class a" "$B/corner/cls/class b"
+    for data in flat "cls/class a" "cls/class b"; do cp "$B/strip.png" "$B/corner/$data/"; done
+    for f in notes/fuzz/corpus/ckpt/crash-rgb-widths-1-workspace-overflow.ckpt notes/fuzz/corpus/ckpt/corner-*.ckpt; do
+        cp "$f" "$B/c.ckpt"
+        data=$B/corner/flat
+        case $f in *-cond.ckpt) data=$B/corner/cls ;; esac
+        ok=1
+        "$S" sample --ckpt "$B/c.ckpt" --sampler ddim --steps 2 --n 2 --out "$B/c.png" >"$TMP/log" 2>&1 || ok=0
+        "$S" train --resume --data "$data" --steps 1 --ckpt "$B/c.ckpt" >>"$TMP/log" 2>&1 || ok=0
+        "$S" export --ckpt "$B/c.ckpt" --out "$B/slim.ckpt" >>"$TMP/log" 2>&1 || ok=0
+        grep -qE "Sanitizer|runtime error" "$TMP/log" && ok=0
+        [ $ok = 1 ] && pass "ASan/UBSan: $(basename "$f"): sample, resume, export" || fail "ASan/UBSan: $(basename "$f"): sample, resume, export"
+    done
+    run "release build: the crafted checkpoint samples (it aborted: free(): invalid size)" "$D" sample --ckpt notes/fuzz/corpus/ckpt/crash-rgb-widths-1-workspace-overflow.ckpt --sampler ddim --steps 2 --n 2 --out "$B/c.png"
 }
 
 # ---- training, checkpoints, sampling (tiny widths, a few hundred steps) ----------------------------------------
@@ -172,8 +232,20 @@ test_training() {
 # The test writes its own PNGs with zlib: 3 classes of 32x32 colour discs, a flat folder, a folder of mixed sizes
 # and gray/colour kinds, a gray one, and a decompression bomb (1 MB declaring 16000 x 16000 RGBA: 977 MB decoded).
 png_type() { od -An -tu1 -j25 -N1 "$1" | tr -d ' '; }  # the PNG's colour type: 0 gray, 2 RGB
+# peak_rss OUT CMD...: runs CMD (stdout discarded, stderr to $TMP/err); OUT receives "exit-status peak-RSS-KB" of the
+# child, from the kernel by GNU time (or else Python's getrusage, which counts the forked Python's pages too: an
+# upper bound)
+peak_rss() {
+    local out=$1; shift
+    if [ -x /usr/bin/time ]; then /usr/bin/time -o "$out" -f "%x %M" "$@" >/dev/null 2>"$TMP/err"
+    else /usr/bin/python3 -c 'import resource, subprocess, sys
+r = subprocess.run(sys.argv[1:])
+print("%d %d" % (r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))' "$@" >"$out" 2>"$TMP/err"; fi
+    tail -1 "$out" >"$out.last" && mv "$out.last" "$out"  # GNU time may first say "Command exited with non-zero status"
+}
 test_own_images() {
     local I=$TMP/img S=$TMP/asan
+    asan_build || return
     /usr/bin/python3 - "$I" >"$TMP/log" 2>&1 <<'PYTHON' || { fail "own images: writing the test images"; return; }
 import os, struct, sys, zlib
 import numpy as np
@@ -218,6 +290,20 @@ stream = b"\x78\xda" + block * (H // rows) + b"\x03\x00" + struct.pack(">I", adl
 with open(f"{out}/bomb.png", "wb") as f:
     f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", W, H, 8, 6, 0, 0, 0))
             + chunk(b"IDAT", stream) + chunk(b"IEND", b""))
+# issue 24's inflation bombs: small headers, image data that inflates far past them (stb_image kept inflating): a 1x1
+# gray PNG whose data inflates to 258 MB, and a 4096x4096 gray one (16 MB declared, accepted) to 1040 MB
+def zeros(total, block=1 << 20):  # a zlib stream of `total` zero bytes: one compressed 1 MB block repeated
+    co = zlib.compressobj(9)
+    one = (co.compress(bytes(block)) + co.flush(zlib.Z_FULL_FLUSH))[2:]
+    return b"\x78\xda" + one * (total // block) + b"\x03\x00" + struct.pack(">I", (total % 65521) << 16 | 1)
+for name, side, mb in [("bomb-1x1", 1, 258), ("bomb-4096", 4096, 1040)]:
+    with open(f"{out}/{name}.png", "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
+                + chunk(b"IDAT", zeros(mb << 20)) + chunk(b"IEND", b""))
+png(f"{out}/graybig/a.png", np.zeros((8192, 8192)))          # 64 MB gray: within the budget, but 192 MB as RGB
+png(f"{out}/graybig/b.png", blob((200, 200, 40)))
+for i in range(2):
+    png(f"{out}/tiny/{i}.png", rng.integers(0, 256, (1, 1)))   # 1x1 pictures
 PYTHON
     tiny --data "$I/colour" --steps 3 --ckpt "$TMP/col.ckpt" >"$TMP/log" 2>&1
     if head -1 "$TMP/log" | grep -q "^data: .*: 24 images, 3 classes (blue, green, red), as 3x32x32 (RGB: some images have colour; their size" &&
@@ -274,6 +360,45 @@ print("%.3f %d %d" % (time.time() - t, resource.getrusage(resource.RUSAGE_CHILDR
     else fail "own images: the bomb PNG refused quickly with little memory"; fi
     mkdir -p "$I/bombs" && cp "$I/bomb.png" "$I/flat/0.png" "$I/bombs/"
     expect_error "train --data on a folder holding the bomb" "bomb.png: declares 16000x16000" "$S" train --data "$I/bombs" --steps 1
+    # issue 24: the inflation bombs. The budget bounds what is inflated, not only what is declared: the image data is
+    # inflated into a buffer of the declared size (1x1: 2 bytes; 4096x4096 gray: 16 MB) and refused when it does not
+    # fit. Peak RSS under 100 MB (16 MB, the 1 MB file, the program); unbounded they took 258 MB and 1040 MB.
+    local b cmd
+    for b in bomb-1x1 bomb-4096; do
+        mkdir -p "$I/$b" && cp "$I/$b.png" "$I/flat/1.png" "$I/$b/"
+        for cmd in "forward $I/$b.png --out $TMP/b.png" "info --data $I/$b" "train --data $I/$b --width 8 --steps 1 --ckpt $TMP/b.ckpt"; do
+            peak_rss "$TMP/rss" "$D" $cmd
+            cat "$TMP/rss" "$TMP/err" >"$TMP/log"
+            if awk '{ exit !($1 == 1 && $2 < 102400) }' "$TMP/rss" && [ "$(wc -l <"$TMP/err")" = 1 ] &&
+               grep -q "^diffusion: .*$b.png: PNG whose image data inflates past the pixels its header declares" "$TMP/err"
+            then pass "own images: the inflation bomb $b.png refused by ${cmd%% *}, peak RSS $(cut -d' ' -f2 "$TMP/rss") KB"
+            else fail "own images: the inflation bomb $b.png refused by ${cmd%% *} within 100 MB"; fi
+        done
+    done
+    # a gray 8192x8192 PNG (64 MB, within the budget) in a colour set is held as RGB by stb: 192 MB, refused before
+    # decoding (it took 264 MB); under 128 MB of peak RSS (its 64 MB of image data are inflated once, to check them)
+    peak_rss "$TMP/rss" "$D" train --data "$I/graybig" --width 8 --steps 1 --ckpt "$TMP/g.ckpt"
+    cat "$TMP/rss" "$TMP/err" >"$TMP/log"
+    awk '{ exit !($1 == 1 && $2 < 131072) }' "$TMP/rss" && grep -q "a.png: 67 megapixels held as 3 channels = 192 MB decoded, over the limit of 64 MB" "$TMP/err" &&
+        pass "own images: a gray 8192x8192 PNG in a colour set: budget counted in RGB, refused ($(cut -d' ' -f2 "$TMP/rss") KB)" ||
+        fail "own images: a gray 8192x8192 PNG in a colour set refused (its budget counted in 3 channels)"
+    "$D" info --data "$I/tiny" >"$TMP/log" 2>&1 && grep -q "as 1x32x32 (gray: no image has colour; their size is under 4: 32;" "$TMP/log" &&
+        pass "own images: 1x1 pictures -> 32, and said why" || fail "own images: 1x1 pictures -> 32, and said why"
+    # Folder and class names are bytes a hostile tree chooses: a newline, ESC [ 2 J. Printed escaped (\xNN) in the
+    # data: line, in errors, and (from the checkpoint) in sample's row and class lines.
+    local nl=$I/hostile/$'a\nb' esc=$I/hostile/$'\e[2Jevil'
+    mkdir -p "$nl" "$esc" && cp "$I"/colour/red/[01].png "$nl/" && cp "$I"/colour/blue/[01].png "$esc/"
+    tiny --data "$I/hostile" --steps 1 --ckpt "$TMP/h.ckpt" >"$TMP/log" 2>&1 && cp "$TMP/log" "$TMP/out" &&
+        grep -q '^data: .*: 4 images, 2 classes (\\x1b\[2Jevil, a\\x0ab)' "$TMP/out" &&
+        pass "own images: class folders named ESC [ 2 J and with a newline: the data: line escapes them" || fail "own images: class folder names escaped in the data: line"
+    no_control "own images: train's output holds no control byte from folder names" "$TMP/out"
+    "$D" sample --ckpt "$TMP/h.ckpt" --sampler ddim --steps 1 --out "$TMP/h.png" >"$TMP/out" 2>&1 &&
+        "$D" sample --ckpt "$TMP/h.ckpt" --sampler ddim --steps 1 --n 1 --label $'a\nb' --out "$TMP/h.png" >>"$TMP/out" 2>&1 &&
+        grep -q '^  row 1: \\x1b\[2Jevil$' "$TMP/out" && grep -q '^  class 1: a\\x0ab$' "$TMP/out" &&
+        pass "own images: sample's rows and --label name the checkpoint's classes escaped" || { cp "$TMP/out" "$TMP/log"; fail "own images: class names from the checkpoint escaped"; }
+    no_control "own images: sample's output holds no control byte from class names" "$TMP/out"
+    cp "$TMP/bad/text.png" "$nl/" 2>/dev/null || echo "hello, I am text" >"$nl/text.png"
+    expect_error "a broken picture in a folder whose name holds a newline: one line" 'a\\x0ab/text.png: not a readable' "$S" info --data "$I/hostile"
     # version 1 (no class names) still loads: made from the shipped model exported as version 2, by setting the
     # version field to 1, dropping the 10 names of 64 bytes and appending the CRC-32 (gzip's trailer holds it)
     if [ -f data/model.ckpt ]; then
@@ -290,8 +415,8 @@ print("%.3f %d %d" % (time.time() - t, resource.getrusage(resource.RUSAGE_CHILDR
 
 # ---- the program's main paths under ASan + LeakSanitizer + UBSan: no error, no leak -----------------------------
 test_sanitized() {
-    local S=$TMP/asan  # built by test_bad_input; LeakSanitizer is on by default with -fsanitize=address
-    [ -x "$S" ] || { fail "ASan build missing"; return; }
+    local S=$TMP/asan  # LeakSanitizer is on by default with -fsanitize=address
+    asan_build || return
     local ok=1 cmd
     : >"$TMP/log"
     for cmd in "schedule --schedule cosine --T 50" "info" \
@@ -343,6 +468,14 @@ test_exercises() {
 test_reliability() {
     if [ -x notes/fuzz/replay.sh ]; then run "fuzz corpus (and every crash found) replayed under ASan/UBSan" notes/fuzz/replay.sh; fi
     if [ -x notes/reliability.sh ]; then run "faults: full disk, unwritable paths, kill -9 x20, NaN loss" notes/reliability.sh "$D"; fi
+    # clang's UBSan also checks pointer arithmetic: gemm_rows formed bpack + a negative offset (unused, undefined)
+    if command -v clang >/dev/null 2>&1; then run "fuzz corpus replayed under clang's ASan/UBSan (pointer overflow)" env CC=clang notes/fuzz/replay.sh; fi
+    # a kill -9 in the middle of a save leaves <ckpt>.tmp, half a file: the next training run removes it, and says so
+    "$D" train --width 8 --batch 8 --steps 1 --ckpt "$TMP/st.ckpt" >/dev/null 2>&1
+    head -c 1000 "$TMP/st.ckpt" >"$TMP/st.ckpt.tmp"
+    "$D" train --resume --steps 1 --ckpt "$TMP/st.ckpt" >"$TMP/log" 2>&1 && grep -q "^note: removed .*st.ckpt.tmp, half a file" "$TMP/log" &&
+        [ ! -e "$TMP/st.ckpt.tmp" ] && pass "a stale <ckpt>.tmp (left by kill -9 during a save) is removed at the next start, said" ||
+        fail "a stale <ckpt>.tmp is removed at the next start, said"
 }
 
 # ---- notes/score.py, the sample-quality score (notes/score.md), with python3-torch ------------------------------

@@ -119,6 +119,17 @@ int main(void) {
     ckpt_seed("seed-tiny-cond-slim.ckpt", tiny, SCHEDULE_COSINE, 1000, 1);
     ckpt_seed("seed-tiny-rgb-8x4-uncond-sde-slim.ckpt", tiny2, SCHEDULE_SDE, 50, 1);
     ckpt_seed("seed-tiny-cond-v2-names.ckpt", tiny, SCHEDULE_LINEAR, 10, 0);
+    // issue 24: the configs every buffer must be sized for (img_c > ch1, ch1 > ch2, widths of 1,
+    // 28x28 where the weight gradient takes the padded path); the first overflowed workspace_create's
+    Config rgb_w1 = {3, 4, 4, 1, 1, 2, 1, 1, 1, 0}, rgb8_w1 = {3, 8, 8, 1, 1, 2, 1, 1, 1, 0};
+    Config rgb8_w12 = {3, 8, 8, 1, 2, 2, 1, 1, 1, 0}, gray8_w42 = {1, 8, 8, 4, 2, 2, 2, 2, 2, 1};
+    Config rgb4_w21 = {3, 4, 4, 2, 1, 2, 1, 1, 1, 0}, rgb28_w1 = {3, 28, 28, 1, 1, 2, 1, 1, 1, 0};
+    ckpt_seed("crash-rgb-widths-1-workspace-overflow.ckpt", rgb_w1, SCHEDULE_LINEAR, 10, 0);
+    ckpt_seed("corner-rgb-8x8-widths-1.ckpt", rgb8_w1, SCHEDULE_LINEAR, 10, 0);
+    ckpt_seed("corner-rgb-8x8-ch1-1-ch2-2.ckpt", rgb8_w12, SCHEDULE_LINEAR, 10, 0);
+    ckpt_seed("corner-gray-8x8-ch1-4-ch2-2-cond.ckpt", gray8_w42, SCHEDULE_LINEAR, 10, 0);
+    ckpt_seed("corner-rgb-4x4-ch1-2-ch2-1.ckpt", rgb4_w21, SCHEDULE_LINEAR, 10, 0);
+    ckpt_seed("corner-rgb-28x28-widths-1.ckpt", rgb28_w1, SCHEDULE_LINEAR, 10, 0);
     args_seed("seed-train", "train\n--data\nfashion-mnist\n--steps\n100\n--batch\n4\n--lr\n1e-3\n--seed\n7\n--schedule\ncosine\n"
                             "--T\n500\n--ckpt\nm.ckpt\n--resume\n--uncond\n--log\nl.csv\n--width\n8\n--threads\n2\n--minutes\n0.5");
     args_seed("seed-sample", "sample\n--ckpt\nm.ckpt\n--sampler\nddim\n--steps\n50\n--eta\n0.5\n--guidance\n3\n--label\n2\n"
