@@ -3500,8 +3500,8 @@ static const Command commands[] = {
      "[--batch 64]\n"
      "  Generates images from noise (Step 5). Without --label, a class-conditional model gives one "
      "row per class.\n"
-     "  DDPM (the default) scores best; --sampler dpm2m (20 steps) is 50x faster and nearly as good\n"
-     "  (notes/model.md)."},
+     "  DDPM (the default) scores best; --sampler dpm2m (20 steps) is 50x faster and nearly as\n"
+     "  good (notes/model.md)."},
     {"export", cmd_export, " --ckpt --out ",
      "export --ckpt model.ckpt --out small.ckpt\n"
      "  Writes the weights and EMA weights without the optimizer state (enough for sampling)."},
