@@ -1,14 +1,29 @@
 #!/usr/bin/env python3
-"""PyTorch mirror of the diffusion.c U-Net: an optional cross-check tool.
+"""PyTorch mirror of the diffusion.c U-Net: cross-checks, and the bridge to PyTorch.
 
 diffusion.c does not need Python; this file plays the role llm.c's
 train_gpt2.py plays: an independent implementation of the same network in
-PyTorch (Debian's python3-torch, CPU), used to check the C forward/backward
-pass and to give a speed yardstick. Run with /usr/bin/python3 from anywhere:
+PyTorch (Debian's python3-torch), used to check the C forward/backward pass,
+to give a speed yardstick, and to take a model to where one machine's cores
+are not enough (notes/pytorch.md). Run with /usr/bin/python3 from anywhere:
 
   pytorch_mirror.py ref [--out data/unet_ref.bin]  reference forward/backward
   pytorch_mirror.py bench [--threads N] [--batch 64] [--reps 10]
   pytorch_mirror.py count                          default parameter count
+  pytorch_mirror.py show --ckpt F                  a checkpoint's header, finite?
+  pytorch_mirror.py copy --ckpt F --out G [--slim] F -> PyTorch -> G (same bytes)
+  pytorch_mirror.py agree --ckpt F --bridge B      eps_theta and one training
+                    step against diffusion.c's (B: notes/torch_bridge.c, built)
+  torchrun --nproc_per_node N pytorch_mirror.py train --data fashion-mnist
+      --ckpt model.ckpt [--resume] [--steps S | --minutes M] [--batch 64]
+      [--device cpu|cuda] [--log loss.csv] [--width 32] [--threads T]
+                    `./diffusion train` on N processes (DistributedDataParallel:
+                    gloo on CPU, NCCL on CUDA); also runs without torchrun
+
+Checkpoints are diffusion.c's own files, read and written by the layout of
+checkpoint_save (every format version; version 1 is written back as 2, as
+diffusion.c does): ./diffusion sample, info, export, train --resume and the
+browser page read what `train` and `copy` write.
 
 `ref` builds a REDUCED network (ch1=8, ch2=16, tdim=16, temb=32, groups=4),
 fills every parameter with random values, and computes the loss
@@ -26,7 +41,8 @@ ones. Layout (little-endian):
           grads[P]                     (grads: d loss / d params, flat order)
 The float32 params/x_t/eps are exactly the values the float64 run used.
 """
-import argparse, ctypes, gzip, math, os, signal, statistics, struct, subprocess, sys, time, zlib
+import argparse, ctypes, gzip, math, os, signal, statistics, struct, subprocess, sys, time
+import warnings, zlib
 import numpy as np
 import torch
 import torch.nn as nn
@@ -103,7 +119,8 @@ class UNet(nn.Module):
         self.u0, self.us0 = R(2 * ch2, ch2), conv3(ch2)  # 7 -> 14
         self.u1, self.us1 = R(2 * ch2, ch2), conv3(ch2)  # 14 -> 28
         self.u2 = R(ch2 + ch1, ch1)
-        self.out_gn, self.out_conv = nn.GroupNorm(groups, ch1, eps=1e-5), nn.Conv2d(ch1, img_c, 3, padding=1)
+        self.out_gn = nn.GroupNorm(groups, ch1, eps=1e-5)
+        self.out_conv = nn.Conv2d(ch1, img_c, 3, padding=1)
 
     def flat_order(self):
         """The C program's flat parameter buffer, tensor by tensor (explicit)."""
@@ -238,7 +255,8 @@ def layout(c):
         L.extend([(name + ".g", ch), (name + ".b", ch)])
 
     def res(name, cin, cout):
-        gn(name + ".gn1", cin), conv(name + ".conv1", cout, cin, 3), conv(name + ".temb", cout, e, 1)
+        gn(name + ".gn1", cin), conv(name + ".conv1", cout, cin, 3)
+        conv(name + ".temb", cout, e, 1)
         gn(name + ".gn2", cout), conv(name + ".conv2", cout, cout, 3)
         if cin != cout:
             conv(name + ".skip", cout, cin, 1)
@@ -568,6 +586,9 @@ def cmd_train(a):
         torch.set_num_threads(a.threads)
     if world > 1:  # torchrun set RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT
         dist.init_process_group("nccl" if device == "cuda" else "gloo")
+        # The 1x1 convolutions' gradients (C,C,1,1) come with other strides on the size-1
+        # dimensions: the same memory layout, but DDP warns once per process. Nothing to fix.
+        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view")
     say = (lambda s: print(s, file=sys.stderr, flush=True)) if rank == 0 else (lambda s: None)
     pixels, labels, names = load_data(a.data)
     n, c, h, w = pixels.shape
@@ -686,7 +707,8 @@ def cmd_show(a):
     c = ck["config"]
     arrays = [k for k in ("params", "ema", "adam_m", "adam_v") if ck[k] is not None]
     finite = all(np.isfinite(ck[k]).all() for k in arrays)
-    print(f"{a.ckpt}: format version {ck['version']}, {'float' if ck['real_size'] == 4 else 'double'}"
+    kind = "float" if ck["real_size"] == 4 else "double"
+    print(f"{a.ckpt}: format version {ck['version']}, {kind}"
           f", {ck['params'].size} parameters, step {ck['step']}, batch {ck['batch']}, "
           f"schedule {SCHEDULES[ck['schedule']]} T={ck['T']}, "
           f"{'with' if ck['adam_m'] is not None else 'without'} optimizer state")
@@ -845,7 +867,8 @@ def cmd_ref(args):
     print(f"loss={loss.item():.10f} max|out|={out.abs().max().item():.6f} "
           f"max|grad|={np.abs(grads).max():.6e}")
     print(f"exactly-zero grads: {(grads == 0).sum()}/{P} "
-          f"(class-table rows not in labels: {cfg['n_classes'] + 1 - len(set(labels.tolist()))} x temb)")
+          f"(class-table rows not in labels: "
+          f"{cfg['n_classes'] + 1 - len(set(labels.tolist()))} x temb)")
 
 
 def cmd_bench(args):
@@ -896,7 +919,8 @@ def cmd_bench(args):
     tr, fw = timeit(train_step), timeit(fwd)
     print(f"# default config, float32, CPU, {torch.get_num_threads()} thread(s), batch {B}, "
           f"median of {args.reps} reps after 3 warm-up")
-    print(f"# train step (fwd+loss+bwd+AdamW+EMA): {tr * 1e3:.1f} ms   no_grad forward: {fw * 1e3:.1f} ms")
+    print(f"# train step (fwd+loss+bwd+AdamW+EMA): {tr * 1e3:.1f} ms   "
+          f"no_grad forward: {fw * 1e3:.1f} ms")
     print(f"pytorch threads={args.threads} batch={B} train_img_s={B / tr:.1f} "
           f"fwd_img_s={B / fw:.1f} params={DEFAULT_PARAMS} torch={torch.__version__}")
 
