@@ -534,6 +534,126 @@ PYTHON
     done
 }
 
+# ---- notes/pytorch_mirror.py: the model in PyTorch, both ways; training with torchrun ----------
+# With Debian's python3-torch (SKIP without it). The mirror reads and writes diffusion.c's
+# checkpoints; its `agree` hands a batch to notes/torch_bridge.c (diffusion.c's own functions) and
+# compares eps_theta and one training step; torchrun runs its DistributedDataParallel training on 2
+# gloo processes. About a minute on 2 idle cores.
+expect_mirror_error() {  # expect_error for the mirror: one stderr line "pytorch_mirror.py: ..."
+    local name=$1 pattern=$2; shift 2
+    "$@" >/dev/null 2>"$TMP/err"; local rc=$? lines; lines=$(wc -l <"$TMP/err")
+    if [ $rc -eq 1 ] && [ "$lines" -eq 1 ] && grep -q "^pytorch_mirror.py: .*$pattern" "$TMP/err"
+    then pass "torch: $name -> $(cat "$TMP/err")"
+    else
+        cp "$TMP/err" "$TMP/log"; echo "exit $rc, $lines stderr lines" >>"$TMP/log"
+        fail "torch: $name"
+    fi
+}
+# same_bytes NAME A B CMD...: passes when CMD succeeds and files A and B are the same bytes
+same_bytes() {
+    local name=$1 a=$2 b=$3; shift 3
+    if "$@" >"$TMP/log" 2>&1 && cmp "$a" "$b" >>"$TMP/log" 2>&1; then pass "torch: $name"
+    else fail "torch: $name"; fi
+}
+test_torch() {
+    local PY=/usr/bin/python3 M=notes/pytorch_mirror.py X=$TMP/torch out port rc pid i ck
+    if ! "$PY" -c 'import torch' 2>/dev/null; then
+        echo "SKIP  torch: /usr/bin/python3 cannot import torch (Debian: python3-torch)"; return
+    fi
+    mkdir -p "$X"
+    # C -> PyTorch -> C: into the network, its EMA and AdamW's state, and back out
+    tiny --steps 20 --ckpt "$X/c20.ckpt" >/dev/null 2>&1
+    same_bytes "C -> PyTorch -> C, with AdamW state (20 steps, width 8): the same bytes" \
+        "$X/c20.ckpt" "$X/rt.ckpt" "$PY" $M copy --ckpt "$X/c20.ckpt" --out "$X/rt.ckpt"
+    same_bytes "C -> PyTorch -> C, the shipped model: the same bytes" \
+        data/model.ckpt "$X/shipped.ckpt" \
+        "$PY" $M copy --ckpt data/model.ckpt --out "$X/shipped.ckpt"
+    # version 1, made as test_own_images makes it: both programs read it and write version 2
+    "$D" export --ckpt data/model.ckpt --out "$X/v2.ckpt" >/dev/null 2>&1
+    local n=$(($(stat -c %s "$X/v2.ckpt") - 644))
+    { head -c 8 "$X/v2.ckpt"; printf '\001\000\000\000'
+      tail -c +13 "$X/v2.ckpt" | head -c $((n - 12)); } >"$X/v1b"
+    { cat "$X/v1b"; gzip -c "$X/v1b" | tail -c 8 | head -c 4; } >"$X/v1.ckpt"
+    "$D" export --ckpt "$X/v1.ckpt" --out "$X/v1_c.ckpt" >/dev/null 2>&1
+    same_bytes "a version-1 checkpoint through PyTorch = ./diffusion export of it, byte for byte" \
+        "$X/v1_c.ckpt" "$X/v1_py.ckpt" "$PY" $M copy --ckpt "$X/v1.ckpt" --out "$X/v1_py.ckpt"
+    # eps_theta and one training step: diffusion.c's functions (torch_bridge.c) against the mirror
+    if cc -O2 -Wall -Wextra notes/torch_bridge.c -lm -o "$X/bridge" 2>"$TMP/log" &&
+        [ ! -s "$TMP/log" ]; then
+        pass "torch: notes/torch_bridge.c builds, no warnings"
+        for ck in data/model.ckpt "$X/c20.ckpt"; do
+            if "$PY" $M agree --ckpt "$ck" --bridge "$X/bridge" --tmp "$X" >"$TMP/log" 2>&1; then
+                while IFS= read -r out; do pass "torch: $(basename "$ck"): $out"; done <"$TMP/log"
+            else fail "torch: $(basename "$ck"): the mirror agrees with diffusion.c"; fi
+        done
+    else fail "torch: notes/torch_bridge.c builds, no warnings"; fi
+    # 2 gloo processes resume the C checkpoint for 20 steps (global batch 8 = 2 x 4).
+    # --redirects 1 --tee 1: Debian's torchrun 1.13 fails on its own default (0) under Python 3.11.
+    # A free port: --standalone's fixed 29400 would collide with another run on this machine.
+    port=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])')
+    cp "$X/c20.ckpt" "$X/r.ckpt"
+    if "$PY" -m torch.distributed.run --nnodes 1 --nproc_per_node 2 --rdzv_backend c10d \
+        --rdzv_endpoint "127.0.0.1:$port" --redirects 1 --tee 1 $M train --resume \
+        --ckpt "$X/r.ckpt" --steps 20 --device cpu --log "$X/r.csv" >"$TMP/log" 2>&1 &&
+        "$PY" $M show --ckpt "$X/r.ckpt" >>"$TMP/log" 2>&1 &&
+        grep -q "step 40, batch 8," "$TMP/log" && grep -q "^finite: yes" "$TMP/log"
+    then pass "torch: torchrun, 2 gloo processes: the C checkpoint resumed to step 40, finite"
+    else fail "torch: torchrun, 2 gloo processes: the C checkpoint resumed for 20 steps"; fi
+    # ./diffusion samples what the mirror wrote: after 40 steps of the tiny net, saturated noise,
+    # not pictures (notes/score.py would call all of it broken), so: finite and not one colour
+    if "$D" sample --ckpt "$X/r.ckpt" --sampler ddim --steps 20 --n 40 --out "$X/s.png" \
+        >"$TMP/log" 2>&1 && out=$("$PY" - "$X/s.png" 2>>"$TMP/log" <<'PYTHON'
+import sys
+sys.path.insert(0, "notes")
+import score  # its PNG reader and grid splitter
+u8 = score.split_grid(sys.argv[1], score.read_png(sys.argv[1]))[0].astype(float)
+black, std = (u8 == 0).mean(), u8.std()
+print(f"{len(u8)} samples, pixel std {std:.0f} levels, {black * 100:.0f}% black")
+sys.exit(not (len(u8) == 40 and std > 10 and black < 0.9))  # a NaN model samples all black
+PYTHON
+        ); then pass "torch: ./diffusion sample reads the mirror's checkpoint: $out"
+    else
+        echo "$out" >>"$TMP/log"; fail "torch: ./diffusion sample reads the mirror's checkpoint"
+    fi
+    cp "$X/r.ckpt" "$X/r2.ckpt"
+    run "torch: ./diffusion export and train --resume read the mirror's checkpoint" sh -c \
+        "'$D' export --ckpt '$X/r.ckpt' --out '$X/r_slim.ckpt' &&
+         '$D' train --resume --steps 1 --ckpt '$X/r2.ckpt'"
+    # Tensors that do not match the header's configuration (ch2 16 -> 24, CRC recomputed), refused
+    # by both in one line. a: the parameter count is the old one; b: the new one, arrays too short.
+    "$PY" - "$X/c20.ckpt" "$X/bad_a.ckpt" "$X/bad_b.ckpt" >"$TMP/log" 2>&1 <<'PYTHON' ||
+import struct, sys, zlib
+sys.path.insert(0, "notes")
+from pytorch_mirror import CONFIG_KEYS, layout
+data = bytearray(open(sys.argv[1], "rb").read()[:-4])
+config = dict(zip(CONFIG_KEYS, struct.unpack_from("<10i", data, 16)))
+config["ch2"] = 24
+struct.pack_into("<i", data, 16 + 4 * CONFIG_KEYS.index("ch2"), 24)
+for path in sys.argv[2:]:
+    open(path, "wb").write(data + struct.pack("<I", zlib.crc32(data)))
+    struct.pack_into("<Q", data, 80, sum(n for _, n in layout(config)))  # n_params, for b
+PYTHON
+        fail "torch: writing the mismatched checkpoints"
+    local what="tensors that do not match the configuration"
+    expect_error "$what (C)" "parameter count differs" "$D" sample --ckpt "$X/bad_a.ckpt" --n 1
+    expect_mirror_error "$what" "parameter count differs" "$PY" $M show --ckpt "$X/bad_a.ckpt"
+    what="tensors that do not fill the configuration"
+    expect_error "$what (C)" "truncated or corrupt" "$D" sample --ckpt "$X/bad_b.ckpt" --n 1
+    expect_mirror_error "$what" "truncated or corrupt" \
+        "$PY" $M copy --ckpt "$X/bad_b.ckpt" --out "$X/x.ckpt"
+    # Ctrl-C (one process, no torchrun): the step finishes, the checkpoint is saved, exit 0
+    cp "$X/c20.ckpt" "$X/i.ckpt"
+    "$PY" $M train --resume --ckpt "$X/i.ckpt" --minutes 5 --threads 1 >"$TMP/log" 2>&1 &
+    pid=$!
+    for i in $(seq 300); do grep -q "^training" "$TMP/log" && break; sleep 0.2; done  # handler set
+    sleep 1; kill -INT $pid; wait $pid; rc=$?
+    if [ $rc -eq 0 ] && grep -q "^interrupted: saved" "$TMP/log" &&
+        "$PY" $M show --ckpt "$X/i.ckpt" >>"$TMP/log" 2>&1 && ! grep -q "step 20, batch" "$TMP/log"
+    then pass "torch: Ctrl-C during the mirror's training: exit 0, checkpoint saved past step 20"
+    else fail "torch: Ctrl-C during the mirror's training: exit 0, checkpoint saved"; fi
+}
+
 # ---- the lecture in the browser (notes/web): diffusion.c in WebAssembly, driven in headless Chromium -------------
 # Needs Debian's emscripten and chromium (.ci/run installs both) and node. browser_test.mjs prints its own
 # PASS/FAIL lines (samples against the native build, the canvas, the forward tab, malformed checkpoints, speed).
@@ -740,8 +860,8 @@ test_tcc() {
 test_builds
 [ -x "$D" ] || { echo "0 passed, 1 failed"; exit 1; }
 # TESTS="claims training" ./test.sh runs only those groups (after the builds): for working on one part
-for t in ${TESTS:-schedules claims bad_input training own_images sanitized threads exercises reliability score web \
-    clang aarch64 32bit tcc}; do
+for t in ${TESTS:-schedules claims bad_input training own_images sanitized threads exercises reliability score torch \
+    web clang aarch64 32bit tcc}; do
     "test_$t"
 done
 echo "$passed passed, $failed failed"
