@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # test.sh — every claim diffusion.c makes, checked. Plain bash: one function per check, a counter, and a last
 # line "N passed, N failed"; the exit status is non-zero on any failure.
-#   ./test.sh                  everything (a few minutes)
+#   ./test.sh                  everything: the builds, then the groups test_* as parallel jobs (JOBS at once,
+#                              default: the number of cores), each in its own directory; their output in a fixed
+#                              order, a table of each group's time, and the last line
+#   TESTS="claims training" ./test.sh   the builds and only those groups
 #   ./test.sh --exercise N F   grade course exercise N on the student's copy F (see notes/exercises/README.md)
 set -u
 cd "$(dirname "$0")"
@@ -15,18 +18,32 @@ fail() { failed=$((failed + 1)); echo "FAIL  $1"; [ -s "$TMP/log" ] && sed 's/^/
 # run NAME CMD...: passes when CMD exits 0; its output goes to $TMP/log (shown on failure)
 run() { local name=$1; shift; if "$@" >"$TMP/log" 2>&1; then pass "$name"; else fail "$name"; fi; }
 
+# Built once by test_builds, before the groups, and shared by them (read only):
 D=$TMP/diffusion          # the student's build: cc diffusion.c -lm -O2
-CHK=$TMP/check            # notes/check.c: the claims, gradcheck, refcheck
+CHK=$TMP/check            # notes/check.c: the claims, gradcheck, refcheck ($CHK.double: -DDOUBLE)
+ASAN=$TMP/asan            # diffusion.c under ASan + UBSan ($ASAN.check: notes/check.c)
 FASHION=/usr/share/datasets/fashion-mnist
 
 # ---- builds ------------------------------------------------------------------------------------------------
-test_builds() {
-    cc diffusion.c -lm -O2 -o "$D" 2>"$TMP/log" && [ ! -s "$TMP/log" ] && pass "cc diffusion.c -lm -O2: builds, no warnings" || fail "cc diffusion.c -lm -O2: builds, no warnings"
-    cc -std=c11 -pedantic -Wall -Wextra -O2 diffusion.c -lm -o "$TMP/strict" 2>"$TMP/log" && [ ! -s "$TMP/log" ] && pass "cc -std=c11 -pedantic -Wall -Wextra: no warnings" || fail "cc -std=c11 -pedantic -Wall -Wextra: no warnings"
-    cc -O2 -DDOUBLE diffusion.c -lm -o "$TMP/double" 2>"$TMP/log" && pass "cc -DDOUBLE builds" || fail "cc -DDOUBLE builds"
+test_builds() {  # all at once in the background, each with its log; then one line each
+    cc diffusion.c -lm -O2 -o "$D" 2>"$TMP/b.cc" &
+    cc -std=c11 -pedantic -Wall -Wextra -O2 diffusion.c -lm -o "$TMP/strict" 2>"$TMP/b.strict" &
+    cc -O2 -DDOUBLE diffusion.c -lm -o "$TMP/double" 2>"$TMP/b.double" &
     # the companion that checks diffusion.c (notes/check.c includes it): float and double
-    cc -O2 -Wall -Wextra notes/check.c -lm -o "$CHK" 2>"$TMP/log" && [ ! -s "$TMP/log" ] && pass "notes/check.c: builds, no warnings" || fail "notes/check.c: builds, no warnings"
-    cc -O2 -DDOUBLE notes/check.c -lm -o "$CHK.double" 2>"$TMP/log" && pass "notes/check.c -DDOUBLE builds" || fail "notes/check.c -DDOUBLE builds"
+    cc -O2 -Wall -Wextra notes/check.c -lm -o "$CHK" 2>"$TMP/b.check" &
+    cc -O2 -DDOUBLE notes/check.c -lm -o "$CHK.double" 2>"$TMP/b.check_double" &
+    # for bad_input, own_images and sanitized: every error path and the main paths under ASan + UBSan
+    local asan="-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all"
+    cc $asan diffusion.c -lm -o "$ASAN" 2>"$TMP/b.asan" &
+    cc $asan notes/check.c -lm -o "$ASAN.check" 2>"$TMP/b.asan_check" &
+    wait
+    built() { cp "$TMP/b.$1" "$TMP/log"; [ -x "$2" ] && { [ "${3:-}" != quiet ] || [ ! -s "$TMP/b.$1" ]; }; }
+    built cc "$D" quiet && pass "cc diffusion.c -lm -O2: builds, no warnings" || fail "cc diffusion.c -lm -O2: builds, no warnings"
+    built strict "$TMP/strict" quiet && pass "cc -std=c11 -pedantic -Wall -Wextra: no warnings" || fail "cc -std=c11 -pedantic -Wall -Wextra: no warnings"
+    built double "$TMP/double" && pass "cc -DDOUBLE builds" || fail "cc -DDOUBLE builds"
+    built check "$CHK" quiet && pass "notes/check.c: builds, no warnings" || fail "notes/check.c: builds, no warnings"
+    built check_double "$CHK.double" && pass "notes/check.c -DDOUBLE builds" || fail "notes/check.c -DDOUBLE builds"
+    built asan "$ASAN" && built asan_check "$ASAN.check" && pass "ASan/UBSan builds (diffusion.c, notes/check.c)" || fail "ASan/UBSan build"
 }
 
 # ---- step 1 and 2: the schedule against float64 tables written by notes/schedule_reference.py -----------------
@@ -84,10 +101,7 @@ expect_error() {
     fi
 }
 test_bad_input() {
-    local S=$TMP/asan
-    if ! cc -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all diffusion.c -lm -o "$S" 2>"$TMP/log"; then
-        fail "ASan/UBSan build"; return
-    fi
+    local S=$ASAN  # built by test_builds
     local B=$TMP/bad; mkdir -p "$B"
     echo "hello, I am text" >"$B/text.png"
     : >"$B/empty.png"
@@ -171,10 +185,8 @@ test_training() {
 # ---- your own images: colour, other sizes, classes from folder names, the decoded-size budget ----------------------
 # The test writes its own PNGs with zlib: 3 classes of 32x32 colour discs, a flat folder, a folder of mixed sizes
 # and gray/colour kinds, a gray one, and a decompression bomb (1 MB declaring 16000 x 16000 RGBA: 977 MB decoded).
-png_type() { od -An -tu1 -j25 -N1 "$1" | tr -d ' '; }  # the PNG's colour type: 0 gray, 2 RGB
-test_own_images() {
-    local I=$TMP/img S=$TMP/asan
-    /usr/bin/python3 - "$I" >"$TMP/log" 2>&1 <<'PYTHON' || { fail "own images: writing the test images"; return; }
+write_test_images() {  # write_test_images DIR (own_images and sanitized read them)
+    /usr/bin/python3 - "$1" <<'PYTHON'
 import os, struct, sys, zlib
 import numpy as np
 out = sys.argv[1]
@@ -219,6 +231,11 @@ with open(f"{out}/bomb.png", "wb") as f:
     f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", W, H, 8, 6, 0, 0, 0))
             + chunk(b"IDAT", stream) + chunk(b"IEND", b""))
 PYTHON
+}
+png_type() { od -An -tu1 -j25 -N1 "$1" | tr -d ' '; }  # the PNG's colour type: 0 gray, 2 RGB
+test_own_images() {
+    local I=$TMP/img S=$ASAN
+    write_test_images "$I" >"$TMP/log" 2>&1 || { fail "own images: writing the test images"; return; }
     tiny --data "$I/colour" --steps 3 --ckpt "$TMP/col.ckpt" >"$TMP/log" 2>&1
     if head -1 "$TMP/log" | grep -q "^data: .*: 24 images, 3 classes (blue, green, red), as 3x32x32 (RGB: some images have colour; their size" &&
        grep -q "^training .* 24 images 3x32x32 .*class-conditional on 3 classes$" "$TMP/log" && grep -q "img/s of 3x32x32" "$TMP/log"
@@ -290,9 +307,9 @@ print("%.3f %d %d" % (time.time() - t, resource.getrusage(resource.RUSAGE_CHILDR
 
 # ---- the program's main paths under ASan + LeakSanitizer + UBSan: no error, no leak -----------------------------
 test_sanitized() {
-    local S=$TMP/asan  # built by test_bad_input; LeakSanitizer is on by default with -fsanitize=address
-    [ -x "$S" ] || { fail "ASan build missing"; return; }
+    local S=$ASAN  # built by test_builds; LeakSanitizer is on by default with -fsanitize=address
     local ok=1 cmd
+    write_test_images "$TMP/img" >"$TMP/log" 2>&1 || { fail "sanitized: writing the test images"; return; }
     : >"$TMP/log"
     for cmd in "schedule --schedule cosine --T 50" "info" \
                "train --width 8 --batch 4 --steps 5 --ckpt $TMP/z.ckpt --log $TMP/z.csv" \
@@ -304,10 +321,7 @@ test_sanitized() {
                "sample --ckpt $TMP/zc.ckpt --sampler ddim --steps 2 --label red --n 2 --out $TMP/zc.png" \
                "info --data $TMP/img/mixed" "check refcheck" "check gradcheck"; do
         local prog=$S
-        if [ "${cmd%% *}" = check ]; then
-            prog=$TMP/asan_check; cmd=${cmd#check }
-            [ -x "$prog" ] || cc -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all notes/check.c -lm -o "$prog"
-        fi
+        if [ "${cmd%% *}" = check ]; then prog=$ASAN.check; cmd=${cmd#check }; fi
         if ! "$prog" $cmd >"$TMP/out" 2>"$TMP/err" || grep -qE "Sanitizer|runtime error|leak" "$TMP/err"; then
             ok=0; { echo "$cmd"; tail -5 "$TMP/err"; } >>"$TMP/log"
         fi
@@ -399,6 +413,112 @@ PYTHON
             pass "score: refuses $f -> $(cat "$TMP/err")"
         else cp "$TMP/err" "$TMP/log"; echo "exit $rc" >>"$TMP/log"; fail "score: refuses $f with one line, exit 2"; fi
     done
+}
+
+# ---- pictures, pixel by pixel: what the loaders read and write_image_grid writes; the shipped model's samples ----
+# The image readers and decode_png come from notes/score.py (numpy; python3-torch only for the score).
+test_pictures() {
+    local PY=/usr/bin/python3 out
+    if ! "$PY" -c 'import numpy' 2>/dev/null; then echo "SKIP  pictures: python3-numpy not installed"; return; fi
+    # An image of random pixels, 60 wide and 36 high, gray and RGB: the loader takes its centre square (columns
+    # 12..47; top-left would be 0..35) and box-averages it 3 x 3 to --size 12; forward's first tile (t = 0) shows
+    # it, scaled 8 times. Computed again with numpy, compared at each tile pixel's centre: within 1 level of 255
+    # (the float round trip). Random pixels: a crop, a resize,
+    # a transposition or a flip that is wrong changes most pixels by tens of levels.
+    "$PY" - "$TMP" write >"$TMP/log" 2>&1 <<'PYTHON' || { fail "pictures: writing the test images"; return; }
+import os, struct, sys, zlib
+import numpy as np
+def png(path, img):  # (h, w) gray or (h, w, 3) RGB, filter 0 rows
+    chunk = lambda kind, data: struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    h, w = img.shape[:2]
+    raw = b"".join(b"\0" + row.tobytes() for row in img.astype(np.uint8))
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2 if img.ndim == 3 else 0, 0, 0, 0))
+                + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+rng = np.random.default_rng(5)
+png(sys.argv[1] + "/gray.png", rng.integers(0, 256, (36, 60)))
+png(sys.argv[1] + "/rgb.png", rng.integers(0, 256, (36, 60, 3)))
+PYTHON
+    local k ok=1
+    : >"$TMP/crop.log"
+    for k in gray rgb; do
+        "$D" forward "$TMP/$k.png" --size 12 --out "$TMP/f_$k.png" >"$TMP/log" 2>&1 || { ok=0; cat "$TMP/log" >>"$TMP/crop.log"; continue; }
+        "$PY" - "$TMP/$k.png" "$TMP/f_$k.png" >>"$TMP/crop.log" 2>&1 <<'PYTHON' || ok=0
+import struct, sys, zlib
+sys.path.insert(0, "notes")
+import numpy as np
+from score import unfilter
+def pixels(path):  # an 8-bit gray or RGB PNG -> (h, w, c) floats
+    data, pos, idat = open(path, "rb").read(), 8, b""
+    while pos < len(data):
+        n, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        if kind == b"IHDR":
+            w, h, depth, ctype = struct.unpack(">IIBB", data[pos + 8:pos + 18])
+        if kind == b"IDAT":
+            idat += data[pos + 8:pos + 8 + n]
+        pos += 12 + n
+    c = {0: 1, 2: 3}[ctype]
+    return unfilter(zlib.decompress(idat), h, w * c, c).reshape(h, w, c).astype(float)
+img, strip = pixels(sys.argv[1]), pixels(sys.argv[2])
+h, w, c = img.shape
+s = min(w, h)
+sq = img[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
+want = np.floor(sq.reshape(12, s // 12, 12, s // 12, c).mean((1, 3)) + 0.5)  # the box filter: 3 x 3 blocks
+scale = 8  # forward scales 12-pixel images by ceil(96 / 12)
+got = strip[2 + scale // 2:2 + 12 * scale:scale, 2 + scale // 2:2 + 12 * scale:scale]
+d = np.abs(got - want).max()
+print(f"{sys.argv[1].rsplit('/', 1)[1]}: max |tile - numpy| {d:.0f} levels")
+sys.exit(0 if d <= 1 else 1)
+PYTHON
+    done
+    out=$(paste -sd ';' "$TMP/crop.log" | sed 's/;/; /g'); cp "$TMP/crop.log" "$TMP/log"
+    [ $ok = 1 ] && pass "pictures: forward on a 60x36 image: its centre square, box-averaged to 12x12, pixel by pixel ($out)" ||
+        fail "pictures: forward on a 60x36 image: its centre square, box-averaged, pixel by pixel"
+    [ -f data/model.ckpt ] || { echo "SKIP  pictures: no data/model.ckpt"; return; }
+    # The shipped model, DDIM 10 steps, one row per class (8 each). Measured: every tile's pixel spread (std) >= 33
+    # levels, neighbour correlation 0.84 (rows) and 0.88 (columns), 80 of 80 tiles closer to their class's mean
+    # training image than to its transpose, 57 of 80 closest to their own class's mean of the 10 (chance: 8).
+    # Bounds: spread >= 15 in every tile (NaN is written black: spread 0), correlations >= 0.6 (noise: ~0), 90%
+    # upright, 40% of the right class.
+    "$D" sample --sampler ddim --steps 10 --seed 1 --out "$TMP/shipped.png" >"$TMP/log" 2>&1
+    if out=$("$PY" - "$TMP/shipped.png" 2>&1 <<'PYTHON'
+import gzip, sys
+sys.path.insert(0, "notes")
+import numpy as np
+from score import read_png, split_grid
+tiles, desc = split_grid(sys.argv[1], read_png(sys.argv[1]))
+x = tiles.astype(float)
+def corr(a, b):
+    a, b = a - a.mean(), b - b.mean()
+    return (a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum() + 1e-12)
+F = "/usr/share/datasets/fashion-mnist/"
+imgs = np.frombuffer(gzip.open(F + "train-images-idx3-ubyte.gz").read(), np.uint8, offset=16).reshape(-1, 28, 28)
+labels = np.frombuffer(gzip.open(F + "train-labels-idx1-ubyte.gz").read(), np.uint8, offset=8)
+means = np.stack([imgs[labels == k].mean(0) for k in range(10)])
+row = np.arange(len(x)) // 8
+spread = x.reshape(len(x), -1).std(1).min()
+ch, cv = np.mean([corr(t[:, :-1], t[:, 1:]) for t in x]), np.mean([corr(t[:-1], t[1:]) for t in x])
+upright = sum(corr(t, means[k]) > corr(t, means[k].T) for t, k in zip(x, row))
+right = sum(np.argmax([corr(t, m) for m in means]) == k for t, k in zip(x, row))
+print(f"{len(x)} tiles: spread >= {spread:.0f} levels, neighbour correlation {ch:.2f} / {cv:.2f}, "
+      f"{upright} upright, {right} nearest their class's mean image")
+sys.exit(0 if len(x) == 80 and spread >= 15 and min(ch, cv) >= 0.6 and upright >= 72 and right >= 32 else 1)
+PYTHON
+    ); then pass "pictures: the shipped model's DDIM-10 samples: $out"
+    else echo "$out" >>"$TMP/log"; fail "pictures: the shipped model's samples: content"; fi
+    # --clip-x0 reaches the sampler: the same noise gives another picture
+    "$D" sample --sampler ddim --steps 5 --n 10 --seed 3 --out "$TMP/c0.png" >"$TMP/log" 2>&1
+    "$D" sample --sampler ddim --steps 5 --n 10 --seed 3 --clip-x0 --out "$TMP/c1.png" >>"$TMP/log" 2>&1
+    [ -s "$TMP/c0.png" ] && [ -s "$TMP/c1.png" ] && ! cmp -s "$TMP/c0.png" "$TMP/c1.png" &&
+        pass "pictures: --clip-x0 changes the samples of the same noise" || fail "pictures: --clip-x0 changes the samples"
+    # With python3-torch: the score of those 80 samples (notes/score.md). At N = 80 FD is biased upward: measured
+    # 18.8 for these samples, 33 for 80 training images, 185 for test images with noise of std 0.5, 327 for random
+    # bytes. Below 60.
+    if ! "$PY" -c 'import torch' 2>/dev/null; then echo "SKIP  pictures: score (python3-torch not installed)"; return; fi
+    "$PY" notes/score.py "$TMP/shipped.png" >"$TMP/log" 2>&1
+    local fd; fd=$(awk '$1 == "FD" { print $2 }' "$TMP/log")
+    awk -v f="$fd" 'BEGIN { exit !(f ~ /^[0-9.]+$/ && f < 60) }' &&
+        pass "pictures: the shipped model's 80 samples score FD $fd < 60 (N = 80)" || fail "pictures: the shipped model's samples score FD < 60"
 }
 
 # ---- the lecture in the browser (notes/web): diffusion.c in WebAssembly, driven in headless Chromium -------------
@@ -604,12 +724,46 @@ test_tcc() {
     run "tcc build: refcheck" "$TMP/tcc_check" refcheck
 }
 
+# ---- the runner -----------------------------------------------------------------------------------------------
+# Every group, longest first (its place in this list is its place in the output). A new group is a function
+# test_NAME above and its NAME here.
+ALL_GROUPS="aarch64 claims exercises training web reliability clang pictures own_images 32bit sanitized bad_input
+    score tcc threads schedules"
+# run_group NAME: test_NAME in a directory of its own ($TMP is that directory inside), its output into
+# $TMP/out/NAME, its time into $TMP/out/NAME.time; one line on stderr when it ends.
+run_group() {
+    local g=$1 start=$SECONDS
+    mkdir -p "$TMP/$g"
+    ( TMP=$TMP/$g; "test_$g" ) >"$TMP/out/$g" 2>&1
+    echo $((SECONDS - start)) >"$TMP/out/$g.time"
+    echo "  done: $g ($((SECONDS - start)) s, $(grep -c '^PASS  ' "$TMP/out/$g") passed, $(grep -c '^FAIL  ' "$TMP/out/$g") failed)" >&2
+}
+start=$SECONDS
+mkdir -p "$TMP/out"
 test_builds
 [ -x "$D" ] || { echo "0 passed, 1 failed"; exit 1; }
-# TESTS="claims training" ./test.sh runs only those groups (after the builds): for working on one part
-for t in ${TESTS:-schedules claims bad_input training own_images sanitized threads exercises reliability score web \
-    clang aarch64 32bit tcc}; do
-    "test_$t"
+build_time=$((SECONDS - start))
+echo "  done: builds ($build_time s)" >&2
+groups=${TESTS:-$ALL_GROUPS}
+jobs_at_once=${JOBS:-$(nproc 2>/dev/null || echo 2)}
+for g in $groups; do
+    declare -F "test_$g" >/dev/null || { fail "no test group '$g' (one of: $(echo $ALL_GROUPS))"; continue; }
+    while [ "$(jobs -rp | wc -l)" -ge "$jobs_at_once" ]; do wait -n; done
+    run_group "$g" &
 done
+wait
+for g in $groups; do
+    [ -f "$TMP/out/$g" ] || continue
+    cat "$TMP/out/$g"
+    passed=$((passed + $(grep -c '^PASS  ' "$TMP/out/$g"))); failed=$((failed + $(grep -c '^FAIL  ' "$TMP/out/$g")))
+done
+echo
+echo "time per group ($jobs_at_once at once, after the builds):"
+printf '  %-12s %5d s\n' builds "$build_time"
+for g in $groups; do
+    [ -f "$TMP/out/$g.time" ] || continue
+    printf '  %-12s %5d s  %3d passed, %d failed\n' "$g" "$(cat "$TMP/out/$g.time")" "$(grep -c '^PASS  ' "$TMP/out/$g")" "$(grep -c '^FAIL  ' "$TMP/out/$g")"
+done
+echo "  wall time    $((SECONDS - start)) s"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
