@@ -50,12 +50,18 @@ test_builds() {  # all at once in the background, each with its log; then one li
 # Tolerance 1e-9 relative per entry: both sides are float64 (~1e-16), and the reference rounds 1 - alpha_bar in a
 # different order (~1e-12 near t = 1); a wrong formula is off by far more than 1e-9.
 compare_table() {  # compare_table MINE REFERENCE
-    awk 'NR == FNR { if ($1 !~ /^#/) ref[$1] = $0; next }
+    # Every field must look like a number (mawk reads "nan" as 0), every t of mine must be in the reference (tested
+    # before ref[$1] is read: reading it would create it) and appear once, and every t of the reference in mine.
+    awk 'NR == FNR { if ($1 !~ /^#/) { ref[$1] = $0; nref++ } next }
          $1 ~ /^#/ { next }
-         { n++; split(ref[$1], r, " "); if (!($1 in ref)) { print "t=" $1 " missing in reference"; bad++; next }
-           for (i = 2; i <= 7; i++) { d = $i - r[i]; if (d < 0) d = -d; s = r[i] < 0 ? -r[i] : r[i];
-             if (d > 1e-9 * s + 1e-300) { print "t=" $1 " column " i ": " $i " vs " r[i]; bad++ } } }
-         END { if (n != length(ref)) { print n " rows vs " length(ref) " in reference"; bad++ } exit bad > 0 }' "$2" "$1"
+         { if (!($1 in ref)) { print "t=" $1 " missing in reference"; bad++; next }
+           if ($1 in seen) { print "t=" $1 " twice"; bad++; next }
+           seen[$1] = 1; n++; split(ref[$1], r, " ")
+           for (i = 2; i <= 7; i++) {
+             if ($i !~ /^-?[0-9]+(\.[0-9]*)?([eE][-+]?[0-9]+)?$/) { print "t=" $1 " column " i ": " $i " is not a number"; bad++; continue }
+             d = $i - r[i]; if (d < 0) d = -d; s = r[i] < 0 ? -r[i] : r[i]
+             if (!(d <= 1e-9 * s + 1e-300)) { print "t=" $1 " column " i ": " $i " vs " r[i]; bad++ } } }
+         END { if (n != nref) { print n " rows vs " nref " in reference"; bad++ } exit bad > 0 }' "$2" "$1"
 }
 test_schedules() {
     for s in linear cosine sde; do for T in 1000 10; do
@@ -63,6 +69,18 @@ test_schedules() {
         if compare_table "$TMP/sched" data/schedule_${s}_T${T}.txt >"$TMP/log" 2>&1; then pass "schedule $s T=$T matches the float64 reference (rel 1e-9)"
         else fail "schedule $s T=$T matches the float64 reference (rel 1e-9)"; fi
     done; done
+    # compare_table itself refuses a NaN, a missing row and an extra row (a zero row, or a t the reference lacks)
+    local ref=data/schedule_linear_T10.txt bad=0 what
+    for what in nan missing zero extra; do
+        case $what in
+            nan) awk '!/^#/ && $1 == 5 { $4 = "nan" } { print }' $ref ;;
+            missing) awk '!/^#/ && $1 == 5 { next } { print }' $ref ;;
+            zero) cat $ref; echo "0 0 0 0 0 0 0" ;;
+            extra) cat $ref; echo "11 0.02 0.98 0.8 0.2 0.01 0.01" ;;
+        esac >"$TMP/sched"
+        compare_table "$TMP/sched" $ref >/dev/null 2>&1 && { bad=1; echo "compare_table passed a table with a $what row" >>"$TMP/log"; }
+    done
+    [ $bad = 0 ] && pass "compare_table refuses a NaN, a missing row, a repeated zero row and an extra row" || fail "compare_table refuses bad tables"
     # Ho et al. (2020), linear schedule, T = 1000: alpha_bar_T = 4.0358e-05 (published to 5 digits)
     ab=$("$D" schedule --schedule linear --T 1000 | awk '$1 == 1000 { print $4 }')
     awk -v a="$ab" 'BEGIN { exit !(a > 4.03575e-05 && a < 4.03585e-05) }' && pass "linear alpha_bar_1000 = $ab ~ 4.0358e-05 (Ho et al.)" || fail "linear alpha_bar_1000 = $ab, expected 4.0358e-05"
@@ -111,7 +129,11 @@ test_bad_input() {
     head -c 784 /dev/zero >>"$B/magic-images-idx3-ubyte"   # magic 2052 instead of 2051
     printf '\x00\x00\x08\x03\x00\x00\x00\x64\x00\x00\x00\x1c\x00\x00\x00\x1c' >"$B/short-images-idx3-ubyte"
     head -c 7840 /dev/zero >>"$B/short-images-idx3-ubyte"  # claims 100 images, holds 10
-    printf '\x00\x00\x08\x01\x00\x00\x00\x02\x03\x0c' >"$B/labels-idx1-ubyte"; cp "$B/labels-idx1-ubyte" "$B/bad-labels-idx1-ubyte"
+    # labels beside 2 good images: a label 12 (classes are 0..9), and 3 labels for the 2 images
+    printf '\x00\x00\x08\x03\x00\x00\x00\x02\x00\x00\x00\x1c\x00\x00\x00\x1c' >"$B/lab12-images-idx3-ubyte"
+    head -c 1568 /dev/zero >>"$B/lab12-images-idx3-ubyte"; cp "$B/lab12-images-idx3-ubyte" "$B/count-images-idx3-ubyte"
+    printf '\x00\x00\x08\x01\x00\x00\x00\x02\x03\x0c' >"$B/lab12-labels-idx1-ubyte"
+    printf '\x00\x00\x08\x01\x00\x00\x00\x03\x03\x01\x02' >"$B/count-labels-idx1-ubyte"
     local F="forward --out $B/x.png"
     expect_error "missing image file" "cannot open" "$S" $F "$B/nope.png"
     expect_error "a text file as an image" "not a readable PNG/JPEG" "$S" $F "$B/text.png"
@@ -120,6 +142,9 @@ test_bad_input() {
     expect_error "a truncated .gz" "truncated or corrupt" "$S" $F --data "$B/trunc-images-idx3-ubyte.gz"
     expect_error "idx with a wrong magic" "bad idx magic 2052" "$S" $F --data "$B/magic-images-idx3-ubyte"
     expect_error "idx claiming more images than it holds" "claims 100 images" "$S" $F --data "$B/short-images-idx3-ubyte"
+    # (without LeakSanitizer: die() on the labels leaves the 11-byte label buffer unreferenced at exit, an LSan report)
+    expect_error "a label 12 in the labels beside the images" "label 12 of item 1 is not a class 0..9" env ASAN_OPTIONS=detect_leaks=0 "$S" $F --data "$B/lab12-images-idx3-ubyte"
+    expect_error "3 labels for 2 images" "3 labels for 2 images" env ASAN_OPTIONS=detect_leaks=0 "$S" $F --data "$B/count-images-idx3-ubyte"
     expect_error "missing data folder" "cannot open" "$S" $F --data "$B/no/such/folder"
     expect_error "index out of range" "out of range" "$S" $F --data "$FASHION" --index 60000
     expect_error "unknown command" "unknown command" "$S" frobnicate
