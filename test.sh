@@ -25,25 +25,34 @@ ASAN=$TMP/asan            # diffusion.c under ASan + UBSan ($ASAN.check: notes/c
 FASHION=/usr/share/datasets/fashion-mnist
 
 # ---- builds ------------------------------------------------------------------------------------------------
+# With TESTS=..., only the builds those groups use (wants GROUP...: a full run, or one of them is chosen).
+wants() { local g; [ -z "${TESTS:-}" ] && return 0; for g; do [[ " $TESTS " == *" $g "* ]] && return 0; done; return 1; }
 test_builds() {  # all at once in the background, each with its log; then one line each
+    local asan="-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all"
     cc diffusion.c -lm -O2 -o "$D" 2>"$TMP/b.cc" &
-    cc -std=c11 -pedantic -Wall -Wextra -O2 diffusion.c -lm -o "$TMP/strict" 2>"$TMP/b.strict" &
-    cc -O2 -DDOUBLE diffusion.c -lm -o "$TMP/double" 2>"$TMP/b.double" &
     # the companion that checks diffusion.c (notes/check.c includes it): float and double
     cc -O2 -Wall -Wextra notes/check.c -lm -o "$CHK" 2>"$TMP/b.check" &
-    cc -O2 -DDOUBLE notes/check.c -lm -o "$CHK.double" 2>"$TMP/b.check_double" &
-    # for bad_input, own_images and sanitized: every error path and the main paths under ASan + UBSan
-    local asan="-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all"
-    cc $asan diffusion.c -lm -o "$ASAN" 2>"$TMP/b.asan" &
-    cc $asan notes/check.c -lm -o "$ASAN.check" 2>"$TMP/b.asan_check" &
+    if wants gradcheck; then cc -O2 -DDOUBLE notes/check.c -lm -o "$CHK.double" 2>"$TMP/b.check_double" & fi
+    if wants; then
+        cc -std=c11 -pedantic -Wall -Wextra -O2 diffusion.c -lm -o "$TMP/strict" 2>"$TMP/b.strict" &
+        cc -O2 -DDOUBLE diffusion.c -lm -o "$TMP/double" 2>"$TMP/b.double" &
+    fi
+    if wants bad_input own_images sanitized; then  # every error path and the main paths under ASan + UBSan
+        cc $asan diffusion.c -lm -o "$ASAN" 2>"$TMP/b.asan" &
+        cc $asan notes/check.c -lm -o "$ASAN.check" 2>"$TMP/b.asan_check" &
+    fi
     wait
     built() { cp "$TMP/b.$1" "$TMP/log"; [ -x "$2" ] && { [ "${3:-}" != quiet ] || [ ! -s "$TMP/b.$1" ]; }; }
     built cc "$D" quiet && pass "cc diffusion.c -lm -O2: builds, no warnings" || fail "cc diffusion.c -lm -O2: builds, no warnings"
-    built strict "$TMP/strict" quiet && pass "cc -std=c11 -pedantic -Wall -Wextra: no warnings" || fail "cc -std=c11 -pedantic -Wall -Wextra: no warnings"
-    built double "$TMP/double" && pass "cc -DDOUBLE builds" || fail "cc -DDOUBLE builds"
     built check "$CHK" quiet && pass "notes/check.c: builds, no warnings" || fail "notes/check.c: builds, no warnings"
-    built check_double "$CHK.double" && pass "notes/check.c -DDOUBLE builds" || fail "notes/check.c -DDOUBLE builds"
-    built asan "$ASAN" && built asan_check "$ASAN.check" && pass "ASan/UBSan builds (diffusion.c, notes/check.c)" || fail "ASan/UBSan build"
+    if wants gradcheck; then built check_double "$CHK.double" && pass "notes/check.c -DDOUBLE builds" || fail "notes/check.c -DDOUBLE builds"; fi
+    if wants; then
+        built strict "$TMP/strict" quiet && pass "cc -std=c11 -pedantic -Wall -Wextra: no warnings" || fail "cc -std=c11 -pedantic -Wall -Wextra: no warnings"
+        built double "$TMP/double" && pass "cc -DDOUBLE builds" || fail "cc -DDOUBLE builds"
+    fi
+    if wants bad_input own_images sanitized; then
+        built asan "$ASAN" && built asan_check "$ASAN.check" && pass "ASan/UBSan builds (diffusion.c, notes/check.c)" || fail "ASan/UBSan build"
+    fi
 }
 
 # ---- step 1 and 2: the schedule against float64 tables written by notes/schedule_reference.py -----------------
@@ -90,11 +99,15 @@ test_schedules() {
 }
 
 # ---- the lecture's exactness claims, the backward passes, PyTorch ---------------------------------------------
-test_claims() {
-    run "notes/check claims: every claim of the lecture (Monte Carlo, 1e5 samples)" "$CHK" claims
+test_gradcheck() {
     run "gradcheck, -DDOUBLE build: every layer and the whole U-Net within 1e-6" "$CHK.double" gradcheck
     run "gradcheck, float build (indicative tolerance 5e-2)" "$CHK" gradcheck
-    run "refcheck: output, loss, every gradient and the parameter count vs PyTorch (data/unet_ref.bin)" "$CHK" refcheck
+}
+test_refcheck() {
+    run "refcheck: output, loss, every gradient, one AdamW step + EMA and the parameter count vs PyTorch (data/unet_ref.bin)" "$CHK" refcheck
+}
+test_claims() {
+    run "notes/check claims: every claim of the lecture (Monte Carlo, 1e5 samples)" "$CHK" claims
     "$D" info >"$TMP/log" 2>&1 && grep -q "^parameters: 795105$" "$TMP/log" && pass "info: 795105 parameters (the PyTorch mirror's count)" || fail "info: 795105 parameters"
     grep -q "memory: parameters" "$TMP/log" && pass "info: memory per part" || fail "info: memory per part"
     if [ -x notes/check_map.sh ]; then run "notes/README.md: every function the map names exists" notes/check_map.sh; fi
@@ -752,8 +765,8 @@ test_tcc() {
 # ---- the runner -----------------------------------------------------------------------------------------------
 # Every group, longest first (its place in this list is its place in the output). A new group is a function
 # test_NAME above and its NAME here.
-ALL_GROUPS="aarch64 claims exercises training web reliability clang pictures own_images 32bit sanitized bad_input
-    score tcc threads schedules"
+ALL_GROUPS="aarch64 exercises training claims web reliability clang pictures sanitized own_images 32bit gradcheck
+    bad_input score tcc threads refcheck schedules"
 # run_group NAME: test_NAME in a directory of its own ($TMP is that directory inside), its output into
 # $TMP/out/NAME, its time into $TMP/out/NAME.time; one line on stderr when it ends.
 run_group() {
