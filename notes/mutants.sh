@@ -48,7 +48,9 @@ for i in "${!MUTANTS[@]}"; do
         (cd "$copy" && TESTS="$groups" ./test.sh) >"$work/log$n" 2>&1
         # the groups' failures, from test.sh's time table (a build's warning is not the groups catching the bug)
         fails=$(awk '/^  [a-z0-9_]+ +[0-9]+ s +[0-9]+ passed, [0-9]+ failed$/ { f += $(NF - 1) } END { print f + 0 }' "$work/log$n")
-        caught=$(grep '^FAIL  ' "$work/log$n" | grep -v 'builds' | head -1 | cut -c7- | cut -c1-70)
+        # what caught it: the first failing row of a check's table (claims, refcheck), else the first FAIL
+        caught=$(grep -E '^      .*(FAIL|FAIL \(.*\))$' "$work/log$n" | head -1 | sed 's/^ *//; s/  */ /g' | cut -c1-90)
+        [ -n "$caught" ] || caught=$(grep '^FAIL  ' "$work/log$n" | grep -v 'builds' | head -1 | cut -c7- | cut -c1-90)
         if [ "$fails" -gt 0 ]; then result="caught ($((SECONDS - start)) s, $fails FAIL): $caught"
         else result="SURVIVED ($((SECONDS - start)) s)"; survived=$((survived + 1)); fi
     fi
