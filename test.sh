@@ -5,6 +5,7 @@
 #                              default: the number of cores), each in its own directory; their output in a fixed
 #                              order, a table of each group's time, and the last line
 #   TESTS="claims training" ./test.sh   the builds and only those groups
+#   CHECK_SAMPLES=10000 ./test.sh       the claims at 10^4 samples per claim instead of 10^5: faster, less sharp
 #   ./test.sh --exercise N F   grade course exercise N on the student's copy F (see notes/exercises/README.md)
 set -u
 cd "$(dirname "$0")"
@@ -31,7 +32,7 @@ test_builds() {  # all at once in the background, each with its log; then one li
     local asan="-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all"
     cc diffusion.c -lm -O2 -o "$D" 2>"$TMP/b.cc" &
     # the companion that checks diffusion.c (notes/check.c includes it): float and double
-    cc -O2 -Wall -Wextra notes/check.c -lm -o "$CHK" 2>"$TMP/b.check" &
+    cc -O2 -Wall -Wextra ${CHECK_SAMPLES:+-DCHECK_SAMPLES=$CHECK_SAMPLES} notes/check.c -lm -o "$CHK" 2>"$TMP/b.check" &
     if wants gradcheck; then cc -O2 -DDOUBLE notes/check.c -lm -o "$CHK.double" 2>"$TMP/b.check_double" & fi
     if wants; then
         cc -std=c11 -pedantic -Wall -Wextra -O2 diffusion.c -lm -o "$TMP/strict" 2>"$TMP/b.strict" &

@@ -440,12 +440,16 @@ static int check_gaussian_samplers(const Schedule *lin, Rng *rng) {
             reference_sample(r, c);
             form_law(&r->x, &mean, &var);
         }
-        if (noise_free) {  // each sample: the reference from the same x_T
+        if (noise_free) {  // each sample: the reference from the same x_T, v_0 + v_x x_T
             double worst = 0;
             for (int j = 0; j < NS; j++) {
-                form_number(&r->x, xT[j]);
-                reference_sample(r, c);
-                worst = worse(worst, fabs(d[j] - r->x.v[0]));
+                double want = mean + r->x.v[1] * xT[j];
+                if (c->clip) {  // not affine: the reference runs on this sample's number
+                    form_number(&r->x, xT[j]);
+                    reference_sample(r, c);
+                    want = r->x.v[0];
+                }
+                worst = worse(worst, fabs(d[j] - want));
             }
             fails += !check_line(worst, 0, tol, "%s: max |x - ref|", c->name);
         } else {

@@ -4,6 +4,8 @@
 # those groups fail, `make test` fails). Prints one line per bug and a table at the end; exit 1 if a bug survives.
 #   notes/mutants.sh              every bug (each run builds the copy: ~1-3 minutes per bug on 2 cores)
 #   notes/mutants.sh 3 7          bugs 3 and 7 only
+# The claims run at 10^4 samples per claim (CHECK_SAMPLES=10000, as under qemu; CHECK_SAMPLES=100000 for make test's
+# 10^5): a bug whose bias shows beyond 5 standard errors at 10^4 shows beyond 15 at 10^5.
 # Each bug is a sed substitution that must match exactly one line of diffusion.c: when diffusion.c changes so that
 # a pattern matches no line (or two), the bug is reported as "pattern?" instead of planted somewhere else.
 set -u
@@ -45,7 +47,7 @@ for i in "${!MUTANTS[@]}"; do
     else
         sed -i "s|$pattern|$replacement|" "$copy/diffusion.c"
         start=$SECONDS
-        (cd "$copy" && TESTS="$groups" ./test.sh) >"$work/log$n" 2>&1
+        (cd "$copy" && TESTS="$groups" CHECK_SAMPLES=${CHECK_SAMPLES:-10000} ./test.sh) >"$work/log$n" 2>&1
         # the groups' failures, from test.sh's time table (a build's warning is not the groups catching the bug)
         fails=$(awk '/^  [a-z0-9_]+ +[0-9]+ s +[0-9]+ passed, [0-9]+ failed$/ { f += $(NF - 1) } END { print f + 0 }' "$work/log$n")
         # what caught it: the first failing row of a check's table (claims, refcheck), else the first FAIL
