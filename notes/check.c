@@ -272,98 +272,244 @@ static int check_samplers(Rng *rng) {
 // (h) Every sampler end to end, without a network. With data x_0 ~ N(m, s^2) per pixel the best
 // denoiser is known: x_t ~ N(sqrt(ab) m, V) with V = ab s^2 + 1 - ab (ab = alpha_bar_t), and
 //     eps*(x_t) = E[eps | x_t] = sqrt(1 - ab) (x_t - sqrt(ab) m) / V      (derivations.md, sec. 6)
-// With eps* every step is affine, x' = A x + B + C z, so from x_T ~ N(0, 1) a sampler's output is
-// exactly N(mean, var), by mean' = A mean + B and var' = A^2 var + C^2 (gaussian_step re-derives
-// A, B, C from the slides' formulas). The real sampler code, run by Monte Carlo, must match that
-// law (5 SE). How far the law is from N(m, s^2) is the sampler's own error. DDPM: Step 2 is exact
-// given x_t AND x_0, but x_0 is only guessed (eq. 2), and Var(x_{t-1} | x_t) = beta_tilde_t +
-// coef_x0^2 Var(x_0 | x_t) > beta_tilde_t: DDPM's samples are a little too narrow (-1.5% here).
-// DDIM's few large steps shrink the variance more; Euler-Maruyama errs by O(du).
+// eps* is affine in x_t, so every value a sampler computes from it is affine in x_T and in the
+// noises z_1, z_2, ... it draws: v = v_0 + v_x x_T + sum_j v_j z_j, a "form". Below, each sampler
+// is written again from the slides' formulas, on forms instead of numbers. From x_T ~ N(0, 1) its
+// output is then exactly N(v_0, v_x^2 + sum_j v_j^2), and a sampler that draws no noise (DDIM,
+// eta = 0) maps each x_T to exactly v_0 + v_x x_T. The reference shares nothing with the
+// program's samplers but Step 1's arrays (checked against float64 tables by test.sh): its own time
+// grids, its own noise levels between steps, its own step formulas. The program's sampler
+// (sample_update), fed eps* at the reference's times, must match it: sample by sample to rounding
+// when it draws no noise, else in mean and variance (Monte Carlo, 5 SE).
+// How far the law is from N(m, s^2) is the sampler's own error. DDPM: Step 2 is exact given x_t
+// AND x_0, but x_0 is only guessed (eq. 2), and Var(x_{t-1} | x_t) = beta_tilde_t + coef_x0^2
+// Var(x_0 | x_t) > beta_tilde_t: DDPM's samples are a little too narrow (-1.5% here). DDIM's few
+// large steps shrink the variance more; Euler-Maruyama errs by O(du). On the sde schedule with
+// T = 20 the steps are large and beta_tilde_t is far below beta_t: a DDPM step that added noise of
+// variance beta_t would end at variance 0.267 instead of 0.153.
 static const double GAUSS_M = 0.3, GAUSS_S2 = 0.25;
-static double noise_level(const Schedule *s, const SampleOptions *o, double time) {  // 1 - ab
-    double beta, omab;
-    if (o->kind != SAMPLER_SDE) return s->one_minus_alpha_bar[(int)time];
-    schedule_at(s, time / s->T, &beta, &omab);
-    return omab;
+enum { FORM_MAX = 1002 };  // the constant, x_T and up to 1000 noises
+typedef struct {
+    int n;  // terms in use: v[0] the constant, v[1] the coefficient of x_T, v[1 + j] that of z_j
+    double v[FORM_MAX];
+} Form;
+static void form_number(Form *f, double x) {  // a known number (one sample's x_T, say)
+    f->n = 1;
+    f->v[0] = x;
 }
+static void form_lin(Form *out, double a, const Form *x, double b, const Form *y, double c) {
+    int n = x->n > y->n ? x->n : y->n;  // out = a x + b y + c (out may be x or y)
+    for (int k = 0; k < n; k++)
+        out->v[k] = a * (k < x->n ? x->v[k] : 0) + b * (k < y->n ? y->v[k] : 0) + (k ? 0 : c);
+    out->n = n;
+}
+static void form_noise(Form *f, double sd) {  // f += sd z with a fresh z ~ N(0, 1)
+    if (sd == 0) return;
+    if (f->n == FORM_MAX) die("claims", "a form holds at most %d noises", FORM_MAX - 2);
+    f->v[f->n++] = sd;
+}
+static void form_clip(Form *f) {  // --clip-x0: clipping to [-1, 1] is not affine: numbers only
+    if (f->n != 1) die("claims", "--clip-x0 needs a number, not a law");
+    f->v[0] = fmax(-1, fmin(1, f->v[0]));
+}
+static void form_law(const Form *f, double *mean, double *var) {  // x_T and the z_j: N(0, 1)
+    *mean = f->v[0];
+    *var = 0;
+    for (int k = 1; k < f->n; k++) *var += f->v[k] * f->v[k];
+}
+
+typedef struct {
+    const char *name;
+    SamplerKind kind;
+    int S;              // network evaluations (DDPM: T)
+    double eta;         // DDIM
+    int clip;           // --clip-x0
+    const Schedule *s;
+    int judged;         // enough steps: the samples must also be N(m, s^2) within 5 SE
+} RefCase;
+typedef struct {
+    Form x, x0, eps;  // x_t, eq. (2)'s x0_hat, eps*
+    Form prev;        // the previous evaluation's x0_hat (for multistep samplers)
+} RefState;
+
+// The reference's time of evaluation i of S, in steps (i = S: the end). DDPM: t = T - i. DDIM:
+// S + 1 integer times evenly spaced from T down to 0, rounded up: ceil(T (S - i) / S). SDE: S times
+// evenly spaced from T (u = 1) down to 1 (u = 1/T).
+static double ref_time(const RefCase *c, int i) {
+    int T = c->s->T, S = c->S;
+    if (c->kind == SAMPLER_DDPM) return T - i;
+    if (c->kind == SAMPLER_DDIM) return (double)(((int64_t)T * (S - i) + S - 1) / S);
+    return i == S ? 0 : T - (double)i * (T - 1) / (S - 1);
+}
+// alpha_bar and 1 - alpha_bar at time x (in steps): Step 1's at the steps; between steps k - 1
+// and k, log alpha_bar runs linearly (the model's continuous time), and beta(u), the noise rate
+// per unit of u = x/T, is T (log alpha_bar_{k-1} - log alpha_bar_k).
+static void ref_noise(const Schedule *s, double x, double *ab, double *omab, double *beta) {
+    int k = (int)ceil(x);
+    k = k < 1 ? 1 : k > s->T ? s->T : k;
+    double lo = log(s->alpha_bar[k - 1]), hi = log(s->alpha_bar[k]), f = x - (k - 1);
+    *beta = s->T * (lo - hi);
+    if (x == floor(x)) {
+        *ab = s->alpha_bar[(int)x];
+        *omab = s->one_minus_alpha_bar[(int)x];
+        return;
+    }
+    *ab = exp((1 - f) * lo + f * hi);
+    *omab = -expm1((1 - f) * lo + f * hi);
+}
+// Evaluation i of case c on the forms of r: eps*, eq. (2), then the sampler's step.
+static void reference_step(RefState *r, const RefCase *c, int i) {
+    const Schedule *s = c->s;
+    int T = s->T;
+    double t = ref_time(c, i), tn = ref_time(c, i + 1), ab, omab, beta, abn, omabn, unused;
+    ref_noise(s, t, &ab, &omab, &beta);
+    double k = sqrt(omab) / (ab * GAUSS_S2 + omab);
+    form_lin(&r->eps, k, &r->x, 0, &r->x, -k * sqrt(ab) * GAUSS_M);              // eps*
+    form_lin(&r->x0, 1 / sqrt(ab), &r->x, -sqrt(omab / ab), &r->eps, 0);         // eq. (2)
+    if (c->clip) form_clip(&r->x0);
+    if (c->kind == SAMPLER_DDPM) {  // Step 2's posterior with x0_hat for x_0: eq. (3), its noise
+        int tt = (int)t;
+        double b = s->beta[tt], abp = s->alpha_bar[tt - 1], omabp = s->one_minus_alpha_bar[tt - 1];
+        form_lin(&r->x, sqrt(1 - b) * omabp / omab, &r->x, sqrt(abp) * b / omab, &r->x0, 0);
+        form_noise(&r->x, tt > 1 ? sqrt(b * omabp / omab) : 0);
+    } else if (c->kind == SAMPLER_DDIM) {  // x0_hat re-noised to the next time tn
+        ref_noise(s, tn, &abn, &omabn, &unused);
+        double var = c->eta * c->eta * omabn / omab * (1 - ab / abn);
+        form_lin(&r->x, sqrt(abn), &r->x0, sqrt(fmax(0, omabn - var)), &r->eps, 0);
+        form_noise(&r->x, sqrt(fmax(0, var)));
+    } else if (i == c->S - 1) {  // the SDE's last evaluation, at u = 1/T: x0_hat is the sample
+        form_lin(&r->x, 1, &r->x0, 0, &r->x0, 0);
+    } else {  // Euler-Maruyama, from u to u - du: dX = beta (X/2 + score) du + sqrt(beta) dW
+        double du = (t - tn) / T;  // score = -eps* / sqrt(1 - alpha_bar(u))
+        form_lin(&r->x, 1 + beta * du / 2, &r->x, -beta * du / sqrt(omab), &r->eps, 0);
+        form_noise(&r->x, sqrt(beta * du));
+    }
+    form_lin(&r->prev, 1, &r->x0, 0, &r->x0, 0);
+}
+static void reference_sample(RefState *r, const RefCase *c) {  // r->x: x_T in, the sample out
+    for (int i = 0; i < c->S; i++) reference_step(r, c, i);
+}
+
 static void eps_star(real *eps, const real *x, double one_minus_alpha_bar, size_t n) {
     double ab = 1 - one_minus_alpha_bar, v = ab * GAUSS_S2 + one_minus_alpha_bar;
     double k = sqrt(one_minus_alpha_bar) / v, mean = sqrt(ab) * GAUSS_M;
     for (size_t i = 0; i < n; i++) eps[i] = (real)(k * (x[i] - mean));
 }
-// The affine map x' = A x + B + C z of evaluation i of S with eps*.
-static void gaussian_step(const Schedule *s, const SampleOptions *o, int i, int S, double *A,
-                          double *B, double *C2) {
-    int T = s->T;
-    double time = sample_time(o, s, i, S), omab = noise_level(s, o, time), ab = 1 - omab;
-    double k = sqrt(omab) / (ab * GAUSS_S2 + omab), be = -k * sqrt(ab) * GAUSS_M;  // eps* = kx + be
-    double a0 = (1 - sqrt(omab) * k) / sqrt(ab), b0 = -sqrt(omab) * be / sqrt(ab);  // eq. (2)
-    int t = (int)time, tp = T - (int)((int64_t)(i + 1) * T / S);
-    if (o->kind == SAMPLER_DDPM) {
-        *A = s->coef_x0[t] * a0 + s->coef_xt[t];
-        *B = s->coef_x0[t] * b0;
-        *C2 = t > 1 ? s->beta_tilde[t] : 0;
-    } else if (o->kind == SAMPLER_DDIM) {
-        double abp = s->alpha_bar[tp], omabp = s->one_minus_alpha_bar[tp];
-        *C2 = fmax(0, o->eta * o->eta * omabp / omab * (1 - ab / abp));  // sigma^2
-        double cd = sqrt(fmax(0, omabp - *C2));                            // eps*'s coefficient
-        *A = sqrt(abp) * a0 + cd * k;
-        *B = sqrt(abp) * b0 + cd * be;
-    } else if (i == S - 1) {
-        *A = a0;
-        *B = b0;
-        *C2 = 0;
-    } else {
-        double du = sde_du(T, S), beta, unused;  // 1 - alpha_bar(u) is omab, from noise_level
-        schedule_at(s, time / T, &beta, &unused);
-        *A = 1 + beta * (0.5 - k / sqrt(omab)) * du;
-        *B = -beta * be / sqrt(omab) * du;
-        *C2 = beta * du;
-    }
-}
 static int check_gaussian_samplers(const Schedule *lin, Rng *rng) {
-    struct {
-        const char *name;
-        SampleOptions o;
-        int judged;  // enough steps: the samples must also be N(m, s^2) within 5 SE
-    } cases[] = {
-        {"DDPM, T steps", {.kind = SAMPLER_DDPM}, 0},
-        {"DDIM eta=0, 10 steps", {.kind = SAMPLER_DDIM, .steps = 10}, 0},
-        {"DDIM eta=0, 50 steps", {.kind = SAMPLER_DDIM, .steps = 50}, 0},
-        {"DDIM eta=0, T steps", {.kind = SAMPLER_DDIM, .steps = lin->T}, 1},
-        {"DDIM eta=1, 50 steps", {.kind = SAMPLER_DDIM, .steps = 50, .eta = 1}, 0},
-        {"SDE, 50 steps", {.kind = SAMPLER_SDE, .steps = 50}, 0},
-        {"SDE, 250 steps", {.kind = SAMPLER_SDE, .steps = 250}, 1},
-        {"SDE, T steps", {.kind = SAMPLER_SDE, .steps = lin->T}, 1},
+    Schedule sde20 = schedule_make(SCHEDULE_SDE, 20);
+    int T = lin->T;
+    const RefCase cases[] = {
+        {"DDPM, T steps", SAMPLER_DDPM, T, 0, 0, lin, 0},
+        {"DDPM, sde T=20: beta_tilde, not beta", SAMPLER_DDPM, 20, 0, 0, &sde20, 0},
+        {"DDIM eta=0, 3 steps", SAMPLER_DDIM, 3, 0, 0, lin, 0},
+        {"DDIM eta=0, 7 steps", SAMPLER_DDIM, 7, 0, 0, lin, 0},
+        {"DDIM eta=0, 30 steps", SAMPLER_DDIM, 30, 0, 0, lin, 0},
+        {"DDIM eta=0, 50 steps", SAMPLER_DDIM, 50, 0, 0, lin, 0},
+        {"DDIM eta=0, T steps", SAMPLER_DDIM, T, 0, 0, lin, 1},
+        {"DDIM eta=0, 7 steps, --clip-x0", SAMPLER_DDIM, 7, 0, 1, lin, 0},
+        {"DDIM eta=1, 7 steps", SAMPLER_DDIM, 7, 1, 0, lin, 0},
+        {"DDIM eta=1, 50 steps", SAMPLER_DDIM, 50, 1, 0, lin, 0},
+        {"SDE, 50 steps", SAMPLER_SDE, 50, 0, 0, lin, 0},
+        {"SDE, 250 steps", SAMPLER_SDE, 250, 0, 0, lin, 1},
+        {"SDE, T steps", SAMPLER_SDE, T, 0, 0, lin, 1},
     };
-    printf("(h) every sampler with the exact denoiser of data N(%.2f, %.2f): Monte Carlo vs the "
-           "sampler's exact law (5 SE), then the law vs the data  [linear, T=%d, n=%d]\n", GAUSS_M,
-           GAUSS_S2, lin->T, NS);
+    printf("(h) every sampler with the exact denoiser of data N(%.2f, %.2f) against a reference "
+           "written from the slides: sample by sample (noise-free samplers) or in law (Monte Carlo, "
+           "5 SE), then the law vs the data  [linear, T=%d, n=%d]\n", GAUSS_M, GAUSS_S2, T, NS);
     real *x = xmalloc(NS * sizeof(real)), *x0_hat = xmalloc(NS * sizeof(real));
     real *eps = xmalloc(NS * sizeof(real)), *z = xmalloc(NS * sizeof(real));
-    double *d = xmalloc(NS * sizeof(double));
+    double *d = xmalloc(NS * sizeof(double)), *xT = xmalloc(NS * sizeof(double));
+    RefState *r = xmalloc(sizeof(RefState));
+    // float rounding over up to T steps (measured: 5e-6 in float, 3e-14 in double)
+    double tol = sizeof(real) == sizeof(double) ? 1e-9 : 1e-4, ab, omab, beta;
     int fails = 0;
-    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-        const SampleOptions *o = &cases[c].o;
-        int S = o->kind == SAMPLER_DDPM ? lin->T : o->steps;
-        double mean = 0, var = 1, A, B, C2;
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        const RefCase *c = &cases[ci];
+        SampleOptions o = {.kind = c->kind, .steps = c->S, .eta = c->eta, .clip = c->clip};
+        int noise_free = c->kind == SAMPLER_DDIM && c->eta == 0;
         rng_normal_fill(rng, x, NS);
-        for (int i = 0; i < S; i++) {
-            eps_star(eps, x, noise_level(lin, o, sample_time(o, lin, i, S)), NS);
-            sample_update(x, x0_hat, eps, lin, o, i, S, NS, z, rng);
-            gaussian_step(lin, o, i, S, &A, &B, &C2);
-            mean = A * mean + B;
-            var = A * A * var + C2;
+        for (int j = 0; j < NS; j++) xT[j] = x[j];
+        for (int i = 0; i < c->S; i++) {  // the program's sampler
+            ref_noise(c->s, ref_time(c, i), &ab, &omab, &beta);
+            eps_star(eps, x, omab, NS);
+            sample_update(x, x0_hat, eps, c->s, &o, i, c->S, NS, z, rng);
         }
-        for (int i = 0; i < NS; i++) d[i] = x[i];
-        fails += check_gaussian(d, mean, var, 0, 0, "%s", cases[c].name);
+        for (int j = 0; j < NS; j++) d[j] = x[j];
+        double mean = 0, var = 0;
+        if (!c->clip) {  // the reference's law, from x_T ~ N(0, 1)
+            r->x = (Form){2, {0, 1}};
+            reference_sample(r, c);
+            form_law(&r->x, &mean, &var);
+        }
+        if (noise_free) {  // each sample: the reference from the same x_T, v_0 + v_x x_T
+            double worst = 0;
+            for (int j = 0; j < NS; j++) {
+                double want = mean + r->x.v[1] * xT[j];
+                if (c->clip) {  // not affine: the reference runs on this sample's number
+                    form_number(&r->x, xT[j]);
+                    reference_sample(r, c);
+                    want = r->x.v[0];
+                }
+                worst = worse(worst, fabs(d[j] - want));
+            }
+            fails += !check_line(worst, 0, tol, "%s: max |x - ref|", c->name);
+        } else {
+            fails += check_gaussian(d, mean, var, 0, 0, "%s", c->name);
+        }
+        if (c->clip) continue;  // clipped: not a Gaussian law
         printf("    its law: mean %+.5f (data %+.2f), variance %.5f (data %.2f: %+.2f%%)%s\n", mean,
                GAUSS_M, var, GAUSS_S2, 100 * (var / GAUSS_S2 - 1),
-               cases[c].judged ? "" : o->kind == SAMPLER_DDPM ? "  [beta_tilde: not judged]"
-                                                              : "  [few steps: not judged]");
-        if (cases[c].judged) fails += check_gaussian(d, GAUSS_M, GAUSS_S2, 0, 0, "  vs data:");
+               c->judged ? "" : c->kind == SAMPLER_DDPM ? "  [beta_tilde: not judged]"
+                                                        : "  [few steps: not judged]");
+        if (c->judged) fails += check_gaussian(d, GAUSS_M, GAUSS_S2, 0, 0, "  vs data:");
     }
-    free_all(5, x, x0_hat, eps, z, d);
+    free_all(7, x, x0_hat, eps, z, d, xT, r);
+    schedule_free(&sde20);
+    return fails;
+}
+
+// (i) Step 3's tuple as training draws it: t ~ Unif{1..T} and, for classifier-free guidance, the
+// label hidden (the row n_classes) 10% of the time. The calls of train's loop draw the batches here
+// (draw_training_batch, drop_labels; a data set of random 4x4 images with labels 0..9): the
+// times must reach both ends, 1 and T, and nothing outside, and fill the T bins evenly (Pearson's
+// chi-square below its 1e-6 quantile); the share of hidden labels must be 0.1 within 5 SE.
+static int check_training_tuple(Rng *rng) {
+    enum { B = 1024, T = 100, N_CLASSES = 10 };
+    int steps = NS / 5000 > 1 ? NS / 5000 : 1, n = steps * B;  // 20 480 draws at NS = 10^5
+    Schedule s = schedule_make(SCHEDULE_LINEAR, T);
+    Dataset d = {.n = 64, .c = 1, .h = 4, .w = 4, .n_classes = 10};
+    d.pixels = xmalloc(64 * 16 * sizeof(float));
+    d.labels = xmalloc(64 * sizeof(int));
+    for (int i = 0; i < 64 * 16; i++) d.pixels[i] = (float)(2 * rng_uniform(rng) - 1);
+    for (int i = 0; i < 64; i++) d.labels[i] = i % 10;
+    size_t sz = (size_t)B * 16;
+    real *x0 = xmalloc(sz * sizeof(real)), *eps = xmalloc(sz * sizeof(real));
+    real *xt = xmalloc(sz * sizeof(real));
+    int t[B], label[B], count[T + 2] = {0}, lo = T + 1, hi = -1, hidden = 0;
+    for (int k = 0; k < steps; k++) {
+        draw_training_batch(x0, t, eps, xt, label, &d, &s, B, rng);
+        drop_labels(label, B, N_CLASSES, rng);
+        for (int b = 0; b < B; b++) {
+            int tb = t[b] < 0 ? 0 : t[b] > T ? T + 1 : t[b];
+            count[tb]++;
+            lo = t[b] < lo ? t[b] : lo;
+            hi = t[b] > hi ? t[b] : hi;
+            hidden += label[b] == N_CLASSES;
+        }
+    }
+    double e = (double)n / T, chi2 = 0, p = 0.1;
+    for (int k = 1; k <= T; k++) chi2 += (count[k] - e) * (count[k] - e) / e;
+    // Wilson-Hilferty: the chi-square quantile for T - 1 degrees of freedom at 1e-6 (z = 4.75)
+    double dof = T - 1, q = dof * pow(1 - 2 / (9 * dof) + 4.75 * sqrt(2 / (9 * dof)), 3);
+    printf("(i) Step 3's tuple as train draws it: t ~ Unif{1..T}, labels hidden 10%%  "
+           "[linear, T=%d, %d draws]\n", T, n);
+    int fails = !check_line(lo, 1, 0, "smallest t = 1");
+    fails += !check_line(hi, T, 0, "largest t = T");
+    fails += !check_line(count[0] + count[T + 1], 0, 0, "t outside 1..T");
+    fails += !check_line(chi2, dof, q - dof, "chi-square of t over the T bins (dof %d)", T - 1);
+    fails += !check_line((double)hidden / n, p, 5 * sqrt(p * (1 - p) / n), "share of hidden labels");
+    free_all(5, x0, eps, xt, d.pixels, d.labels);
+    schedule_free(&s);
     return fails;
 }
 
@@ -378,6 +524,7 @@ static int cmd_check_claims(uint64_t seed) {
     fails += check_xT_is_noise(T, &rng);
     fails += check_samplers(&rng);
     fails += check_gaussian_samplers(&lin, &rng);
+    fails += check_training_tuple(&rng);
     printf("%s: %d claim(s) failed\n", fails ? "FAIL" : "PASS", fails);
     schedule_free(&lin);
     schedule_free(&sde);
@@ -743,6 +890,13 @@ static int run_gradcheck(uint64_t seed) {
 // ("max-norm relative error"): <= 1e-4 for the output and the loss, <= 1e-3 for the gradients.
 // Float32 arithmetic gives ~1e-6 here; the tolerances leave room for other compilers and
 // summation orders while still catching any wrong formula (those give errors of order 1).
+// Then one step of training after the gradient (format DCREF002): from the stored parameters,
+// gradients and optimizer state (moments, EMA) at step 5, adamw_step clips the gradient, takes
+// the AdamW step and updates the EMA with its warm-up, as torch.optim.AdamW and the mirror's EMA
+// did in float64. Compared per tensor like the gradients: the update of the parameters
+// (after - before), the two moments, the EMA's change and the gradient's norm, <= 1e-4 of the
+// tensor's largest (float rounding of a parameter, ~3e-8, is ~1e-5 of the ~4e-3 update; a wrong
+// term of the optimizer changes the step by a factor, not by 1e-4).
 // max |a - b| over n values into *err, max |b| into *scale
 static void max_errors(const real *a, const float *b, size_t n, double *err, double *scale) {
     *err = 0;
@@ -752,10 +906,60 @@ static void max_errors(const real *a, const float *b, size_t n, double *err, dou
         *scale = fmax(*scale, fabs((double)b[i]));
     }
 }
+// The optimizer step of a DCREF002 file (q: its part after the gradients), on model m whose params
+// hold the reference's parameters and grads its gradients. Returns the failures.
+static int refcheck_adamw(Model *m, const unsigned char *q, size_t P) {
+    int32_t step;
+    double hy[7];
+    memcpy(&step, q, 4);
+    memcpy(hy, q + 4, sizeof hy);
+    TrainHyper h = {hy[0], hy[1], hy[2], hy[3], hy[4], hy[5], hy[6]};
+    float *f = xmalloc((7 * P + 1) * sizeof(float));
+    memcpy(f, q + 4 + sizeof hy, (7 * P + 1) * sizeof(float));
+    const float *m0 = f, *v0 = f + P, *ema0 = f + 2 * P, *p1 = f + 3 * P, *m1 = f + 4 * P;
+    const float *v1 = f + 5 * P, *ema1 = f + 6 * P;
+    real *p0 = xmalloc(P * sizeof(real));
+    memcpy(p0, m->params, P * sizeof(real));
+    for (size_t i = 0; i < P; i++) {
+        m->adam_m[i] = m0[i];
+        m->adam_v[i] = v0[i];
+        m->ema[i] = ema0[i];
+    }
+    double norm = adamw_step(m, &h, step), ref_norm = f[7 * P];
+    printf("# one AdamW step %d (lr %g, weight decay %g, clip %g of a norm %g) and the EMA update, "
+           "against torch.optim.AdamW\n", step, h.lr, h.weight_decay, h.clip, ref_norm);
+    // the updates: ours and the reference's, as (after - before), per tensor
+    real *ours = xmalloc(P * sizeof(real));
+    float *theirs = xmalloc(P * sizeof(float));
+    int failures = !gradcheck_report("gradient norm", fabs(norm - ref_norm),
+                                     fabs(norm - ref_norm) / ref_norm, 1e-4);
+    const char *names[] = {"parameter update", "first moment m", "second moment v", "EMA change"};
+    for (int q4 = 0; q4 < 4; q4++) {
+        for (size_t i = 0; i < P; i++) {
+            if (q4 == 0) ours[i] = m->params[i] - p0[i], theirs[i] = p1[i] - (float)p0[i];
+            if (q4 == 1) ours[i] = m->adam_m[i], theirs[i] = m1[i];
+            if (q4 == 2) ours[i] = m->adam_v[i], theirs[i] = v1[i];
+            if (q4 == 3) ours[i] = m->ema[i] - ema0[i], theirs[i] = ema1[i] - ema0[i];
+        }
+        double err, scale, global, worst = 0, worst_abs = 0;
+        max_errors(ours, theirs, P, &err, &global);
+        for (int k = 0; k < m->layout->n; k++) {  // per tensor, as the gradients above
+            const TensorInfo *ti = &m->layout->info[k];
+            max_errors(ours + ti->offset, theirs + ti->offset, ti->size, &err, &scale);
+            worst = worse(worst, err / fmax(scale, 1e-3 * global));
+            worst_abs = worse(worst_abs, err);
+        }
+        failures += !gradcheck_report(names[q4], worst_abs, worst, 1e-4);
+    }
+    free_all(4, f, p0, ours, theirs);
+    return failures;
+}
+
 static int run_refcheck(const char *path, size_t default_params) {
     size_t len;
     unsigned char *buf = read_file(path, 64 << 20, &len);
-    if (len < 64 || memcmp(buf, "DCREF001", 8)) die(path, "not a reference file (bad magic)");
+    int version = len < 64 ? 0 : !memcmp(buf, "DCREF001", 8) ? 1 : !memcmp(buf, "DCREF002", 8) ? 2 : 0;
+    if (!version) die(path, "not a reference file (bad magic)");
     int32_t h[14];
     memcpy(h, buf + 8, sizeof h);
     Config c = {h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9]};
@@ -765,6 +969,8 @@ static int run_refcheck(const char *path, size_t default_params) {
     if ((size_t)h[13] != P) die(path, "header says %d parameters, the C layout has %zu", h[13], P);
     size_t nf = 2 * P + 3 * n + 1;  // floats: params, x, eps, output, loss, grads
     size_t want = 8 + sizeof h + 2 * (size_t)B * 4 + nf * 4;
+    size_t adamw = 4 + 7 * 8 + (7 * P + 1) * 4;  // DCREF002: step, hyper, states, grad norm
+    if (version == 2) want += adamw;
     if (len != want) die(path, "file is %zu bytes, expected %zu", len, want);
     const unsigned char *q = buf + 8 + sizeof h;
     int32_t tt[64], label[64];
@@ -772,7 +978,7 @@ static int run_refcheck(const char *path, size_t default_params) {
     memcpy(label, q + 4 * (size_t)B, 4 * (size_t)B);
     float *f = xmalloc(nf * sizeof(float));
     memcpy(f, q + 8 * (size_t)B, nf * sizeof(float));
-    free(buf);
+    const unsigned char *q_adamw = q + 8 * (size_t)B + nf * 4;
     const float *ref_x = f + P, *ref_eps = ref_x + n, *ref_out = ref_eps + n;
     const float *ref_grads = ref_out + n + 1;
     double ref_loss = ref_out[n];
@@ -811,8 +1017,13 @@ static int run_refcheck(const char *path, size_t default_params) {
     printf("%-34s %12zu %12d  %s\n", "parameter count (C vs PyTorch)", default_params, h[12],
            count_ok ? "PASS" : "FAIL");
     failures += !count_ok;
-    printf("# worst gradient error %.3e; %d checks failed\n", worst_rel, failures);
-    free_all(3, f, x, eps);
+    printf("# worst gradient error %.3e\n", worst_rel);
+    for (size_t i = 0; i < P; i++) m->params[i] = f[i];  // the step starts from the reference's
+    for (size_t i = 0; i < P; i++) m->grads[i] = ref_grads[i];
+    if (version == 2) failures += refcheck_adamw(m, q_adamw, P);
+    else printf("# %s has no optimizer step (format DCREF001): not checked\n", path);
+    printf("# %d checks failed\n", failures);
+    free_all(4, f, x, eps, buf);
     model_free(m);
     return failures ? 1 : 0;
 }

@@ -32,13 +32,18 @@ reads data/unet_ref.bin, builds the same reduced config from the header,
 loads the float32 parameters into its flat buffer (which must use the order of
 UNet.flat_order below), runs its own forward/backward on the stored x_t, t,
 labels and eps, and compares its output, loss and gradients with the stored
-ones. Layout (little-endian):
-  char magic[8] = "DCREF001"
+ones; then it applies one AdamW step and the EMA update to the stored
+parameters and gradients and compares the result (see adamw_reference).
+Layout (little-endian):
+  char magic[8] = "DCREF002"         ("DCREF001": the same without the AdamW part)
   int32 img_c, img_h, img_w, ch1, ch2, tdim, temb, groups, n_classes, cond,
         B, T, default_param_count, P
   int32 t[B], int32 labels[B]          (label n_classes = "no label")
   float32 params[P], x_t[B*C*H*W], eps[B*C*H*W], out[B*C*H*W], loss[1],
           grads[P]                     (grads: d loss / d params, flat order)
+  int32 step; float64 lr, beta1, beta2, eps, weight_decay, clip, ema_decay
+  float32 m[P], v[P], ema[P]           (the optimizer's state before the step)
+  float32 params[P], m[P], v[P], ema[P], grad_norm[1]   (after the step)
 The float32 params/x_t/eps are exactly the values the float64 run used.
 """
 import argparse, ctypes, gzip, math, os, signal, statistics, struct, subprocess, sys, time
@@ -826,6 +831,45 @@ def cmd_agree(a):
     return 1 if failed else 0
 
 
+def adamw_reference(model, params, grads):
+    """One training step after the gradient: torch's clip_grad_norm_ and AdamW, then the EMA of
+    the weights with diffusion.c's warm-up, decay min(ema_decay, (1 + step)/(10 + step)). It
+    starts from a random optimizer state at step 5 (moments of the gradient's scale, an EMA near
+    the weights) so that every term counts: the moments' decay, the bias corrections
+    1 - beta^step, the decoupled weight decay (0.1 here), the clipping (the clip is set to half the
+    gradient's norm) and the warm-up (decay 0.4 at step 5). The step is taken from the float32
+    gradients stored in the file, as the C side takes it. Returns the bytes of the file's part."""
+    step, lr, beta1, beta2, eps, wd, ema_decay = 5, 1e-2, 0.9, 0.999, 1e-8, 0.1, 0.999
+    g = torch.from_numpy(grads.astype(np.float64))
+    norm = g.norm().item()
+    clip = 0.5 * norm
+    gen = torch.Generator().manual_seed(99)
+    rand = lambda: torch.rand(g.shape, generator=gen, dtype=torch.float64)
+    m0 = (g * (2 * rand() - 1)).float().double()  # float32 values: the file holds them so
+    v0 = (g * g * (0.5 + 1.5 * rand())).float().double()
+    p0 = torch.from_numpy(params.astype(np.float64))
+    ema0 = (p0 + 0.01 * (2 * rand() - 1)).float().double()
+    p = torch.nn.Parameter(p0.clone())
+    p.grad = g.clone()
+    got = torch.nn.utils.clip_grad_norm_([p], clip).item()
+    opt = torch.optim.AdamW([p], lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=wd)
+    opt.state[p] = {"step": torch.tensor(float(step - 1)), "exp_avg": m0.clone(),
+                    "exp_avg_sq": v0.clone()}
+    opt.step()
+    st = opt.state[p]
+    assert st["step"].item() == step and abs(got - norm) <= 1e-9 * norm
+    decay = min(ema_decay, (1 + step) / (10 + step))
+    ema1 = decay * ema0 + (1 - decay) * p.detach()
+    f32 = lambda x: np.asarray(x, dtype="<f4").tobytes()
+    print(f"AdamW step {step}: grad norm {norm:.6f} clipped to {clip:.6f}, "
+          f"max|update| {(p.detach() - p0).abs().max().item():.3e}, EMA decay {decay:.3f}")
+    return (np.array([step], dtype="<i4").tobytes()
+            + np.array([lr, beta1, beta2, eps, wd, clip, ema_decay], dtype="<f8").tobytes()
+            + f32(m0) + f32(v0) + f32(ema0)
+            + f32(p.detach()) + f32(st["exp_avg"]) + f32(st["exp_avg_sq"]) + f32(ema1)
+            + f32([norm]))
+
+
 def cmd_ref(args):
     cfg, B, T = REDUCED, 4, 1000
     torch.manual_seed(1234)
@@ -859,10 +903,11 @@ def cmd_ref(args):
     path = args.out or os.path.join(ROOT, "data", "unet_ref.bin")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "wb") as fh:
-        fh.write(b"DCREF001")
+        fh.write(b"DCREF002")
         fh.write(np.array(hdr + t.tolist() + labels.tolist(), dtype="<i4").tobytes())
         fh.write(f32(params) + f32(x_t.numpy().ravel()) + f32(eps.numpy().ravel()))
         fh.write(f32(out.detach().numpy().ravel()) + f32([loss.item()]) + f32(grads))
+        fh.write(adamw_reference(model, params, grads))
     print(f"wrote {path}: {os.path.getsize(path)} bytes, P={P} params")
     print(f"loss={loss.item():.10f} max|out|={out.abs().max().item():.6f} "
           f"max|grad|={np.abs(grads).max():.6e}")
