@@ -335,9 +335,28 @@ typedef struct {
 // The reference's time of evaluation i of S, in steps (i = S: the end). DDPM: t = T - i. DDIM:
 // S + 1 integer times evenly spaced from T down to 0, rounded up: ceil(T (S - i) / S). SDE: S times
 // evenly spaced from T (u = 1) down to 1 (u = 1/T).
+static double ref_lambda(const Schedule *s, int t) {  // log(alpha_t / sigma_t), the log-SNR
+    return log(sqrt(s->alpha_bar[t]) / sqrt(s->one_minus_alpha_bar[t]));
+}
 static double ref_time(const RefCase *c, int i) {
     int T = c->s->T, S = c->S;
     if (c->kind == SAMPLER_DDPM) return T - i;
+    if (c->kind == SAMPLER_DPM2M) {  // S times evenly spaced in lambda from T to 1: for each, the
+        if (i == S) return 0;        // step of nearest lambda (searched over all steps), at least
+        int t = T + 1;               // one below the previous and leaving S - j - 1 steps below it
+        for (int j = 0; j <= i; j++) {
+            double lo = ref_lambda(c->s, T), hi = ref_lambda(c->s, 1);
+            double want = S > 1 ? lo + (hi - lo) * j / (S - 1) : lo;
+            int best = 1;
+            for (int k = 2; k <= T; k++) {
+                double gap = fabs(ref_lambda(c->s, k) - want);
+                if (gap < fabs(ref_lambda(c->s, best) - want)) best = k;
+            }
+            t = best < t - 1 ? best : t - 1;
+            t = t > S - j ? t : S - j;
+        }
+        return t;
+    }
     if (c->kind == SAMPLER_DDIM) return (double)(((int64_t)T * (S - i) + S - 1) / S);
     return i == S ? 0 : T - (double)i * (T - 1) / (S - 1);
 }
@@ -377,6 +396,16 @@ static void reference_step(RefState *r, const RefCase *c, int i) {
         double var = c->eta * c->eta * omabn / omab * (1 - ab / abn);
         form_lin(&r->x, sqrt(abn), &r->x0, sqrt(fmax(0, omabn - var)), &r->eps, 0);
         form_noise(&r->x, sqrt(fmax(0, var)));
+    } else if (c->kind == SAMPLER_DPM2M) {  // x' = (sigma'/sigma)(x - alpha D) + alpha' D, with
+        ref_noise(s, tn, &abn, &omabn, &unused);  // D = x0_hat, or at the middle steps corrected by
+        Form D = r->x0;  // the previous one: D = x0 + (x0 - prev) h / (2 h_prev)
+        if (i > 0 && tn > 0) {
+            double tq = ref_time(c, i - 1), h = ref_lambda(s, (int)tn) - ref_lambda(s, (int)t);
+            double h_prev = ref_lambda(s, (int)t) - ref_lambda(s, (int)tq);
+            form_lin(&D, 1 + h / (2 * h_prev), &r->x0, -h / (2 * h_prev), &r->prev, 0);
+        }
+        double ratio = sqrt(omabn) / sqrt(omab);
+        form_lin(&r->x, ratio, &r->x, -ratio * sqrt(ab) + sqrt(abn), &D, 0);
     } else if (i == c->S - 1) {  // the SDE's last evaluation, at u = 1/T: x0_hat is the sample
         form_lin(&r->x, 1, &r->x0, 0, &r->x0, 0);
     } else {  // Euler-Maruyama, from u to u - du: dX = beta (X/2 + score) du + sqrt(beta) dW
@@ -409,13 +438,19 @@ static int check_gaussian_samplers(const Schedule *lin, Rng *rng) {
         {"DDIM eta=0, 7 steps, --clip-x0", SAMPLER_DDIM, 7, 0, 1, lin, 0},
         {"DDIM eta=1, 7 steps", SAMPLER_DDIM, 7, 1, 0, lin, 0},
         {"DDIM eta=1, 50 steps", SAMPLER_DDIM, 50, 1, 0, lin, 0},
+        {"DDIM eta=0, 10 steps", SAMPLER_DDIM, 10, 0, 0, lin, 0},
+        {"DPM-Solver++(2M), 10 steps", SAMPLER_DPM2M, 10, 0, 0, lin, 0},
+        {"DDIM eta=0, 20 steps", SAMPLER_DDIM, 20, 0, 0, lin, 0},
+        {"DPM-Solver++(2M), 20 steps", SAMPLER_DPM2M, 20, 0, 0, lin, 0},
+        {"DPM-Solver++(2M), 7 steps, --clip-x0", SAMPLER_DPM2M, 7, 0, 1, lin, 0},
         {"SDE, 50 steps", SAMPLER_SDE, 50, 0, 0, lin, 0},
         {"SDE, 250 steps", SAMPLER_SDE, 250, 0, 0, lin, 1},
         {"SDE, T steps", SAMPLER_SDE, T, 0, 0, lin, 1},
     };
     printf("(h) every sampler with the exact denoiser of data N(%.2f, %.2f) against a reference "
-           "written from the slides: sample by sample (noise-free samplers) or in law (Monte Carlo, "
-           "5 SE), then the law vs the data  [linear, T=%d, n=%d]\n", GAUSS_M, GAUSS_S2, T, NS);
+           "written from the slides: sample by sample (noise-free samplers) or in law (Monte "
+           "Carlo, 5 SE), then the law vs the data  [linear, T=%d, n=%d]\n", GAUSS_M, GAUSS_S2, T,
+           NS);
     real *x = xmalloc(NS * sizeof(real)), *x0_hat = xmalloc(NS * sizeof(real));
     real *eps = xmalloc(NS * sizeof(real)), *z = xmalloc(NS * sizeof(real));
     double *d = xmalloc(NS * sizeof(double)), *xT = xmalloc(NS * sizeof(double));
@@ -426,7 +461,7 @@ static int check_gaussian_samplers(const Schedule *lin, Rng *rng) {
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
         const RefCase *c = &cases[ci];
         SampleOptions o = {.kind = c->kind, .steps = c->S, .eta = c->eta, .clip = c->clip};
-        int noise_free = c->kind == SAMPLER_DDIM && c->eta == 0;
+        int noise_free = (c->kind == SAMPLER_DDIM && c->eta == 0) || c->kind == SAMPLER_DPM2M;
         rng_normal_fill(rng, x, NS);
         for (int j = 0; j < NS; j++) xT[j] = x[j];
         for (int i = 0; i < c->S; i++) {  // the program's sampler
@@ -507,10 +542,38 @@ static int check_training_tuple(Rng *rng) {
     fails += !check_line(hi, T, 0, "largest t = T");
     fails += !check_line(count[0] + count[T + 1], 0, 0, "t outside 1..T");
     fails += !check_line(chi2, dof, q - dof, "chi-square of t over the T bins (dof %d)", T - 1);
-    fails += !check_line((double)hidden / n, p, 5 * sqrt(p * (1 - p) / n), "share of hidden labels");
+    double se = sqrt(p * (1 - p) / n);
+    fails += !check_line((double)hidden / n, p, 5 * se, "share of hidden labels");
     free_all(5, x0, eps, xt, d.pixels, d.labels);
     schedule_free(&s);
     return fails;
+}
+
+// (j) DPM-Solver++(2M)'s first-order step (no previous x0_hat: tq = 0) is DDIM's with eta = 0, for
+// every pair of times t > t' of the linear and cosine schedules on a grid, through the program's
+// own dpm2m_step and ddim_step on random x_t and eps: the same sum in two forms, so only rounding
+// (~1e-7 of the values in float, ~1e-15 in double) separates them.
+static int check_dpm2m_first_order(Rng *rng) {
+    enum { N = 64, T = 1000 };
+    real x[N], y[N], eps[N], x0a[N], x0b[N], d[N], z[N];
+    double worst = 0, tol = sizeof(real) == sizeof(double) ? 1e-12 : 1e-5;
+    printf("(j) DPM-Solver++(2M)'s first-order step = DDIM's with eta = 0  [linear and cosine, "
+           "T=%d, t > t' on a grid of 50 steps]\n", T);
+    for (int kind = SCHEDULE_LINEAR; kind <= SCHEDULE_COSINE; kind++) {
+        Schedule s = schedule_make((ScheduleKind)kind, T);
+        for (int t = T; t >= 1; t -= 20)
+            for (int tp = t - 1; tp >= 0; tp -= 20) {
+                rng_normal_fill(rng, x, N);
+                rng_normal_fill(rng, eps, N);
+                memcpy(y, x, sizeof x);
+                dpm2m_step(x, x0a, eps, &s, 0, t, tp, N, 0, d);
+                ddim_step(y, x0b, eps, &s, t, tp, 0, N, 0, z, rng);
+                for (int k = 0; k < N; k++)
+                    worst = worse(worst, fabs(x[k] - y[k]) / (1 + fabs(y[k])));
+            }
+        schedule_free(&s);
+    }
+    return !check_line(worst, 0, tol, "max |dpm2m - ddim| / (1 + |ddim|)");
 }
 
 static int cmd_check_claims(uint64_t seed) {
@@ -525,6 +588,7 @@ static int cmd_check_claims(uint64_t seed) {
     fails += check_samplers(&rng);
     fails += check_gaussian_samplers(&lin, &rng);
     fails += check_training_tuple(&rng);
+    fails += check_dpm2m_first_order(&rng);
     printf("%s: %d claim(s) failed\n", fails ? "FAIL" : "PASS", fails);
     schedule_free(&lin);
     schedule_free(&sde);
@@ -958,7 +1022,10 @@ static int refcheck_adamw(Model *m, const unsigned char *q, size_t P) {
 static int run_refcheck(const char *path, size_t default_params) {
     size_t len;
     unsigned char *buf = read_file(path, 64 << 20, &len);
-    int version = len < 64 ? 0 : !memcmp(buf, "DCREF001", 8) ? 1 : !memcmp(buf, "DCREF002", 8) ? 2 : 0;
+    int version = len < 64                   ? 0
+                  : !memcmp(buf, "DCREF001", 8) ? 1
+                  : !memcmp(buf, "DCREF002", 8) ? 2
+                                                : 0;
     if (!version) die(path, "not a reference file (bad magic)");
     int32_t h[14];
     memcpy(h, buf + 8, sizeof h);
