@@ -69,14 +69,14 @@ static void check_accepted(const char *s) {
         if (!strcmp(commands[i].name, "forward")) forward_cmd = &commands[i];
     }
     if (setjmp(fuzz_env) == 0) {
-        parse_options(&o, export_cmd, 4, ckpt_argv);
+        parse_options(&o, export_cmd, 4, ckpt_argv, "./diffusion");
         FUZZ_ASSERT(o.ckpt && !strcmp(o.ckpt, s), "--ckpt '%s' was not taken as given", s);
     } else {
         FUZZ_ASSERT(0, "--ckpt '%s' was refused: any file name must do", s);
     }
     if (s[0] == '-') return;
     if (setjmp(fuzz_env) == 0) {
-        parse_options(&o, forward_cmd, 3, image_argv);
+        parse_options(&o, forward_cmd, 3, image_argv, "./diffusion");
         FUZZ_ASSERT(o.image && !strcmp(o.image, s), "IMAGE '%s' was not taken as given", s);
     } else {
         FUZZ_ASSERT(0, "forward '%s' was refused: any file name not starting with '-' must do", s);
@@ -105,7 +105,7 @@ static void fuzz_args(const uint8_t *data, size_t size) {
             if (!strcmp(argv[1], commands[i].name)) cmd = &commands[i];
         if (!cmd) die_usage(argv[1], "unknown command (try ./diffusion --help)");
         Options o;
-        parse_options(&o, cmd, argc, argv);
+        parse_options(&o, cmd, argc, argv, "./diffusion");
         check_ranges(&o);
         check_understood(cmd, argc, argv);
     } else {
