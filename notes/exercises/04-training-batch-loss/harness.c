@@ -1,15 +1,14 @@
-// Grading harness for exercise 9 (Steps 3-4: the training tuples and the loss). grade.sh compiles it (float, like
-// ./diffusion) with -DSTUDENT_C='"path/to/student/diffusion.c"': the student's file is included whole, its main
-// renamed, so the harness can call its static functions and compare them with the plain references below.
+// Grading harness for exercise 4 (Steps 3-4: the training tuples and the loss), built three ways by
+// grade.sh (-DDOUBLE, float, -fopenmp); see harness.h. It calls the student's static functions and
+// compares them with the plain references below.
+//   harness twice       (the OpenMP build) the batch, the loss and its gradient twice: the same bytes
 //   harness draw        draw_training_batch against the slide's algorithm drawn in the README's order, on a small
 //                       in-memory data set: with labels, without labels, and with label == NULL
 //   harness mse         mse_forward and mse_backward against the mean squared error and its gradient; the
 //                       backward must add (+=) into dpred
-//   harness ARGS...     anything else runs the student's own main (grade.sh: `gradcheck`, `train`)
+//   harness ARGS...     anything else: the student's commands and notes/check.c's (`gradcheck`, `train`)
 // Every line ends in PASS or FAIL; the exit status is 1 when one fails.
-#define main student_main
-#include STUDENT_C
-#undef main
+#include "../harness.h"
 
 // The slide's steps 1-4 for B tuples, drawing per tuple: the image (rng_int), t ~ Unif{1..T} (rng_int), eps (one
 // rng_normal_fill); x_t by the one-shot form, computed as Step 1's forward_one_shot does.
@@ -25,16 +24,6 @@ static void ref_draw(real *x0, int *t, real *eps, real *xt, int *label, const Da
         double a = sqrt(s->alpha_bar[t[b]]), c = sqrt(s->one_minus_alpha_bar[t[b]]);
         for (size_t k = 0; k < n; k++) xt[b * n + k] = (real)(a * x0[b * n + k] + c * eps[b * n + k]);
     }
-}
-
-static int line(const char *what, double err, double tol) {
-    int ok = err <= tol;  // NaN fails
-    printf("  %-70s %10.3e  (tol %.0e)  %s\n", what, err, tol, ok ? "PASS" : "FAIL");
-    return !ok;
-}
-static void upd(double *worst, double d) {
-    if (isnan(d) || isnan(*worst)) *worst = NAN;
-    else if (d > *worst) *worst = d;
 }
 
 static int check_draw(void) {
@@ -130,7 +119,39 @@ static int check_mse(void) {
     return fails;
 }
 
+// The OpenMP build: the same batch drawn twice, and the loss and its gradient computed twice.
+static int check_twice(void) {
+    enum { NIMG = 50, B = 32 };
+    Dataset d = {.n = NIMG, .c = 1, .h = 28, .w = 28};
+    size_t n = (size_t)d.c * d.h * d.w, nb = (size_t)B * n;
+    Rng r = {4};
+    d.pixels = malloc(NIMG * n * sizeof(float));
+    for (size_t k = 0; k < NIMG * n; k++) d.pixels[k] = (float)(2 * rng_uniform(&r) - 1);
+    Schedule s = schedule_make(SCHEDULE_LINEAR, 1000);
+    real *buf[2][4];
+    int t[2][B], lab[2][B], fails = 0;
+    double loss[2];
+    for (int k = 0; k < 2; k++) {
+        Rng rk = {77};
+        for (int j = 0; j < 4; j++) buf[k][j] = calloc(nb, sizeof(real));
+        draw_training_batch(buf[k][0], t[k], buf[k][1], buf[k][2], lab[k], &d, &s, B, &rk);
+        loss[k] = mse_forward(buf[k][2], buf[k][1], nb);
+        mse_backward(buf[k][3], buf[k][2], buf[k][1], nb);
+    }
+    fails += same_bytes("draw_training_batch: x0", buf[0][0], buf[1][0], nb * sizeof(real));
+    fails += same_bytes("draw_training_batch: x_t", buf[0][2], buf[1][2], nb * sizeof(real));
+    fails += same_bytes("draw_training_batch: t", t[0], t[1], sizeof t[0]);
+    fails += same_bytes("mse_forward: the loss", &loss[0], &loss[1], sizeof loss[0]);
+    fails += same_bytes("mse_backward: dpred", buf[0][3], buf[1][3], nb * sizeof(real));
+    for (int k = 0; k < 2; k++)
+        for (int j = 0; j < 4; j++) free(buf[k][j]);
+    free(d.pixels);
+    schedule_free(&s);
+    return fails;
+}
+
 int main(int argc, char **argv) {
+    if (argc >= 2 && !strcmp(argv[1], "twice")) return check_twice() ? 1 : 0;
     if (argc >= 2 && !strcmp(argv[1], "draw")) return check_draw() ? 1 : 0;
     if (argc >= 2 && !strcmp(argv[1], "mse")) return check_mse() ? 1 : 0;
     return student_main(argc, argv);
