@@ -226,12 +226,25 @@ harness_lines() {
     while IFS= read -r line; do
         case $line in
             *PASS | *FAIL)
-                verdict=$(echo "$line" | awk '{ n = NF; v = $n; for (i = 1; i < n; i++) if ($i == "(tol") { e = $(i - 1); t = $(i + 1) }
-                    sub(/\)$/, "", t)
-                    if (e == "") { print v; exit }   # a line without a number: its word
-                    ok = (e ~ /^-?[0-9.]+([eE][-+]?[0-9]+)?$/) && (e + 0 <= t + 0)
-                    if (ok && v == "PASS") print "PASS"; else if (!ok && v == "FAIL") print "FAIL"
-                    else print "MISMATCH" }')
+                verdict=$(echo "$line" | awk '
+                    function num(x) { return x ~ /^-?[0-9.]+([eE][-+]?[0-9]+)?$/ }
+                    {
+                        v = $NF
+                        for (i = 1; i < NF; i++) {
+                            if ($i == "(tol") { e = $(i - 1); t = $(i + 1) }
+                            if ($i == "measured") m = $(i + 1)
+                            if ($i == "expected") x = $(i + 1)
+                            if ($i == "tol") t2 = $(i + 1)
+                        }
+                        sub(/\)$/, "", t)
+                        if (e == "" && m != "")  # notes/check.c: measured M expected X tol T
+                            ok = num(m) && num(x) && num(t2) && m - x <= t2 + 0 && x - m <= t2 + 0
+                        else if (e == "") { print v; exit }  # a line without a number: its word
+                        else ok = num(e) && e + 0 <= t + 0
+                        if (ok && v == "PASS") print "PASS"
+                        else if (!ok && v == "FAIL") print "FAIL"
+                        else print "MISMATCH"
+                    }')
                 l=$(echo "$line" | sed 's/^ *//; s/  */ /g; s/ PASS$//; s/ FAIL$//')
                 case $verdict in
                     PASS) pass "$l" ;;

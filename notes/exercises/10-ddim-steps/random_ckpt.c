@@ -2,9 +2,8 @@
 // cosine schedule with T steps, so that the measurement of part 2 can be tried in seconds (selftest.sh does).
 // Its "samples" are not pictures of anything, but DDIM's convergence in S is the same phenomenon.
 // Build: cc -O2 -DSTUDENT_C='"path/to/diffusion.c"' random_ckpt.c -lm -o random_ckpt  (float build, like ./diffusion)
-#define main student_main
+#define DIFFUSION_NO_MAIN
 #include STUDENT_C
-#undef main
 
 int main(int argc, char **argv) {
     if (argc != 3) { fprintf(stderr, "usage: random_ckpt OUT T\n"); return 2; }
