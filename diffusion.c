@@ -2814,8 +2814,8 @@ static double image_header(const char *file, int *w, int *h, int *comp, unsigned
                            size_t *len) {
     size_t n;
     unsigned char *p = read_file(file, MAX_FILE_BYTES, &n);
-    uint64_t raw;
-    size_t idat;
+    uint64_t raw = 0;
+    size_t idat = 0;
     const char *problem = jpeg_tables_problem(p, n);
     if (!problem) problem = png_problem(p, n, &raw, &idat);
     if (problem) die(file, "not a readable PNG/JPEG image (%s)", problem);
