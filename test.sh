@@ -1015,8 +1015,8 @@ test_tcc() {
 # ---- the runner -----------------------------------------------------------------------------------------------
 # Every group, longest first (its place in this list is its place in the output). A new group is a function
 # test_NAME above and its NAME here.
-ALL_GROUPS="aarch64 exercises training claims web torch reliability clang pictures sanitized own_images 32bit
-    gradcheck bad_input score tcc threads refcheck schedules"
+ALL_GROUPS="aarch64 exercises 32bit tcc training claims web torch reliability clang pictures sanitized own_images
+    gradcheck bad_input score threads refcheck schedules"
 # run_group NAME: test_NAME in a directory of its own ($TMP is that directory inside), its output into
 # $TMP/out/NAME, its time into $TMP/out/NAME.time; one line on stderr when it ends.
 run_group() {
