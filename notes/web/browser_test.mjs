@@ -237,7 +237,7 @@ async function main() {
       ['broken.ckpt', 'new Uint8Array([104, 101, 108, 108, 111, 10])', /^diffusion: broken\.ckpt: not a diffusion\.c checkpoint \(too short: 6 bytes\)$/],
       ['half.ckpt', "new Uint8Array(await (await fetch('model.ckpt')).arrayBuffer()).slice(0, 3000)", /^diffusion: half\.ckpt: checkpoint is 3000 bytes, expected \d+ \(truncated or corrupt\)$/],
       ['flipped.ckpt', "(() => { return fetch('model.ckpt').then(r => r.arrayBuffer()).then(b => { const u = new Uint8Array(b); u[5000] ^= 255; return u; }); })()", /^diffusion: flipped\.ckpt: checkpoint is corrupt \(CRC-32 mismatch\)$/],
-      ['notes.txt', "new TextEncoder().encode('DIFFUSNC' + 'x'.repeat(200))", /^diffusion: notes\.txt: checkpoint format is not 1 or 2$/],
+      ['notes.txt', "new TextEncoder().encode('DIFFUSNC' + 'x'.repeat(200))", /^diffusion: notes\.txt: checkpoint is corrupt \(CRC-32 mismatch\)$/],
     ];
     for (const [name, bytes, want] of bad) {
       await page.evaluate(`(async () => diffusionPage.loadCheckpoint(await ${bytes}, '${name}'))()`);
