@@ -117,7 +117,7 @@ one_exercise() {
     done
     if [ "$(exercise_name "$dir")" = ddim-steps ]; then
         local m=$d/measured
-        if measure"$n" "$m"; then
+        if measure6 "$m"; then
             cp "$d/solution.c" "$m/diffusion.c"
             sed 's/^/           /' "$m/ddim_steps.csv"
             expect PASS "the measurement (part 2) as the README asks" PART=2 REQUIRE_CSV=1 "$here/grade.sh" "$n" "$m/diffusion.c"
@@ -136,7 +136,7 @@ one_exercise() {
             mkdir -p "$d/m-none"; cp "$m/diffusion.c" "$m/model.ckpt" "$d/m-none/"
             expect FAIL "hand-in: without the CSV, required" GRADE_FAST=1 PART=2 REQUIRE_CSV=1 "$here/grade.sh" "$n" "$d/m-none/diffusion.c"
         else
-            wrong "the measurement of exercise 6 could not be run"
+            wrong "the measurement of ddim-steps (part 2) could not be run"
         fi
     fi
     local what="the solution passes; the stub and $NWRONGSOL wrong solutions fail"
