@@ -1511,33 +1511,11 @@ static void sample_loop(real *x, Model *m, const Schedule *s, const int *label, 
 // ============================================================================================
 
 // ---- gemm: the matrix product of Step 4, blocked for the caches and the vector registers ----
-// A naive triple loop (matmul_reference) reads every A and B element from memory N and M times;
-// instead (after Goto & van de Geijn 2008, and BLIS) C is computed in tiles of MR x NR that live
-// in vector registers for a whole slice of K (the micro-kernel):
-//
-//            kc               NR = 2 vectors
-//        +--------+          +------+
-//     MR |   A    |   x   kc | B    |   =   MR x NR tile of C, held in MR*2 vector registers,
-//        +--------+          | pan. |       updated by one broadcast-multiply-add per A element
-//                            +------+
-// Each loaded B vector is used MR times and each A value 2*VL times, so the FMA units, not
-// memory, set the pace. B is read by panels NR columns wide, in slices of at most KC rows (a
-// panel slice stays in the L1 cache while every MR-row strip of A passes by) and blocks of NC
-// columns. When B's rows are contiguous a panel is read where it lies; a transposed B, and a last
-// panel narrower than NR, are first copied ("packed") into that layout, zero-padded. Likewise a
-// strip of A is read where it lies; only a last strip of fewer than MR rows is copied.
-// Threads share the tiles of C, and every C element is summed over k in the same order whatever
-// the thread count, so results do not depend on it. The vectors are GCC vector extensions (GCC
-// and clang): plain C that the compiler maps onto what the target has (SSE, AVX2, AVX-512, NEON).
-// The vector width is the widest the build targets: 64 bytes with AVX-512, 32 with AVX2 (or FMA,
-// below), 16 otherwise. The accumulators must fit the register file: with 16 vector registers
-// (SSE, AVX2) MR = 6 rows x 2 vectors = 12 accumulators; with 32 (AVX-512) MR = 8, 16.
-// A compiler without vector extensions (tcc) runs the same code on one-lane "vectors", scalars.
-// A plain x86 build targets SSE2: 16-byte vectors, no fused multiply-add. There GCC and clang (14
-// and later) compile gemm_tile twice (function multiversioning, with the ELF loader's ifunc) and
-// pick at run time: with FMA (which implies AVX: most x86-64 CPUs since 2013) the tile uses 32-byte
-// vectors, else gemm_tile_sse2 does it in two halves of 16-byte ones (notes/speed.md measures
-// the plain build against -march=native). ARM's vector units always have FMA.
+// C is computed in MR x NR tiles held in vector registers while k runs over a slice of K (Goto &
+// van de Geijn 2008): each B vector loaded is used MR times, each A value 2*VL times. B is read by
+// panels NR wide (packed when transposed), slices of at most KC rows, blocks of NC columns. Every
+// C element is summed in the same order on any thread count. A plain x86 build compiles gemm_tile
+// twice (FMA_CLONES) and picks at run time. The picture and the sizes: notes/backprop.md, gemm.
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__ELF__) && !defined(__AVX__) && \
     ((defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 6) || __clang_major__ >= 14)
 #define FMA_CLONES __attribute__((target_clones("fma", "default")))
@@ -1563,7 +1541,7 @@ enum { VEC_BYTES = sizeof(real) };
 typedef real vec;
 #endif
 enum { VL = VEC_BYTES / sizeof(real), MR = VEC_BYTES == 64 ? 8 : 6, NR = 2 * VL };
-enum { KC = 256, NC = 256 };
+enum { KC = 256, NC = 256 };  // MR: 2*MR accumulators fit 16 vector registers (32 with AVX-512)
 
 // acc (MR x NR) = A (MR x kc, element (r,k) at a[arow[r] + k*acs]) . B (kc x NR, row k at
 // b + brow[k])
@@ -1777,12 +1755,9 @@ static double lane_sum(const real *a, long n) {  // sum_i a_i alone
     return sum;
 }
 
-// e^x without a library call, so that the loops calling it (SiLU, softmax) vectorize (expf would
-// not). e^x = 2^n e^r with n = round(x / ln 2) (adding and subtracting
-// 1.5 * 2^23 rounds to an integer), |r| <= ln2 / 2, e^r by its Taylor series to r^7 (remainder
-// < 1e-8), 2^n written straight into a float's exponent bits. Relative error <= 1e-7 (~1 float
-// ulp) on [-87, 88], checked by gradcheck; outside, x is clamped so that 2^n stays a normal
-// float (NaN goes to -87). The double build calls exp().
+// e^x without a library call, so that SiLU's and softmax's loops vectorize: e^x = 2^n e^r, n =
+// round(x / ln 2) (adding and subtracting 1.5 * 2^23 rounds), e^r by Taylor to r^7, 2^n written
+// into the exponent bits; x clamped to [-87, 88] (NaN to -87). notes/backprop.md, exp_real.
 static real exp_real(real x) {
     if (sizeof(real) == sizeof(double)) return (real)exp(x);
     float xf = x > -87.0f ? (float)x : -87.0f;
@@ -1826,10 +1801,8 @@ static long *thread_rows(const Workspace *ws) {
     return ws->rows + (size_t)thread_id() * ws->rows_size;
 }
 
-// im2col (Step 4's im2col_reference) with stride 1 (OH = H, OW = W): row (c, ky, kx) is image c
-// moved by (sy, sx) = (ky - pad, kx - pad), i.e. in the flattened image col[p] = inp[p + sy W +
-// sx]: one long copy. Then the rows outside the image, and the one column that wrapped around to
-// the other side (sx = -1: ox = 0; sx = +1: ox = W - 1), are zeros. Stride 2 reads the definition.
+// im2col (Step 4's im2col_reference). Stride 1: row (c, ky, kx) is col[p] = inp[p + sy W + sx],
+// one long copy, then zeros outside the image and in the wrapped column (notes/backprop.md).
 static void im2col(real *col, const real *inp, int C, int H, int W, int K, int stride) {
     int OH = conv_out_size(H, K, stride), OW = conv_out_size(W, K, stride), pad = K / 2;
     if (stride != 1) {
@@ -1854,13 +1827,9 @@ static void im2col(real *col, const real *inp, int C, int H, int W, int K, int s
             }
 }
 
-// A stride-1 convolution without col. Pad the image with p = K/2 zeros on every side:
-// xp (C, H+2p, W+2p). Row (c, ky, kx) of col at output (y, x) is xp[c][y + ky][x + kx], so on
-// the padded grid, q = y Wp + x with Wp = W + 2p, it is xp_c[q + ky Wp + kx]: a contiguous run of
-// xp starting at c Hp Wp + ky Wp + kx. gemm_rows reads those runs in place, as the rows of B (the
-// forward and the input gradient) or of A (the weight gradient), for products on H rows of Wp
-// columns (the last 2p of each row are thrown away, or are zeros): the same sums as with col, from
-// 1/K^2 of the memory.
+// A stride-1 convolution without col: on the zero-padded image xp (C, H+2p, W+2p), p = K/2, row
+// (c, ky, kx) of col at grid position q = y Wp + x is the run xp_c[q + ky Wp + kx], which gemm_rows
+// reads in place (notes/backprop.md, "Stride-1 convolutions without col").
 // inp (C,H,W) -> xp (C,Hp,Wp) and rows (C*K*K): where col's rows start in xp. Zeros follow xp for
 // what gemm_rows reads past a row's end.
 static void pad_image(real *xp, long *rows, const real *inp, int C, int H, int W, int K) {
@@ -1936,11 +1905,9 @@ static void conv2d_weight_grad(real *dweight, const real *dout, const real *inp,
     }
 }
 
-// The input gradient of a stride-1 convolution is itself a convolution: of dout, with the kernel
-// turned by 180 degrees and its two channel axes swapped, flipped[c][o][ky][kx] =
-// W[o][c][K-1-ky][K-1-kx] (input pixel x gets W[ky][kx] dout[x - ky + pad]: the kernel read
-// backwards). So dinp += flipped . im2col(dout): the same product as the forward, with
-// inner size OC K^2, where col2im's W^T . dout has inner size OC, a product too thin to run fast.
+// The input gradient of a stride-1 convolution is a convolution of dout with the kernel turned by
+// 180 degrees, channel axes swapped: flipped[c][o][ky][kx] = W[o][c][K-1-ky][K-1-kx], dinp +=
+// flipped . col(dout), inner size OC K^2 rather than W^T . dout's thin OC (notes/backprop.md).
 static void conv2d_input_grad_flipped(real *dinp, const real *dout, const real *weight, int B,
                                       int C, int H, int W, int OC, int K, const Workspace *ws) {
     int N = H * W, KK = K * K;
@@ -2188,13 +2155,9 @@ static size_t count_params(const Config *c) {
     return n;
 }
 
-// The convolution scratch, sized from every tensor a convolution reads or writes: inputs have
-// at most ch2 + wide channels (the widest concatenation, or the image's img_c), outputs at most
-// wide (ch1, ch2, or img_c for out_conv; conv_in's weight is (ch1, img_c)). The largest im2col is
-// a 3x3 conv over ch2 + wide channels at full size; the largest weight wide x (ch2 + wide) x 9.
-// A col buffer also holds conv2d_image_padded's padded image, C (H+2)(W+2) + NR + 3 values, or
-// its grid, OC H (W+2): both fit, as images are at least 4x4 (9 H W >= (H+2)(W+2) + NR + 3).
-// rows holds one offset per row of col: (ch2 + wide) x 9.
+// The convolution scratch: inputs have at most ch2 + wide channels, outputs at most wide, so the
+// largest col is (ch2 + wide) x 9 x H W, the largest weight wide x (ch2 + wide) x 9. A col buffer
+// also holds a padded image, C (H+2)(W+2) + NR + 3, or a grid, OC H (W+2): images are >= 4x4.
 static void workspace_create(Workspace *ws, const Config *c) {
     int wide = c->ch1 > c->ch2 ? c->ch1 : c->ch2;
     if (wide < c->img_c) wide = c->img_c;  // a 3-channel image on widths of 1 or 2
@@ -2287,11 +2250,8 @@ static double now_seconds(void) {
 }
 
 // ---- Files: written whole or not at all -----------------------------------------------------
-// Files (pictures, checkpoints) are written to "<path>.tmp", flushed to disk with fsync, then
-// renamed over <path>: rename is atomic, so an interrupted program leaves the old file or the new
-// one, never half a file. Any failure (full disk, unwritable folder) ends with a message naming
-// the path; the old file stays. A path that exists and is not a regular file (/dev/stdout,
-// /dev/full) is written directly (tmp is "").
+// Written to "<path>.tmp", fsync'ed, renamed over <path> (atomic: the old file or the new one, never
+// half; notes/errors.md). A path that exists and is not a regular file is written directly (tmp "").
 static void atomic_write_begin(const char *path, char *tmp, size_t tmp_size, FILE **f) {
     struct stat st;
     tmp[0] = 0;
@@ -2334,11 +2294,9 @@ enum { MAX_FILE_BYTES = 512 << 20, MAX_IDX_ITEMS = 10000000, MAX_CLASSES = 1000 
 // declare 16000 x 16000 RGBA, 1 GB.
 enum { MAX_IMAGES = 1000000, MAX_IMAGE_MB = 64, DEFAULT_DATA_MB = 1024 };
 
-// Bytes that came from a file or a folder name (a PNG chunk's name, a class folder, a
-// checkpoint's class names) may hold a newline or an escape sequence (ESC [ 2 J clears the
-// screen): printed raw they would split a one-line error or drive the terminal. Printable ASCII
-// and well-formed UTF-8 (but for U+0080..U+009F, controls some terminals obey) are kept; every
-// other byte becomes \xNN. s (NUL-terminated) -> out, at most size - 1 bytes and a NUL.
+// Bytes from a file or a folder name may hold a newline or ESC [ 2 J (notes/errors.md): printable
+// ASCII and well-formed UTF-8 but U+0080..U+009F are kept, every other byte becomes \xNN.
+// s (NUL-terminated) -> out, at most size - 1 bytes and a NUL.
 static int utf8_length(const unsigned char *p) {  // 2..4: a UTF-8 character starts at p; else 0
     int n = 0;
     if (*p >= 0xc2 && *p <= 0xdf) n = 2;
@@ -2589,14 +2547,9 @@ static Dataset load_idx(const char *images_path, const char *labels_path, const 
     return d;
 }
 
-// Debian's stb_image 2.27 overruns a buffer on a JPEG Huffman table (DHT) that declares more than
-// 256 codes (found by our fuzzer; nothings/stb #1289, fixed in stb 2.28). So before stb sees a
-// JPEG, walk its segments as stb will and refuse such tables. stb also takes FF fill bytes before
-// the FF D8 that starts the file, and reads DHT segments between scans (progressive JPEGs have
-// them there), so the walk goes on through the compressed data byte by byte, where a marker is FF
-// followed by anything but 00, FF or a restart D0..D7, up to the end of image.
-// The walk also reads each frame header (SOF0..2, the ones stb decodes): a side over stb's
-// STBI_MAX_DIMENSIONS makes stbi_info fail with "unknown image type"; say the real reason.
+// stb_image 2.27 overruns a buffer on a JPEG Huffman table (DHT) of more than 256 codes (stb
+// #1289): walk the segments as stb will (notes/errors.md, "Hostile pictures") and refuse those,
+// and frame headers (SOF0..2) over STBI_MAX_DIMENSIONS, with the real reason.
 // p: the file's n bytes. Returns NULL if the file is fine (or not a JPEG), else what is wrong.
 static const char *jpeg_tables_problem(const unsigned char *p, size_t n) {
     static char size_why[120];
@@ -2632,13 +2585,10 @@ static const char *jpeg_tables_problem(const unsigned char *p, size_t n) {
 }
 
 // PNG (ISO 15948): 8 signature bytes, then chunks (length, 4-letter name, data, CRC), IHDR first,
-// IEND last. stb_image reads a chunk past the end of a cut file as zeros and names it in its error
-// ("cannot decode image ()", or "(IDA)"); it puts an unknown chunk's raw name bytes in its error
-// text; and it keeps inflating the image data (IDAT) past what the header declares (a 255 KB PNG
-// of 1x1 pixels can inflate to 258 MB). So walk the chunks first, as stb will: a file cut short,
-// a name not of 4 letters, an unknown critical chunk, a side over stb's limit are refused here,
-// each with its reason. p: the file's n bytes (not a PNG: NULL, stb decides). *raw receives what
-// the image data must inflate to (0: unknown, stb refuses the header), *idat its compressed size.
+// IEND last. Walked before stb sees it (notes/errors.md, "Hostile pictures"): a file cut short, a
+// name not of 4 letters, an unknown critical chunk, a side over stb's limit, each with its reason.
+// p: the file's n bytes (not a PNG: NULL, stb decides). *raw receives what the image data must
+// inflate to (0: unknown, stb refuses the header), *idat its compressed size.
 static const char *png_problem(const unsigned char *p, size_t n, uint64_t *raw, size_t *idat) {
     static char why[160];
     static const char *known_critical[] = {"IHDR", "PLTE", "IDAT", "IEND", "CgBI"};
