@@ -509,10 +509,6 @@ static void col2im(real *dinp, const real *dcol, int C, int H, int W, int K, int
             }
 }
 
-// Scratch for the convolutions, allocated once (PART II): thread_col and thread_dcol are the
-// calling thread's own buffers for an im2col.
-// In PART II: out (OC,H,W) = [out +] W . col(inp) for one image, stride 1, without building col.
-
 // inp (B,C,H,W), weight (OC,C,K,K), bias (OC) -> out (B,OC,OH,OW). Images in parallel. For each,
 // conv2d_image (PART II) computes W . col(x), without building col where it can (stride 1, 1x1).
 static void conv2d_forward(real *out, const real *inp, const real *weight, const real *bias, int B,
@@ -1616,9 +1612,8 @@ ALWAYS_INLINE static inline void store_tile(real *C, long crs, vec acc[MR][2], i
 }
 
 #if HAVE_FMA_CLONES
-// gemm_kernel and store_tile for a CPU without FMA (nor, then, AVX): the tile's NR = 16 columns
-// as two halves of 2 SSE vectors each (GCC would keep 32-byte vectors in memory where the CPU has
-// none: many times slower). The same sums in the same order.
+// gemm_kernel and store_tile for a CPU without FMA (nor AVX): NR = 16 columns as two halves of 2
+// SSE vectors (32-byte vectors would live in memory there), the same sums in the same order.
 static void gemm_tile_sse2(int kc, const real *a, const long *arow, long acs, const real *b,
                            const long *brow, real *C, long crs, int rows, int cols, int add) {
     enum { SL = 16 / sizeof(real) };  // lanes of an SSE vector
@@ -1644,9 +1639,8 @@ static void gemm_tile_sse2(int kc, const real *a, const long *arow, long acs, co
 }
 #endif
 
-// One tile: C (rows x cols at C) = or += A strip . B panel (kc). The part that FMA_CLONES
-// compiles twice (not gemm: with OpenMP its loop body becomes a function of its own, which
-// clang does not multiversion).
+// One tile: C (rows x cols at C) = or += A strip . B panel (kc). FMA_CLONES compiles it twice (not
+// gemm: with OpenMP its loop body becomes a function of its own, which clang does not clone).
 FMA_CLONES
 static void gemm_tile(int kc, const real *a, const long *arow, long acs, const real *b,
                       const long *brow, real *C, long crs, int rows, int cols, int add) {
@@ -2033,6 +2027,11 @@ static real *take2(Layout *L, const char *a, const char *b, size_t n, int fan_in
     return take(L, name, n, fan_in, k);
 }
 
+static ConvParams take_conv2(Layout *L, const char *a, const char *b, int cout, int cin, int K) {
+    char prefix[24];  // a two-part name, e.g. "d1" + ".conv1"
+    snprintf(prefix, sizeof prefix, "%s%s", a, b);
+    return take_conv(L, prefix, cout, cin, K);
+}
 static ConvParams take_conv(Layout *L, const char *prefix, int cout, int cin, int K) {
     ConvParams c;
     int fan_in = cin * K * K;
@@ -2044,20 +2043,15 @@ static ConvParams take_conv(Layout *L, const char *prefix, int cout, int cin, in
 }
 
 static ResBlockParams take_resblock(Layout *L, const char *name, int cin, int cout, int temb) {
-    char p[24];
     ResBlockParams r = {.cin = cin, .cout = cout};
     r.gn1_g = take2(L, name, ".gn1.g", cin, 0, KIND_GN_GAIN);
     r.gn1_b = take2(L, name, ".gn1.b", cin, 0, KIND_GN_SHIFT);
-    snprintf(p, sizeof p, "%s.conv1", name);
-    r.conv1 = take_conv(L, p, cout, cin, 3);
-    snprintf(p, sizeof p, "%s.temb", name);
-    r.temb = take_conv(L, p, cout, temb, 1);
+    r.conv1 = take_conv2(L, name, ".conv1", cout, cin, 3);
+    r.temb = take_conv2(L, name, ".temb", cout, temb, 1);
     r.gn2_g = take2(L, name, ".gn2.g", cout, 0, KIND_GN_GAIN);
     r.gn2_b = take2(L, name, ".gn2.b", cout, 0, KIND_GN_SHIFT);
-    snprintf(p, sizeof p, "%s.conv2", name);
-    r.conv2 = take_conv(L, p, cout, cout, 3);
-    snprintf(p, sizeof p, "%s.skip", name);
-    if (cin != cout) r.skip = take_conv(L, p, cout, cin, 1);
+    r.conv2 = take_conv2(L, name, ".conv2", cout, cout, 3);
+    if (cin != cout) r.skip = take_conv2(L, name, ".skip", cout, cin, 1);
     return r;
 }
 
@@ -2217,12 +2211,8 @@ static void model_free(Model *m) {
              m->ws, m->layout, m);
 }
 
-// Initialisation. Weights and biases ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (PyTorch's default for
-// Linear and Conv2d: activations keep their scale from layer to layer), GroupNorm scale 1 and
-// shift 0, class rows ~ N(0,1). As in Ho et al.'s DDPM code, the last convolution of every
-// residual branch (conv2 of a ResBlock, the attention's proj) and the output convolution start at
-// ZERO: each block starts as the identity and the first prediction is eps_theta = 0 (loss
-// E[eps^2] = 1), a calm start. With test = 1 everything is random (gradcheck needs gradients).
+// Initialisation (Step 4 says why): weights and biases U(-1/sqrt(fan_in), 1/sqrt(fan_in)), GroupNorm
+// 1 and 0, class rows N(0,1); zero for conv2, attn.proj and out_conv. test = 1: all random.
 static int zero_init_tensor(const char *name) {
     return strstr(name, ".conv2.") || strstr(name, "attn.proj.") || strstr(name, "out_conv.");
 }
@@ -2388,10 +2378,8 @@ static size_t gzip_data_start(const unsigned char *raw, size_t n) {
     if (flags & 2) pos += 2;  // FHCRC
     return pos + 8 > n ? 0 : pos;
 }
-// A .gz file is a header, raw deflate data, then the CRC-32 and the size. stb_image's zlib
-// inflates the data; we check both the size and the CRC, so that a truncated or corrupted
-// download is refused instead of read as images. Files not starting with the gzip magic 1f 8b are
-// returned as they are (an already unpacked idx file).
+// A .gz file is a header, raw deflate data, then the CRC-32 and the size, both checked: a truncated
+// download is refused, not read as images. Files without the magic 1f 8b are returned as they are.
 static unsigned char *read_maybe_gzip(const char *path, size_t *len) {
     size_t n;
     unsigned char *raw = read_file(path, MAX_FILE_BYTES, &n);
@@ -2910,11 +2898,18 @@ static size_t checkpoint_bytes(const CkptHeader *h, size_t P) {  // P parameters
     return sizeof *h + (h->has_optimizer ? 4 : 2) * P * sizeof(real) + names + 4;
 }
 
+// What a checkpoint's header says besides the network: checkpoint_load's answer.
+typedef struct {
+    ScheduleKind schedule;
+    int T, batch, has_optimizer;  // batch: the training batch size
+    int64_t step;
+    Rng rng;
+} CkptInfo;
+
 // Reads and validates a checkpoint. Creates the model (for max_batch images; 0: the batch size
-// saved in the checkpoint, which *batch receives) and fills params, EMA and, when present, the
-// AdamW moments. Anything wrong ends with a one-line message naming the file.
-static Model *checkpoint_load(const char *path, int max_batch, ScheduleKind *sched, int *T,
-                              int64_t *step, Rng *rng, int *has_optimizer, int *batch) {
+// saved in the checkpoint) and fills params, EMA and, when present, the AdamW moments; *info
+// receives the header's fields. Anything wrong ends with a one-line message naming the file.
+static Model *checkpoint_load(const char *path, int max_batch, CkptInfo *info) {
     size_t len;
     unsigned char *buf = read_file(path, MAX_FILE_BYTES, &len);
     CkptHeader h;
@@ -2958,12 +2953,8 @@ static Model *checkpoint_load(const char *path, int max_batch, ScheduleKind *sch
     for (int k = 0; c.cond && h.version == 1 && k < c.n_classes; k++)  // Fashion-MNIST's
         snprintf(m->class_names[k], sizeof(ClassName), "%s", k < 10 ? fashion_class_names[k] : "");
     free(buf);
-    *sched = (ScheduleKind)h.schedule;
-    *T = h.T;
-    *step = h.step;
-    rng->state = h.rng_state;
-    *has_optimizer = h.has_optimizer;
-    *batch = h.batch;
+    *info = (CkptInfo){(ScheduleKind)h.schedule, h.T, h.batch, h.has_optimizer, h.step,
+                       {h.rng_state}};
     return m;
 }
 
@@ -3248,29 +3239,27 @@ static int cmd_train(const Options *o) {
     if (!o->steps && !o->minutes) t.minutes = 10;
     remove_stale_tmp(t.ckpt);
     t.hyper.lr = o->lr;
-    ScheduleKind sched = o->schedule;
-    int T = o->T, B = o->batch ? o->batch : 64, has_opt, saved_batch;
-    int64_t step = 0;
-    Rng rng = {o->seed};
+    int B = o->batch ? o->batch : 64;
+    CkptInfo ck = {.schedule = o->schedule, .T = o->T, .rng = {o->seed}};  // or the checkpoint's
     Dataset d;
     Model *m;
     if (!o->resume) {
         d = options_data(o, o->channels, o->size, stderr, 1);
         Config c = config_for(o, &d);
         m = model_create(&c, B);
-        params_init(m, &rng, 0);
+        params_init(m, &ck.rng, 0);
         if (c.cond) memcpy(m->class_names, d.class_names, c.n_classes * sizeof(ClassName));
     } else {
-        m = checkpoint_load(t.ckpt, o->batch, &sched, &T, &step, &rng, &has_opt, &saved_batch);
-        if (!has_opt)
+        m = checkpoint_load(t.ckpt, o->batch, &ck);
+        if (!ck.has_optimizer)
             die(t.ckpt, "has no optimizer state (an exported model): cannot resume training "
                 "from it");
-        if (!o->batch) B = saved_batch;
-        else if (o->batch != saved_batch)
+        if (!o->batch) B = ck.batch;
+        else if (o->batch != ck.batch)
             fprintf(stderr, "note: batch %d differs from the checkpoint's %d: training continues, "
-                            "but not as one run would\n", o->batch, saved_batch);
-        fprintf(stderr, "resuming %s at step %" PRId64 " (schedule %s, T = %d)\n", t.ckpt, step,
-                schedule_names[sched], T);
+                            "but not as one run would\n", o->batch, ck.batch);
+        fprintf(stderr, "resuming %s at step %" PRId64 " (schedule %s, T = %d)\n", t.ckpt,
+                ck.step, schedule_names[ck.schedule], ck.T);
         const Config *c = &m->cfg;
         if ((o->channels && o->channels != c->img_c) || (o->size && o->size != c->img_h))
             die_usage("--resume", "%s's images are %dx%dx%d: --channels and --size cannot change",
@@ -3283,7 +3272,7 @@ static int cmd_train(const Options *o) {
             die(t.data, "its classes differ from the %d of %s (%s, ...)", c->n_classes, t.ckpt,
                 c->cond ? m->class_names[0] : "");
     }
-    train(&t, m, &d, sched, T, step, rng, B);
+    train(&t, m, &d, ck.schedule, ck.T, ck.step, ck.rng, B);
     model_free(m);
     dataset_free(&d);
     return 0;
@@ -3347,12 +3336,12 @@ static void write_trajectory(const char *path, const real *traj, int frames, int
 // `./diffusion sample`: Step 5 on a trained checkpoint, in batches, with the pictures.
 static int cmd_sample(const Options *o) {
     const char *path = o->ckpt ? o->ckpt : "data/model.ckpt";
-    int chunk = o->batch ? o->batch : 64, T, has_opt, batch;
-    ScheduleKind sk;
-    int64_t step;
-    Rng unused, rng = {o->seed};
-    Model *m = checkpoint_load(path, o->guided ? 2 * chunk : chunk, &sk, &T, &step, &unused,
-                               &has_opt, &batch);
+    int chunk = o->batch ? o->batch : 64;
+    CkptInfo ck;
+    Rng rng = {o->seed};
+    Model *m = checkpoint_load(path, o->guided ? 2 * chunk : chunk, &ck);
+    ScheduleKind sk = ck.schedule;
+    int T = ck.T;
     const Config *c = &m->cfg;
     SampleOptions so = sample_options(o, c, sk, T);
     int K = c->n_classes, chosen = o->label ? label_of(o->label, m) : 0;
@@ -3371,7 +3360,7 @@ static int cmd_sample(const Options *o) {
     double t0 = now_seconds();
     fprintf(stderr, "sampling %d images with %s (%d network evaluations each%s) from %s (step "
             "%" PRId64 ", %s T=%d)\n", n, o->sampler, so.kind == SAMPLER_DDPM ? T : so.steps,
-            so.guided ? ", guided: x2" : "", path, step, schedule_names[sk], T);
+            so.guided ? ", guided: x2" : "", path, ck.step, schedule_names[sk], T);
     for (int first = 0; first < n; first += chunk) {
         int B = n - first < chunk ? n - first : chunk;
         so.trajectory = first == 0 ? traj : NULL;
@@ -3402,14 +3391,11 @@ static int cmd_sample(const Options *o) {
 
 static int cmd_export(const Options *o) {
     if (!o->ckpt || !o->out) die_usage("export", "needs --ckpt and --out");
-    ScheduleKind sk;
-    int T, has_opt, batch;
-    int64_t step;
-    Rng r;
-    Model *m = checkpoint_load(o->ckpt, 1, &sk, &T, &step, &r, &has_opt, &batch);
-    checkpoint_save(o->out, m, sk, T, step, &r, batch, 1);
+    CkptInfo ck;
+    Model *m = checkpoint_load(o->ckpt, 1, &ck);
+    checkpoint_save(o->out, m, ck.schedule, ck.T, ck.step, &ck.rng, ck.batch, 1);
     printf("wrote %s (step %" PRId64 ", weights and EMA weights, no optimizer state)\n", o->out,
-           step);
+           ck.step);
     model_free(m);
     return 0;
 }
