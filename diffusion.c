@@ -2211,7 +2211,7 @@ static void model_free(Model *m) {
              m->ws, m->layout, m);
 }
 
-// Initialisation (Step 4 says why): weights and biases U(-1/sqrt(fan_in), 1/sqrt(fan_in)), GroupNorm
+// Initialisation (Step 4 says why): weights, biases U(-1/sqrt(fan_in), 1/sqrt(fan_in)), GroupNorm
 // 1 and 0, class rows N(0,1); zero for conv2, attn.proj and out_conv. test = 1: all random.
 static int zero_init_tensor(const char *name) {
     return strstr(name, ".conv2.") || strstr(name, "attn.proj.") || strstr(name, "out_conv.");
@@ -2240,8 +2240,9 @@ static double now_seconds(void) {
 }
 
 // ---- Files: written whole or not at all -----------------------------------------------------
-// Written to "<path>.tmp", fsync'ed, renamed over <path> (atomic: the old file or the new one, never
-// half; notes/errors.md). A path that exists and is not a regular file is written directly (tmp "").
+// Written to "<path>.tmp", fsync'ed, renamed over <path> (atomic: the old file or the new one,
+// never half; notes/errors.md). An existing path that is not a regular file is written directly
+// (tmp "").
 static void atomic_write_begin(const char *path, char *tmp, size_t tmp_size, FILE **f) {
     struct stat st;
     tmp[0] = 0;
@@ -2752,8 +2753,8 @@ static double image_header(const char *file, int *w, int *h, int *comp, unsigned
                            size_t *len) {
     size_t n;
     unsigned char *p = read_file(file, MAX_FILE_BYTES, &n);
-    uint64_t raw;
-    size_t idat;
+    uint64_t raw = 0;  // set by png_problem when it runs (clang cannot see that it always does)
+    size_t idat = 0;
     const char *problem = jpeg_tables_problem(p, n);
     if (!problem) problem = png_problem(p, n, &raw, &idat);
     if (problem) die(file, "not a readable PNG/JPEG image (%s)", problem);
