@@ -509,10 +509,6 @@ static void col2im(real *dinp, const real *dcol, int C, int H, int W, int K, int
             }
 }
 
-// Scratch for the convolutions, allocated once (PART II): thread_col and thread_dcol are the
-// calling thread's own buffers for an im2col.
-// In PART II: out (OC,H,W) = [out +] W . col(inp) for one image, stride 1, without building col.
-
 // inp (B,C,H,W), weight (OC,C,K,K), bias (OC) -> out (B,OC,OH,OW). Images in parallel. For each,
 // conv2d_image (PART II) computes W . col(x), without building col where it can (stride 1, 1x1).
 static void conv2d_forward(real *out, const real *inp, const real *weight, const real *bias, int B,
@@ -1511,33 +1507,11 @@ static void sample_loop(real *x, Model *m, const Schedule *s, const int *label, 
 // ============================================================================================
 
 // ---- gemm: the matrix product of Step 4, blocked for the caches and the vector registers ----
-// A naive triple loop (matmul_reference) reads every A and B element from memory N and M times;
-// instead (after Goto & van de Geijn 2008, and BLIS) C is computed in tiles of MR x NR that live
-// in vector registers for a whole slice of K (the micro-kernel):
-//
-//            kc               NR = 2 vectors
-//        +--------+          +------+
-//     MR |   A    |   x   kc | B    |   =   MR x NR tile of C, held in MR*2 vector registers,
-//        +--------+          | pan. |       updated by one broadcast-multiply-add per A element
-//                            +------+
-// Each loaded B vector is used MR times and each A value 2*VL times, so the FMA units, not
-// memory, set the pace. B is read by panels NR columns wide, in slices of at most KC rows (a
-// panel slice stays in the L1 cache while every MR-row strip of A passes by) and blocks of NC
-// columns. When B's rows are contiguous a panel is read where it lies; a transposed B, and a last
-// panel narrower than NR, are first copied ("packed") into that layout, zero-padded. Likewise a
-// strip of A is read where it lies; only a last strip of fewer than MR rows is copied.
-// Threads share the tiles of C, and every C element is summed over k in the same order whatever
-// the thread count, so results do not depend on it. The vectors are GCC vector extensions (GCC
-// and clang): plain C that the compiler maps onto what the target has (SSE, AVX2, AVX-512, NEON).
-// The vector width is the widest the build targets: 64 bytes with AVX-512, 32 with AVX2 (or FMA,
-// below), 16 otherwise. The accumulators must fit the register file: with 16 vector registers
-// (SSE, AVX2) MR = 6 rows x 2 vectors = 12 accumulators; with 32 (AVX-512) MR = 8, 16.
-// A compiler without vector extensions (tcc) runs the same code on one-lane "vectors", scalars.
-// A plain x86 build targets SSE2: 16-byte vectors, no fused multiply-add. There GCC and clang (14
-// and later) compile gemm_tile twice (function multiversioning, with the ELF loader's ifunc) and
-// pick at run time: with FMA (which implies AVX: most x86-64 CPUs since 2013) the tile uses 32-byte
-// vectors, else gemm_tile_sse2 does it in two halves of 16-byte ones (notes/speed.md measures
-// the plain build against -march=native). ARM's vector units always have FMA.
+// C is computed in MR x NR tiles held in vector registers while k runs over a slice of K (Goto &
+// van de Geijn 2008): each B vector loaded is used MR times, each A value 2*VL times. B is read by
+// panels NR wide (packed when transposed), slices of at most KC rows, blocks of NC columns. Every
+// C element is summed in the same order on any thread count. A plain x86 build compiles gemm_tile
+// twice (FMA_CLONES) and picks at run time. The picture and the sizes: notes/backprop.md, gemm.
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__ELF__) && !defined(__AVX__) && \
     ((defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 6) || __clang_major__ >= 14)
 #define FMA_CLONES __attribute__((target_clones("fma", "default")))
@@ -1563,7 +1537,7 @@ enum { VEC_BYTES = sizeof(real) };
 typedef real vec;
 #endif
 enum { VL = VEC_BYTES / sizeof(real), MR = VEC_BYTES == 64 ? 8 : 6, NR = 2 * VL };
-enum { KC = 256, NC = 256 };
+enum { KC = 256, NC = 256 };  // MR: 2*MR accumulators fit 16 vector registers (32 with AVX-512)
 
 // acc (MR x NR) = A (MR x kc, element (r,k) at a[arow[r] + k*acs]) . B (kc x NR, row k at
 // b + brow[k])
@@ -1638,9 +1612,8 @@ ALWAYS_INLINE static inline void store_tile(real *C, long crs, vec acc[MR][2], i
 }
 
 #if HAVE_FMA_CLONES
-// gemm_kernel and store_tile for a CPU without FMA (nor, then, AVX): the tile's NR = 16 columns
-// as two halves of 2 SSE vectors each (GCC would keep 32-byte vectors in memory where the CPU has
-// none: many times slower). The same sums in the same order.
+// gemm_kernel and store_tile for a CPU without FMA (nor AVX): NR = 16 columns as two halves of 2
+// SSE vectors (32-byte vectors would live in memory there), the same sums in the same order.
 static void gemm_tile_sse2(int kc, const real *a, const long *arow, long acs, const real *b,
                            const long *brow, real *C, long crs, int rows, int cols, int add) {
     enum { SL = 16 / sizeof(real) };  // lanes of an SSE vector
@@ -1666,9 +1639,8 @@ static void gemm_tile_sse2(int kc, const real *a, const long *arow, long acs, co
 }
 #endif
 
-// One tile: C (rows x cols at C) = or += A strip . B panel (kc). The part that FMA_CLONES
-// compiles twice (not gemm: with OpenMP its loop body becomes a function of its own, which
-// clang does not multiversion).
+// One tile: C (rows x cols at C) = or += A strip . B panel (kc). FMA_CLONES compiles it twice (not
+// gemm: with OpenMP its loop body becomes a function of its own, which clang does not clone).
 FMA_CLONES
 static void gemm_tile(int kc, const real *a, const long *arow, long acs, const real *b,
                       const long *brow, real *C, long crs, int rows, int cols, int add) {
@@ -1777,12 +1749,9 @@ static double lane_sum(const real *a, long n) {  // sum_i a_i alone
     return sum;
 }
 
-// e^x without a library call, so that the loops calling it (SiLU, softmax) vectorize (expf would
-// not). e^x = 2^n e^r with n = round(x / ln 2) (adding and subtracting
-// 1.5 * 2^23 rounds to an integer), |r| <= ln2 / 2, e^r by its Taylor series to r^7 (remainder
-// < 1e-8), 2^n written straight into a float's exponent bits. Relative error <= 1e-7 (~1 float
-// ulp) on [-87, 88], checked by gradcheck; outside, x is clamped so that 2^n stays a normal
-// float (NaN goes to -87). The double build calls exp().
+// e^x without a library call, so that SiLU's and softmax's loops vectorize: e^x = 2^n e^r, n =
+// round(x / ln 2) (adding and subtracting 1.5 * 2^23 rounds), e^r by Taylor to r^7, 2^n written
+// into the exponent bits; x clamped to [-87, 88] (NaN to -87). notes/backprop.md, exp_real.
 static real exp_real(real x) {
     if (sizeof(real) == sizeof(double)) return (real)exp(x);
     float xf = x > -87.0f ? (float)x : -87.0f;
@@ -1826,10 +1795,8 @@ static long *thread_rows(const Workspace *ws) {
     return ws->rows + (size_t)thread_id() * ws->rows_size;
 }
 
-// im2col (Step 4's im2col_reference) with stride 1 (OH = H, OW = W): row (c, ky, kx) is image c
-// moved by (sy, sx) = (ky - pad, kx - pad), i.e. in the flattened image col[p] = inp[p + sy W +
-// sx]: one long copy. Then the rows outside the image, and the one column that wrapped around to
-// the other side (sx = -1: ox = 0; sx = +1: ox = W - 1), are zeros. Stride 2 reads the definition.
+// im2col (Step 4's im2col_reference). Stride 1: row (c, ky, kx) is col[p] = inp[p + sy W + sx],
+// one long copy, then zeros outside the image and in the wrapped column (notes/backprop.md).
 static void im2col(real *col, const real *inp, int C, int H, int W, int K, int stride) {
     int OH = conv_out_size(H, K, stride), OW = conv_out_size(W, K, stride), pad = K / 2;
     if (stride != 1) {
@@ -1854,13 +1821,9 @@ static void im2col(real *col, const real *inp, int C, int H, int W, int K, int s
             }
 }
 
-// A stride-1 convolution without col. Pad the image with p = K/2 zeros on every side:
-// xp (C, H+2p, W+2p). Row (c, ky, kx) of col at output (y, x) is xp[c][y + ky][x + kx], so on
-// the padded grid, q = y Wp + x with Wp = W + 2p, it is xp_c[q + ky Wp + kx]: a contiguous run of
-// xp starting at c Hp Wp + ky Wp + kx. gemm_rows reads those runs in place, as the rows of B (the
-// forward and the input gradient) or of A (the weight gradient), for products on H rows of Wp
-// columns (the last 2p of each row are thrown away, or are zeros): the same sums as with col, from
-// 1/K^2 of the memory.
+// A stride-1 convolution without col: on the zero-padded image xp (C, H+2p, W+2p), p = K/2, row
+// (c, ky, kx) of col at grid position q = y Wp + x is the run xp_c[q + ky Wp + kx], which gemm_rows
+// reads in place (notes/backprop.md, "Stride-1 convolutions without col").
 // inp (C,H,W) -> xp (C,Hp,Wp) and rows (C*K*K): where col's rows start in xp. Zeros follow xp for
 // what gemm_rows reads past a row's end.
 static void pad_image(real *xp, long *rows, const real *inp, int C, int H, int W, int K) {
@@ -1936,11 +1899,9 @@ static void conv2d_weight_grad(real *dweight, const real *dout, const real *inp,
     }
 }
 
-// The input gradient of a stride-1 convolution is itself a convolution: of dout, with the kernel
-// turned by 180 degrees and its two channel axes swapped, flipped[c][o][ky][kx] =
-// W[o][c][K-1-ky][K-1-kx] (input pixel x gets W[ky][kx] dout[x - ky + pad]: the kernel read
-// backwards). So dinp += flipped . im2col(dout): the same product as the forward, with
-// inner size OC K^2, where col2im's W^T . dout has inner size OC, a product too thin to run fast.
+// The input gradient of a stride-1 convolution is a convolution of dout with the kernel turned by
+// 180 degrees, channel axes swapped: flipped[c][o][ky][kx] = W[o][c][K-1-ky][K-1-kx], dinp +=
+// flipped . col(dout), inner size OC K^2 rather than W^T . dout's thin OC (notes/backprop.md).
 static void conv2d_input_grad_flipped(real *dinp, const real *dout, const real *weight, int B,
                                       int C, int H, int W, int OC, int K, const Workspace *ws) {
     int N = H * W, KK = K * K;
@@ -2066,6 +2027,11 @@ static real *take2(Layout *L, const char *a, const char *b, size_t n, int fan_in
     return take(L, name, n, fan_in, k);
 }
 
+static ConvParams take_conv2(Layout *L, const char *a, const char *b, int cout, int cin, int K) {
+    char prefix[24];  // a two-part name, e.g. "d1" + ".conv1"
+    snprintf(prefix, sizeof prefix, "%s%s", a, b);
+    return take_conv(L, prefix, cout, cin, K);
+}
 static ConvParams take_conv(Layout *L, const char *prefix, int cout, int cin, int K) {
     ConvParams c;
     int fan_in = cin * K * K;
@@ -2077,20 +2043,15 @@ static ConvParams take_conv(Layout *L, const char *prefix, int cout, int cin, in
 }
 
 static ResBlockParams take_resblock(Layout *L, const char *name, int cin, int cout, int temb) {
-    char p[24];
     ResBlockParams r = {.cin = cin, .cout = cout};
     r.gn1_g = take2(L, name, ".gn1.g", cin, 0, KIND_GN_GAIN);
     r.gn1_b = take2(L, name, ".gn1.b", cin, 0, KIND_GN_SHIFT);
-    snprintf(p, sizeof p, "%s.conv1", name);
-    r.conv1 = take_conv(L, p, cout, cin, 3);
-    snprintf(p, sizeof p, "%s.temb", name);
-    r.temb = take_conv(L, p, cout, temb, 1);
+    r.conv1 = take_conv2(L, name, ".conv1", cout, cin, 3);
+    r.temb = take_conv2(L, name, ".temb", cout, temb, 1);
     r.gn2_g = take2(L, name, ".gn2.g", cout, 0, KIND_GN_GAIN);
     r.gn2_b = take2(L, name, ".gn2.b", cout, 0, KIND_GN_SHIFT);
-    snprintf(p, sizeof p, "%s.conv2", name);
-    r.conv2 = take_conv(L, p, cout, cout, 3);
-    snprintf(p, sizeof p, "%s.skip", name);
-    if (cin != cout) r.skip = take_conv(L, p, cout, cin, 1);
+    r.conv2 = take_conv2(L, name, ".conv2", cout, cout, 3);
+    if (cin != cout) r.skip = take_conv2(L, name, ".skip", cout, cin, 1);
     return r;
 }
 
@@ -2188,13 +2149,9 @@ static size_t count_params(const Config *c) {
     return n;
 }
 
-// The convolution scratch, sized from every tensor a convolution reads or writes: inputs have
-// at most ch2 + wide channels (the widest concatenation, or the image's img_c), outputs at most
-// wide (ch1, ch2, or img_c for out_conv; conv_in's weight is (ch1, img_c)). The largest im2col is
-// a 3x3 conv over ch2 + wide channels at full size; the largest weight wide x (ch2 + wide) x 9.
-// A col buffer also holds conv2d_image_padded's padded image, C (H+2)(W+2) + NR + 3 values, or
-// its grid, OC H (W+2): both fit, as images are at least 4x4 (9 H W >= (H+2)(W+2) + NR + 3).
-// rows holds one offset per row of col: (ch2 + wide) x 9.
+// The convolution scratch: inputs have at most ch2 + wide channels, outputs at most wide, so the
+// largest col is (ch2 + wide) x 9 x H W, the largest weight wide x (ch2 + wide) x 9. A col buffer
+// also holds a padded image, C (H+2)(W+2) + NR + 3, or a grid, OC H (W+2): images are >= 4x4.
 static void workspace_create(Workspace *ws, const Config *c) {
     int wide = c->ch1 > c->ch2 ? c->ch1 : c->ch2;
     if (wide < c->img_c) wide = c->img_c;  // a 3-channel image on widths of 1 or 2
@@ -2254,12 +2211,8 @@ static void model_free(Model *m) {
              m->ws, m->layout, m);
 }
 
-// Initialisation. Weights and biases ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (PyTorch's default for
-// Linear and Conv2d: activations keep their scale from layer to layer), GroupNorm scale 1 and
-// shift 0, class rows ~ N(0,1). As in Ho et al.'s DDPM code, the last convolution of every
-// residual branch (conv2 of a ResBlock, the attention's proj) and the output convolution start at
-// ZERO: each block starts as the identity and the first prediction is eps_theta = 0 (loss
-// E[eps^2] = 1), a calm start. With test = 1 everything is random (gradcheck needs gradients).
+// Initialisation (Step 4 says why): weights, biases U(-1/sqrt(fan_in), 1/sqrt(fan_in)), GroupNorm
+// 1 and 0, class rows N(0,1); zero for conv2, attn.proj and out_conv. test = 1: all random.
 static int zero_init_tensor(const char *name) {
     return strstr(name, ".conv2.") || strstr(name, "attn.proj.") || strstr(name, "out_conv.");
 }
@@ -2287,11 +2240,9 @@ static double now_seconds(void) {
 }
 
 // ---- Files: written whole or not at all -----------------------------------------------------
-// Files (pictures, checkpoints) are written to "<path>.tmp", flushed to disk with fsync, then
-// renamed over <path>: rename is atomic, so an interrupted program leaves the old file or the new
-// one, never half a file. Any failure (full disk, unwritable folder) ends with a message naming
-// the path; the old file stays. A path that exists and is not a regular file (/dev/stdout,
-// /dev/full) is written directly (tmp is "").
+// Written to "<path>.tmp", fsync'ed, renamed over <path> (atomic: the old file or the new one,
+// never half; notes/errors.md). An existing path that is not a regular file is written directly
+// (tmp "").
 static void atomic_write_begin(const char *path, char *tmp, size_t tmp_size, FILE **f) {
     struct stat st;
     tmp[0] = 0;
@@ -2334,11 +2285,9 @@ enum { MAX_FILE_BYTES = 512 << 20, MAX_IDX_ITEMS = 10000000, MAX_CLASSES = 1000 
 // declare 16000 x 16000 RGBA, 1 GB.
 enum { MAX_IMAGES = 1000000, MAX_IMAGE_MB = 64, DEFAULT_DATA_MB = 1024 };
 
-// Bytes that came from a file or a folder name (a PNG chunk's name, a class folder, a
-// checkpoint's class names) may hold a newline or an escape sequence (ESC [ 2 J clears the
-// screen): printed raw they would split a one-line error or drive the terminal. Printable ASCII
-// and well-formed UTF-8 (but for U+0080..U+009F, controls some terminals obey) are kept; every
-// other byte becomes \xNN. s (NUL-terminated) -> out, at most size - 1 bytes and a NUL.
+// Bytes from a file or a folder name may hold a newline or ESC [ 2 J (notes/errors.md): printable
+// ASCII and well-formed UTF-8 but U+0080..U+009F are kept, every other byte becomes \xNN.
+// s (NUL-terminated) -> out, at most size - 1 bytes and a NUL.
 static int utf8_length(const unsigned char *p) {  // 2..4: a UTF-8 character starts at p; else 0
     int n = 0;
     if (*p >= 0xc2 && *p <= 0xdf) n = 2;
@@ -2430,10 +2379,8 @@ static size_t gzip_data_start(const unsigned char *raw, size_t n) {
     if (flags & 2) pos += 2;  // FHCRC
     return pos + 8 > n ? 0 : pos;
 }
-// A .gz file is a header, raw deflate data, then the CRC-32 and the size. stb_image's zlib
-// inflates the data; we check both the size and the CRC, so that a truncated or corrupted
-// download is refused instead of read as images. Files not starting with the gzip magic 1f 8b are
-// returned as they are (an already unpacked idx file).
+// A .gz file is a header, raw deflate data, then the CRC-32 and the size, both checked: a truncated
+// download is refused, not read as images. Files without the magic 1f 8b are returned as they are.
 static unsigned char *read_maybe_gzip(const char *path, size_t *len) {
     size_t n;
     unsigned char *raw = read_file(path, MAX_FILE_BYTES, &n);
@@ -2589,14 +2536,9 @@ static Dataset load_idx(const char *images_path, const char *labels_path, const 
     return d;
 }
 
-// Debian's stb_image 2.27 overruns a buffer on a JPEG Huffman table (DHT) that declares more than
-// 256 codes (found by our fuzzer; nothings/stb #1289, fixed in stb 2.28). So before stb sees a
-// JPEG, walk its segments as stb will and refuse such tables. stb also takes FF fill bytes before
-// the FF D8 that starts the file, and reads DHT segments between scans (progressive JPEGs have
-// them there), so the walk goes on through the compressed data byte by byte, where a marker is FF
-// followed by anything but 00, FF or a restart D0..D7, up to the end of image.
-// The walk also reads each frame header (SOF0..2, the ones stb decodes): a side over stb's
-// STBI_MAX_DIMENSIONS makes stbi_info fail with "unknown image type"; say the real reason.
+// stb_image 2.27 overruns a buffer on a JPEG Huffman table (DHT) of more than 256 codes (stb
+// #1289): walk the segments as stb will (notes/errors.md, "Hostile pictures") and refuse those,
+// and frame headers (SOF0..2) over STBI_MAX_DIMENSIONS, with the real reason.
 // p: the file's n bytes. Returns NULL if the file is fine (or not a JPEG), else what is wrong.
 static const char *jpeg_tables_problem(const unsigned char *p, size_t n) {
     static char size_why[120];
@@ -2632,13 +2574,10 @@ static const char *jpeg_tables_problem(const unsigned char *p, size_t n) {
 }
 
 // PNG (ISO 15948): 8 signature bytes, then chunks (length, 4-letter name, data, CRC), IHDR first,
-// IEND last. stb_image reads a chunk past the end of a cut file as zeros and names it in its error
-// ("cannot decode image ()", or "(IDA)"); it puts an unknown chunk's raw name bytes in its error
-// text; and it keeps inflating the image data (IDAT) past what the header declares (a 255 KB PNG
-// of 1x1 pixels can inflate to 258 MB). So walk the chunks first, as stb will: a file cut short,
-// a name not of 4 letters, an unknown critical chunk, a side over stb's limit are refused here,
-// each with its reason. p: the file's n bytes (not a PNG: NULL, stb decides). *raw receives what
-// the image data must inflate to (0: unknown, stb refuses the header), *idat its compressed size.
+// IEND last. Walked before stb sees it (notes/errors.md, "Hostile pictures"): a file cut short, a
+// name not of 4 letters, an unknown critical chunk, a side over stb's limit, each with its reason.
+// p: the file's n bytes (not a PNG: NULL, stb decides). *raw receives what the image data must
+// inflate to (0: unknown, stb refuses the header), *idat its compressed size.
 static const char *png_problem(const unsigned char *p, size_t n, uint64_t *raw, size_t *idat) {
     static char why[160];
     static const char *known_critical[] = {"IHDR", "PLTE", "IDAT", "IEND", "CgBI"};
@@ -2960,11 +2899,18 @@ static size_t checkpoint_bytes(const CkptHeader *h, size_t P) {  // P parameters
     return sizeof *h + (h->has_optimizer ? 4 : 2) * P * sizeof(real) + names + 4;
 }
 
+// What a checkpoint's header says besides the network: checkpoint_load's answer.
+typedef struct {
+    ScheduleKind schedule;
+    int T, batch, has_optimizer;  // batch: the training batch size
+    int64_t step;
+    Rng rng;
+} CkptInfo;
+
 // Reads and validates a checkpoint. Creates the model (for max_batch images; 0: the batch size
-// saved in the checkpoint, which *batch receives) and fills params, EMA and, when present, the
-// AdamW moments. Anything wrong ends with a one-line message naming the file.
-static Model *checkpoint_load(const char *path, int max_batch, ScheduleKind *sched, int *T,
-                              int64_t *step, Rng *rng, int *has_optimizer, int *batch) {
+// saved in the checkpoint) and fills params, EMA and, when present, the AdamW moments; *info
+// receives the header's fields. Anything wrong ends with a one-line message naming the file.
+static Model *checkpoint_load(const char *path, int max_batch, CkptInfo *info) {
     size_t len;
     unsigned char *buf = read_file(path, MAX_FILE_BYTES, &len);
     CkptHeader h;
@@ -3008,12 +2954,8 @@ static Model *checkpoint_load(const char *path, int max_batch, ScheduleKind *sch
     for (int k = 0; c.cond && h.version == 1 && k < c.n_classes; k++)  // Fashion-MNIST's
         snprintf(m->class_names[k], sizeof(ClassName), "%s", k < 10 ? fashion_class_names[k] : "");
     free(buf);
-    *sched = (ScheduleKind)h.schedule;
-    *T = h.T;
-    *step = h.step;
-    rng->state = h.rng_state;
-    *has_optimizer = h.has_optimizer;
-    *batch = h.batch;
+    *info = (CkptInfo){(ScheduleKind)h.schedule, h.T, h.batch, h.has_optimizer, h.step,
+                       {h.rng_state}};
     return m;
 }
 
@@ -3298,29 +3240,27 @@ static int cmd_train(const Options *o) {
     if (!o->steps && !o->minutes) t.minutes = 10;
     remove_stale_tmp(t.ckpt);
     t.hyper.lr = o->lr;
-    ScheduleKind sched = o->schedule;
-    int T = o->T, B = o->batch ? o->batch : 64, has_opt, saved_batch;
-    int64_t step = 0;
-    Rng rng = {o->seed};
+    int B = o->batch ? o->batch : 64;
+    CkptInfo ck = {.schedule = o->schedule, .T = o->T, .rng = {o->seed}};  // or the checkpoint's
     Dataset d;
     Model *m;
     if (!o->resume) {
         d = options_data(o, o->channels, o->size, stderr, 1);
         Config c = config_for(o, &d);
         m = model_create(&c, B);
-        params_init(m, &rng, 0);
+        params_init(m, &ck.rng, 0);
         if (c.cond) memcpy(m->class_names, d.class_names, c.n_classes * sizeof(ClassName));
     } else {
-        m = checkpoint_load(t.ckpt, o->batch, &sched, &T, &step, &rng, &has_opt, &saved_batch);
-        if (!has_opt)
+        m = checkpoint_load(t.ckpt, o->batch, &ck);
+        if (!ck.has_optimizer)
             die(t.ckpt, "has no optimizer state (an exported model): cannot resume training "
                 "from it");
-        if (!o->batch) B = saved_batch;
-        else if (o->batch != saved_batch)
+        if (!o->batch) B = ck.batch;
+        else if (o->batch != ck.batch)
             fprintf(stderr, "note: batch %d differs from the checkpoint's %d: training continues, "
-                            "but not as one run would\n", o->batch, saved_batch);
-        fprintf(stderr, "resuming %s at step %" PRId64 " (schedule %s, T = %d)\n", t.ckpt, step,
-                schedule_names[sched], T);
+                            "but not as one run would\n", o->batch, ck.batch);
+        fprintf(stderr, "resuming %s at step %" PRId64 " (schedule %s, T = %d)\n", t.ckpt,
+                ck.step, schedule_names[ck.schedule], ck.T);
         const Config *c = &m->cfg;
         if ((o->channels && o->channels != c->img_c) || (o->size && o->size != c->img_h))
             die_usage("--resume", "%s's images are %dx%dx%d: --channels and --size cannot change",
@@ -3333,7 +3273,7 @@ static int cmd_train(const Options *o) {
             die(t.data, "its classes differ from the %d of %s (%s, ...)", c->n_classes, t.ckpt,
                 c->cond ? m->class_names[0] : "");
     }
-    train(&t, m, &d, sched, T, step, rng, B);
+    train(&t, m, &d, ck.schedule, ck.T, ck.step, ck.rng, B);
     model_free(m);
     dataset_free(&d);
     return 0;
@@ -3397,12 +3337,12 @@ static void write_trajectory(const char *path, const real *traj, int frames, int
 // `./diffusion sample`: Step 5 on a trained checkpoint, in batches, with the pictures.
 static int cmd_sample(const Options *o) {
     const char *path = o->ckpt ? o->ckpt : "data/model.ckpt";
-    int chunk = o->batch ? o->batch : 64, T, has_opt, batch;
-    ScheduleKind sk;
-    int64_t step;
-    Rng unused, rng = {o->seed};
-    Model *m = checkpoint_load(path, o->guided ? 2 * chunk : chunk, &sk, &T, &step, &unused,
-                               &has_opt, &batch);
+    int chunk = o->batch ? o->batch : 64;
+    CkptInfo ck;
+    Rng rng = {o->seed};
+    Model *m = checkpoint_load(path, o->guided ? 2 * chunk : chunk, &ck);
+    ScheduleKind sk = ck.schedule;
+    int T = ck.T;
     const Config *c = &m->cfg;
     SampleOptions so = sample_options(o, c, sk, T);
     int K = c->n_classes, chosen = o->label ? label_of(o->label, m) : 0;
@@ -3421,7 +3361,7 @@ static int cmd_sample(const Options *o) {
     double t0 = now_seconds();
     fprintf(stderr, "sampling %d images with %s (%d network evaluations each%s) from %s (step "
             "%" PRId64 ", %s T=%d)\n", n, o->sampler, so.kind == SAMPLER_DDPM ? T : so.steps,
-            so.guided ? ", guided: x2" : "", path, step, schedule_names[sk], T);
+            so.guided ? ", guided: x2" : "", path, ck.step, schedule_names[sk], T);
     for (int first = 0; first < n; first += chunk) {
         int B = n - first < chunk ? n - first : chunk;
         so.trajectory = first == 0 ? traj : NULL;
@@ -3452,14 +3392,11 @@ static int cmd_sample(const Options *o) {
 
 static int cmd_export(const Options *o) {
     if (!o->ckpt || !o->out) die_usage("export", "needs --ckpt and --out");
-    ScheduleKind sk;
-    int T, has_opt, batch;
-    int64_t step;
-    Rng r;
-    Model *m = checkpoint_load(o->ckpt, 1, &sk, &T, &step, &r, &has_opt, &batch);
-    checkpoint_save(o->out, m, sk, T, step, &r, batch, 1);
+    CkptInfo ck;
+    Model *m = checkpoint_load(o->ckpt, 1, &ck);
+    checkpoint_save(o->out, m, ck.schedule, ck.T, ck.step, &ck.rng, ck.batch, 1);
     printf("wrote %s (step %" PRId64 ", weights and EMA weights, no optimizer state)\n", o->out,
-           step);
+           ck.step);
     model_free(m);
     return 0;
 }

@@ -61,14 +61,12 @@ int main(int argc, char **argv) {
     if (argc != 5 || (strcmp(argv[1], "eps") && strcmp(argv[1], "step")))
         die_usage("usage", "torch_bridge eps|step CKPT BATCH OUT");
     const char *mode = argv[1], *ckpt = argv[2], *batch = argv[3], *out = argv[4];
-    ScheduleKind sched;
-    int T, has_opt, saved_batch, B, *t, *label;
-    int64_t step;
-    Rng rng;
+    CkptInfo ck;
+    int B, *t, *label;
     real *xt, *eps;
     // max_batch 4096 would allocate activations for 4096 images: load for 256, the most we send
-    Model *m = checkpoint_load(ckpt, 256, &sched, &T, &step, &rng, &has_opt, &saved_batch);
-    read_batch(batch, 256, &m->cfg, T, &B, &t, &label, &xt, &eps);
+    Model *m = checkpoint_load(ckpt, 256, &ck);
+    read_batch(batch, 256, &m->cfg, ck.T, &B, &t, &label, &xt, &eps);
     size_t n = (size_t)B * m->cfg.img_c * m->cfg.img_h * m->cfg.img_w;
     real *tr = xmalloc((size_t)B * sizeof(real));
     for (int b = 0; b < B; b++) tr[b] = (real)t[b];  // the network reads t as a number
@@ -81,11 +79,11 @@ int main(int argc, char **argv) {
         int err = close_file(f, 0);
         if (err) die(out, "write failed: %s", strerror(err));
     } else {
-        if (!has_opt) die(ckpt, "has no optimizer state: no training step from it");
+        if (!ck.has_optimizer) die(ckpt, "has no optimizer state: no training step from it");
         // train_step's last two lines, on the given batch instead of a drawn one
         double loss = model_loss_and_grad(m, xt, tr, label, eps, B);
-        double gnorm = adamw_step(m, &DEFAULT_HYPER, step + 1);
-        checkpoint_save(out, m, sched, T, step + 1, &rng, saved_batch, 0);
+        double gnorm = adamw_step(m, &DEFAULT_HYPER, ck.step + 1);
+        checkpoint_save(out, m, ck.schedule, ck.T, ck.step + 1, &ck.rng, ck.batch, 0);
         printf("loss %.9g grad_norm %.9g\n", loss, gnorm);
     }
     free_all(5, t, label, xt, eps, tr);

@@ -40,11 +40,11 @@ static void use_model(Model *m, const uint8_t *file, size_t size, int has_opt) {
 static void try_load(const uint8_t *data, size_t size) {
     const char *path = fuzz_write_file(0, data, size);
     if (setjmp(fuzz_env) == 0) {
-        ScheduleKind sched;
-        int T, has_opt, batch;
-        long step;
-        Rng rng;
-        Model *m = checkpoint_load(path, 1, &sched, &T, &step, &rng, &has_opt, &batch);
+        CkptInfo ck;
+        Model *m = checkpoint_load(path, 1, &ck);
+        ScheduleKind sched = ck.schedule;
+        int T = ck.T, has_opt = ck.has_optimizer, batch = ck.batch;
+        long step = (long)ck.step;
         FUZZ_ASSERT(sched >= 0 && sched <= 2 && T >= 1 && T <= 100000 && step >= 0 && (has_opt == 0 || has_opt == 1) &&
                     batch >= 1 && batch <= 4096, "sched %d T %d step %ld has_opt %d batch %d", (int)sched, T, step, has_opt, batch);
         Schedule s = schedule_make(sched, T);

@@ -64,19 +64,16 @@ static Rng web_rng;
 // once it has loaded does it replace the model before it.
 static int web_load_batch(const char *path, int max_batch) {
     WEB_GUARD();
-    ScheduleKind sk;
-    int T, has_opt, batch;
-    long step;
-    Rng unused;
-    Model *m = checkpoint_load(path, max_batch, &sk, &T, &step, &unused, &has_opt, &batch);
+    CkptInfo ck;
+    Model *m = checkpoint_load(path, max_batch, &ck);
     memcpy(m->params, m->ema, m->n_params * sizeof(real));  // sample with the EMA weights
     if (web_m) {
         model_free(web_m);
         schedule_free(&web_s);
     }
     web_m = m;
-    web_s = schedule_make(sk, T);
-    web_step_trained = step;
+    web_s = schedule_make(ck.schedule, ck.T);
+    web_step_trained = ck.step;
     web_S = web_i = 0;  // a sampler in progress belonged to the model before
     if (path != web_path) snprintf(web_path, sizeof web_path, "%s", path);
     return 0;

@@ -99,12 +99,9 @@ int main(int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], "ddim")) return check_ddim();
     if (argc >= 2 && !strcmp(argv[1], "twice")) return check_twice() ? 1 : 0;
     if (argc == 3 && !strcmp(argv[1], "ckpt-T")) {
-        ScheduleKind sk;
-        int T, has_opt, batch;
-        long step;
-        Rng rng;
-        Model *m = checkpoint_load(argv[2], 1, &sk, &T, &step, &rng, &has_opt, &batch);
-        printf("%d\n", T);
+        CkptInfo ck;
+        Model *m = checkpoint_load(argv[2], 1, &ck);
+        printf("%d\n", ck.T);
         model_free(m);
         return 0;
     }
