@@ -159,7 +159,7 @@ build() {
             fi
         fi
     fi
-    local cmd=(cc $OPT "$@")
+    local cmd=(cc $OPT "$@" -iquote "$work")  # $work: files the grader makes (guided_eps.c)
     if [ "$harness" = - ]; then cmd+=("$src"); else cmd+=(-DSTUDENT_C="\"$src\"" -DCHECK_C="\"$check_c\"" "$harness"); fi
     cmd+=("${extra[@]}" -lm -o "$work/$name")
     if $NICE "${cmd[@]}" 2> "$work/$name.cc.txt"; then
@@ -517,9 +517,12 @@ ddim-steps)  # part 1: the DDIM step; part 2: the measurement of quality against
         fi
     fi
  ;;
-guidance)  # classifier-free guidance
-    three_builds "$harness" -DCHECK_SAMPLES=10000
-    for b in dd f; do run $b guided; done
+guidance)  # classifier-free guidance: the guided sampler's exact Gaussian law, the formula, claims (f, g)
+    # the student's guided_eps alone, which the harness compiles again with the exact denoiser of
+    # Gaussian data as its unet_forward (the integrity check has made sure it is only a body)
+    awk '/^static void guided_eps\(/ { p = 1 } p { print } p && /^}/ { exit }' "$student" > "$work/guided_eps.c"
+    three_builds "$harness" -DCHECK_SAMPLES=10000 -DGUIDED_EPS_C='"guided_eps.c"'
+    for b in dd f; do run $b law; run $b guided; done
     run omp twice ;;
 reverse-sde)  # one Euler-Maruyama step of the reverse SDE; claim (h)
     three_builds "$harness" -DCHECK_SAMPLES=10000

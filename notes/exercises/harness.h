@@ -31,6 +31,32 @@ static int same_bytes(const char *what, const void *a, const void *b, size_t nby
     snprintf(name, sizeof name, "%s: bytes that differ between two identical calls", what);
     return line(name, (double)differ, 0);
 }
+// The OpenMP build, for the samplers (exercises 9-12): sampler o twice from the same seed through
+// sample_loop (the default 28x28 network with random weights, 4 labelled images, the linear
+// schedule with T steps): the final x_0 must be the same bytes. what: the command it stands for.
+static int sampler_twice(const char *what, const SampleOptions *o, int T) {
+    Config c = DEFAULT_CONFIG;
+    enum { B = 4 };
+    Rng init = {13};
+    Model *m = model_create(&c, 2 * B);  // room for guidance's 2B
+    params_init(m, &init, 1);
+    Schedule s = schedule_make(SCHEDULE_LINEAR, T);
+    size_t n = (size_t)B * c.img_c * c.img_h * c.img_w;
+    real *x[2];
+    int label[B] = {1, 2, 3, 4};
+    for (int k = 0; k < 2; k++) {
+        Rng r = {5};
+        x[k] = xmalloc(n * sizeof(real));
+        sample_loop(x[k], m, &s, label, B, o, &r, 0);
+    }
+    char name[120];
+    snprintf(name, sizeof name, "%s: x_0", what);
+    int fails = same_bytes(name, x[0], x[1], n * sizeof(real));
+    free(x[0]), free(x[1]);
+    schedule_free(&s);
+    model_free(m);
+    return fails;
+}
 static real *randoms(size_t n, Rng *r) {
     real *p = xmalloc(n * sizeof(real));
     for (size_t i = 0; i < n; i++) p[i] = (real)(2 * rng_uniform(r) - 1);
