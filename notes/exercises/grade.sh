@@ -9,17 +9,18 @@
 # usage error. The last line is "exercise N: PASS" or "exercise N: FAIL (k check(s) failed)".
 #
 # Builds use `cc -Os` (GRADE_CFLAGS overrides): it compiles 2-3 times faster than -O2 and runs these small checks
-# as fast; exercises 1, 2 and 8, whose checks take less time than an optimised compilation, use -O0. Builds and
+# as fast; exercises 1, 2 and 3, whose checks take less time than an optimised compilation, use -O0. Builds and
 # runs are `nice -n 19` (GRADE_NICE overrides) so that grading does not slow down a training run on the same
 # machine. GRADE_CACHE=DIR reuses identical builds (same flags, same source) across gradings; the selftest sets it.
 #
 # GRADE_FAST=1 (the selftest, on stubs and wrong solutions) stops after the first group of checks that fails: the
 # verdict cannot change (a FAIL stays a FAIL), only the expensive checks after it are skipped.
 #
-# DIFFUSION_C=path: the real code that exercise 9's reference run takes draw_training_batch from (default: the
-# repository's diffusion.c; the selftest passes its own).
+# DIFFUSION_C=path: the real code (default: the repository's diffusion.c; the selftest passes its own) that the
+# fresh stub is made from, and that the 20-step checkpoint of exercises 4 and 7 takes the real draw_training_batch or
+# adamw_step from.
 #
-# Exercise 6, part 2 (the measurement): CSV=path (default: ddim_steps.csv beside the student's file), CKPT=path
+# Exercise 10, part 2 (the measurement): CSV=path (default: ddim_steps.csv beside the student's file), CKPT=path
 # (default: model.ckpt beside it), REQUIRE_CSV=1 to fail a hand-in without them, PART=1 or PART=2 to grade one
 # part only.
 set -u

@@ -15,10 +15,10 @@
 #   notes/exercises/make_stub.sh 1 student.c        hand out student.c
 #   notes/exercises/grade.sh 1 student.c            grade it (fails until the TODO is done right)
 #
-# With --solution it writes the solution instead: SOURCE.c itself for every exercise but 5 (the solutions are the
-# real code), and for exercise 5 (two attention heads, which the real code does not have) SOURCE.c with the
-# attention of 05-attention-heads/solution/ put in. selftest.sh grades both, and the wrong solutions of
-# NN-name/wrong/ (sed scripts applied to the solution).
+# With --solution it writes the solution instead: the stub with the bodies of its TODO regions taken from SOURCE.c
+# (the solutions are the real code), and for exercise 8 (two attention heads, which the real code does not have)
+# from 08-attention-heads/solution/. selftest.sh grades both, and the wrong solutions of NN-name/wrong/ (sed
+# scripts applied to the solution).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)

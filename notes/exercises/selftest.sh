@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# selftest.sh [N...]: checks the graders themselves, and the stubs. For each exercise (default: all nine):
-#   - the solution must PASS: the real diffusion.c (for exercise 5, the real code plus the two-head attention of
-#     05-attention-heads/solution/, made by make_stub.sh --solution 5);
+# selftest.sh [N...]: checks the graders themselves, and the stubs. For each exercise (default: all twelve):
+#   - the solution must PASS: the stub with its TODO regions filled from diffusion.c (make_stub.sh --solution N;
+#     for exercise 8 the real code plus the two-head attention of 08-attention-heads/solution/);
 #   - the stub made by make_stub.sh must FAIL, and must not contain the answer: none of the expressions of
 #     NN-name/telltales.txt may occur in it (each must occur in the solution, so that the test means something);
+#     for exercise 8 the stub is the real (one-head) code, the starting point;
 #   - every wrong solution NN-name/wrong/*.sed (a plausible mistake, applied to a copy of the solution with sed;
 #     its first line says what it gets wrong) must change the solution and must FAIL;
-#   - exercise 5 also grades the real (one-head) diffusion.c, which must FAIL: it is the starting point;
-#   - exercise 6 also runs the measurement of part 2 on a small random-weight checkpoint (06-ddim-steps/random_ckpt.c)
+#   - exercise 10 also runs the measurement of part 2 on a small random-weight checkpoint (10-ddim-steps/random_ckpt.c)
 #     and grades the hand-in (must PASS) and wrong hand-ins: a wrong number, copies of one PNG, a measurement that
 #     does not end with S = T, no CSV, no checkpoint (each must FAIL).
 # The exercises run JOBS (default 2) at a time; builds are shared through a cache (GRADE_CACHE), and the graders
@@ -64,7 +64,7 @@ telltales() {
         ok "the stub contains none of the answer's $count telltale expressions$([ $absent -gt 0 ] && echo " ($absent not in this diffusion.c either)")"
 }
 
-# The measurement of exercise 6, part 2, as a student would run it (README, part 2), on a small random-weight
+# The measurement of exercise 10, part 2, as a student would run it (README, part 2), on a small random-weight
 # checkpoint so that it takes seconds: DDIM (eta = 0, --seed 1 --n 20 --label 7) at increasing step counts up to
 # S = T = 100, each grid against the last. Writes OUT/{model.ckpt, ddim_S.png, ddim_steps.csv}.
 measure6() {
