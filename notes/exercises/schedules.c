@@ -9,7 +9,8 @@ int main(int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], "twice")) {
         int fails = 0;
         for (int k = 0; k < 3; k++) {
-            Schedule a = schedule_make((ScheduleKind)k, 1000), b = schedule_make((ScheduleKind)k, 1000);
+            Schedule a = schedule_make((ScheduleKind)k, 1000),
+                     b = schedule_make((ScheduleKind)k, 1000);
             char what[64];
             snprintf(what, sizeof what, "schedule %s T=1000 (all 7 columns)", schedule_names[k]);
             fails += same_bytes(what, a.beta, b.beta, 7 * 1001 * sizeof(double));

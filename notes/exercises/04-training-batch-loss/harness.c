@@ -1,19 +1,23 @@
 // Grading harness for exercise 4 (Steps 3-4: the training tuples and the loss), built three ways by
 // grade.sh (-DDOUBLE, float, -fopenmp); see harness.h. It calls the student's static functions and
 // compares them with the plain references below.
-//   harness twice       (the OpenMP build) the batch, the loss and its gradient twice: the same bytes
-//   harness draw        draw_training_batch against the slide's algorithm drawn in the README's order, on a small
-//                       in-memory data set: with labels, without labels, and with label == NULL
-//   harness mse         mse_forward and mse_backward against the mean squared error and its gradient; the
-//                       backward must add (+=) into dpred
-//   harness ARGS...     anything else: the student's commands and notes/check.c's (`gradcheck`, `train`)
+//   harness twice       (the OpenMP build) the batch, the loss and its gradient twice: the same
+//                       bytes
+//   harness draw        draw_training_batch against the slide's algorithm drawn in the README's
+//                       order, on a small in-memory data set: with labels, without labels, and with
+//                       label == NULL
+//   harness mse         mse_forward and mse_backward against the mean squared error and its
+//                       gradient; the backward must add (+=) into dpred
+//   harness ARGS...     anything else: the student's commands and notes/check.c's (`gradcheck`,
+//                       `train`)
 // Every line ends in PASS or FAIL; the exit status is 1 when one fails.
 #include "../harness.h"
 
-// The slide's steps 1-4 for B tuples, drawing per tuple: the image (rng_int), t ~ Unif{1..T} (rng_int), eps (one
-// rng_normal_fill); x_t by the one-shot form, computed as Step 1's forward_one_shot does.
-static void ref_draw(real *x0, int *t, real *eps, real *xt, int *label, const Dataset *d, const Schedule *s, int B,
-                     Rng *rng) {
+// The slide's steps 1-4 for B tuples, drawing per tuple: the image (rng_int), t ~ Unif{1..T}
+// (rng_int), eps (one rng_normal_fill); x_t by the one-shot form, computed as Step 1's
+// forward_one_shot does.
+static void ref_draw(real *x0, int *t, real *eps, real *xt, int *label, const Dataset *d,
+                     const Schedule *s, int B, Rng *rng) {
     size_t n = (size_t)d->c * d->h * d->w;
     for (int b = 0; b < B; b++) {
         int i = rng_int(rng, d->n);
@@ -22,7 +26,8 @@ static void ref_draw(real *x0, int *t, real *eps, real *xt, int *label, const Da
         t[b] = 1 + rng_int(rng, s->T);
         rng_normal_fill(rng, eps + b * n, n);
         double a = sqrt(s->alpha_bar[t[b]]), c = sqrt(s->one_minus_alpha_bar[t[b]]);
-        for (size_t k = 0; k < n; k++) xt[b * n + k] = (real)(a * x0[b * n + k] + c * eps[b * n + k]);
+        for (size_t k = 0; k < n; k++)
+            xt[b * n + k] = (real)(a * x0[b * n + k] + c * eps[b * n + k]);
     }
 }
 
@@ -56,8 +61,10 @@ static int check_draw(void) {
             Rng r1 = {1000 + rep}, r2 = {1000 + rep};
             for (int k = 0; k < 2; k++)
                 for (int b = 0; b < B; b++) t[k][b] = lab[k][b] = -7;
-            draw_training_batch(x0[0], t[0], eps[0], xt[0], cases[c].label_ptr ? lab[0] : NULL, &d, &s, B, &r1);
-            ref_draw(x0[1], t[1], eps[1], xt[1], cases[c].label_ptr ? lab[1] : NULL, &d, &s, B, &r2);
+            draw_training_batch(x0[0], t[0], eps[0], xt[0], cases[c].label_ptr ? lab[0] : NULL, &d,
+                                &s, B, &r1);
+            ref_draw(x0[1], t[1], eps[1], xt[1], cases[c].label_ptr ? lab[1] : NULL, &d, &s, B,
+                     &r2);
             for (size_t k = 0; k < nb; k++) {
                 upd(&e_x0, fabs((double)x0[0][k] - x0[1][k]));
                 upd(&e_eps, fabs((double)eps[0][k] - eps[1][k]));
@@ -67,7 +74,8 @@ static int check_draw(void) {
                 e_t += t[0][b] != t[1][b];
                 e_lab += lab[0][b] != lab[1][b];
             }
-            e_t += r1.state != r2.state;  // a different number of draws shows here (and in every later batch)
+            // a different number of draws shows here (and in every later batch)
+            e_t += r1.state != r2.state;
         }
         char what[128];
         printf("  draw_training_batch, %s (20 batches of %d):\n", cases[c].name, B);
@@ -95,7 +103,8 @@ static int check_mse(void) {
     double e_f = 0, e_b = 0;
     for (int k = 0; k < 4; k++) {
         size_t n = sizes[k];
-        real *pred = malloc(n * sizeof(real)), *eps = malloc(n * sizeof(real)), *d = malloc(n * sizeof(real));
+        real *pred = malloc(n * sizeof(real)), *eps = malloc(n * sizeof(real)),
+             *d = malloc(n * sizeof(real));
         real *before = malloc(n * sizeof(real));
         double sum = 0, scale = 0;
         for (size_t i = 0; i < n; i++) {
@@ -114,8 +123,11 @@ static int check_mse(void) {
         }
         free(pred), free(eps), free(d), free(before);
     }
-    fails += line("mse_forward = mean of (pred - eps)^2 (n = 1, 7, 1000, 6272): max rel. difference", e_f, 1e-6);
-    fails += line("mse_backward adds dL/dpred into dpred: max difference / max |dL/dpred|", e_b, 1e-5);
+    fails +=
+        line("mse_forward = mean of (pred - eps)^2 (n = 1, 7, 1000, 6272): max rel. difference",
+             e_f, 1e-6);
+    fails +=
+        line("mse_backward adds dL/dpred into dpred: max difference / max |dL/dpred|", e_b, 1e-5);
     return fails;
 }
 

@@ -12,7 +12,8 @@ static int check_twice(void) {
     for (int stride = 1; stride <= 2; stride++) {
         size_t ncol = (size_t)C * K * K * conv_out_size(H, K, stride) * conv_out_size(W, K, stride);
         real *c1 = calloc(ncol, sizeof(real)), *c2 = calloc(ncol, sizeof(real));
-        real *d1 = calloc((size_t)C * H * W, sizeof(real)), *d2 = calloc((size_t)C * H * W, sizeof(real));
+        real *d1 = calloc((size_t)C * H * W, sizeof(real)),
+             *d2 = calloc((size_t)C * H * W, sizeof(real));
         im2col_reference(c1, img, C, H, W, K, stride);
         im2col_reference(c2, img, C, H, W, K, stride);
         col2im(d1, c1, C, H, W, K, stride);

@@ -1,8 +1,9 @@
 // Grading harness for exercise 7 (the AdamW step and the EMA of the weights), built three ways by
 // grade.sh (-DDOUBLE, float, -fopenmp); see harness.h.
 //   harness adamw   five steps of the student's adamw_step against this file's own, from the same
-//                   weights and gradients: with the gradient clipped (norm 4 > clip 1) and not, with
-//                   weight decay 0 and 0.1; the weights, both moments, the EMA and the returned norm.
+//                   weights and gradients: with the gradient clipped (norm 4 > clip 1) and not,
+//                   with weight decay 0 and 0.1; the weights, both moments, the EMA and the
+//                   returned norm.
 //                   1e-12 in -DDOUBLE, 1e-6 in float (each stored value rounds to ~6e-8)
 //   harness twice   (the OpenMP build) one step twice from the same state: the same bytes
 //   harness ARGS... the student's own commands (grade.sh: `train`, for the 20-step checkpoint)
@@ -10,8 +11,8 @@
 
 // AdamW (Loshchilov & Hutter 2019) with the gradient clipped to norm h->clip and Adam's bias
 // corrections, then the EMA with its warm-up min(decay, (1 + step)/(10 + step)).
-static double ref_adamw(real *p, real *g, real *m, real *v, real *ema, size_t n, const TrainHyper *h,
-                        int64_t step) {
+static double ref_adamw(real *p, real *g, real *m, real *v, real *ema, size_t n,
+                        const TrainHyper *h, int64_t step) {
     double norm2 = 0;
     for (size_t i = 0; i < n; i++) norm2 += (double)g[i] * g[i];
     double norm = sqrt(norm2), scale = norm > h->clip ? h->clip / norm : 1.0;
@@ -19,7 +20,8 @@ static double ref_adamw(real *p, real *g, real *m, real *v, real *ema, size_t n,
     double decay = fmin(h->ema_decay, (1.0 + step) / (10.0 + step));
     for (size_t i = 0; i < n; i++) {
         double gi = g[i] * scale;
-        double mi = h->beta1 * m[i] + (1 - h->beta1) * gi, vi = h->beta2 * v[i] + (1 - h->beta2) * gi * gi;
+        double mi = h->beta1 * m[i] + (1 - h->beta1) * gi,
+               vi = h->beta2 * v[i] + (1 - h->beta2) * gi * gi;
         m[i] = (real)mi;
         v[i] = (real)vi;
         double pi = p[i];
@@ -51,7 +53,8 @@ static int check_adamw(void) {
     for (int c = 0; c < 2; c++) {
         TrainHyper h = DEFAULT_HYPER;
         h.lr = 1e-2, h.weight_decay = cases[c].wd;
-        real *p = malloc(n * sizeof(real)), *mm = calloc(n, sizeof(real)), *vv = calloc(n, sizeof(real));
+        real *p = malloc(n * sizeof(real)), *mm = calloc(n, sizeof(real)),
+             *vv = calloc(n, sizeof(real));
         real *ema = malloc(n * sizeof(real));
         memcpy(p, m->params, n * sizeof(real));
         memcpy(ema, m->params, n * sizeof(real));
@@ -67,17 +70,22 @@ static int check_adamw(void) {
                 m->grads[i] = (real)rng_normal(&rng);
                 norm2 += (double)m->grads[i] * m->grads[i];
             }
-            for (size_t i = 0; i < n; i++) m->grads[i] = (real)(m->grads[i] * cases[c].gscale / sqrt(norm2));
+            for (size_t i = 0; i < n; i++)
+                m->grads[i] = (real)(m->grads[i] * cases[c].gscale / sqrt(norm2));
             double want = ref_adamw(p, m->grads, mm, vv, ema, n, &h, step);
             double got = adamw_step(m, &h, step);
             upd(&e_norm, fabs(got - want) / want);
         }
         printf("  after 5 steps, %s:\n", cases[c].name);
-        fails += line("    the returned gradient norm (before clipping): max rel. difference", e_norm, tol);
+        fails += line("    the returned gradient norm (before clipping): max rel. difference",
+                      e_norm, tol);
         fails += line("    the weights (params): max rel. difference", rel(m->params, p, n), tol);
-        fails += line("    Adam's first moment (adam_m): max rel. difference", rel(m->adam_m, mm, n), tol);
-        fails += line("    Adam's second moment (adam_v): max rel. difference", rel(m->adam_v, vv, n), tol);
-        fails += line("    the EMA of the weights (ema): max rel. difference", rel(m->ema, ema, n), tol);
+        fails += line("    Adam's first moment (adam_m): max rel. difference",
+                      rel(m->adam_m, mm, n), tol);
+        fails += line("    Adam's second moment (adam_v): max rel. difference",
+                      rel(m->adam_v, vv, n), tol);
+        fails +=
+            line("    the EMA of the weights (ema): max rel. difference", rel(m->ema, ema, n), tol);
         memcpy(m->params, saved, n * sizeof(real));
         free(p), free(mm), free(vv), free(ema), free(saved);
     }

@@ -8,8 +8,9 @@
 #include "../harness.h"
 
 // The attention of the README with `heads` heads, written as plainly as possible, in double:
-// GroupNorm, 1x1 convolutions q, k, v; head h owns channels h*C/heads .. (h+1)*C/heads - 1 and has its own
-// softmax_j(q_i . k_j / sqrt(C/heads)); o = the heads' outputs side by side; out = in + proj(o).
+// GroupNorm, 1x1 convolutions q, k, v; head h owns channels h*C/heads .. (h+1)*C/heads - 1 and has
+// its own softmax_j(q_i . k_j / sqrt(C/heads)); o = the heads' outputs side by side; out = in +
+// proj(o).
 static void reference_attention(double *out, const Model *m, const real *in, int B, int heads) {
     const AttnParams *p = &m->p.attn;
     int C = m->a.at.C, N = m->a.at.N, G = m->cfg.groups, cg = C / G, Ch = C / heads;
@@ -22,10 +23,13 @@ static void reference_attention(double *out, const Model *m, const real *in, int
             double mean = 0, var = 0;
             for (int i = 0; i < cg * N; i++) mean += x[g * cg * N + i];
             mean /= cg * N;
-            for (int i = 0; i < cg * N; i++) var += (x[g * cg * N + i] - mean) * (x[g * cg * N + i] - mean);
+            for (int i = 0; i < cg * N; i++)
+                var += (x[g * cg * N + i] - mean) * (x[g * cg * N + i] - mean);
             var /= cg * N;
             for (int c = g * cg; c < (g + 1) * cg; c++)
-                for (int i = 0; i < N; i++) gn[c * N + i] = (x[c * N + i] - mean) / sqrt(var + 1e-5) * p->gn_g[c] + p->gn_b[c];
+                for (int i = 0; i < N; i++)
+                    gn[c * N + i] =
+                        (x[c * N + i] - mean) / sqrt(var + 1e-5) * p->gn_g[c] + p->gn_b[c];
         }
         for (int c = 0; c < C; c++)
             for (int i = 0; i < N; i++) {
@@ -64,7 +68,8 @@ static void reference_attention(double *out, const Model *m, const real *in, int
 }
 
 static int check_heads(void) {
-    Config c = {1, 16, 16, 8, 16, 8, 16, 4, 10, 1};  // attention at 4x4 = 16 positions, C = 16 channels
+    // attention at 4x4 = 16 positions, C = 16 channels
+    Config c = {1, 16, 16, 8, 16, 8, 16, 4, 10, 1};
     int B = 2;
     Rng rng = {7};
     Model *m = model_create(&c, B);

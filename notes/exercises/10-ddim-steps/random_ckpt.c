@@ -1,7 +1,8 @@
-// random_ckpt OUT T: writes a checkpoint of a small network (8x8 images, widths 8/16) with random weights and the
-// cosine schedule with T steps, so that the measurement of part 2 can be tried in seconds (selftest.sh does).
-// Its "samples" are not pictures of anything, but DDIM's convergence in S is the same phenomenon.
-// Build: cc -O2 -DSTUDENT_C='"path/to/diffusion.c"' random_ckpt.c -lm -o random_ckpt  (float build, like ./diffusion)
+// random_ckpt OUT T: writes a checkpoint of a small network (8x8 images, widths 8/16) with random
+// weights and the cosine schedule with T steps, so that the measurement of part 2 can be tried in
+// seconds (selftest.sh does). Its "samples" are not pictures of anything, but DDIM's convergence in
+// S is the same phenomenon. Build (float, like ./diffusion):
+//     cc -O2 -DSTUDENT_C='"path/to/diffusion.c"' random_ckpt.c -lm -o random_ckpt
 #define DIFFUSION_NO_MAIN
 #include STUDENT_C
 
