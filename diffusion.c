@@ -103,6 +103,7 @@ typedef struct Dataset Dataset;
 typedef struct Config Config;
 typedef struct ConvParams ConvParams;
 typedef struct ResBlockParams ResBlockParams;
+typedef struct GroupNormActs GroupNormActs;
 typedef struct Model Model;
 typedef struct TrainOptions TrainOptions;
 typedef struct TrainRun TrainRun;
@@ -119,13 +120,22 @@ static void lane_sums(const real *a, const real *b, real shift, real scale, long
                       double *sum_ab);
 static double lane_sum(const real *a, long n);
 static real exp_real(real x);
-static real *thread_dcol(const Workspace *ws);
-static void conv2d_image(real *y, const real *x, const real *weight, int C, int H, int W, int OC,
-                         int K, int stride, const Workspace *ws);
-static void conv2d_weight_grad(real *dweight, const real *dout, const real *inp, int B, int C,
-                               int H, int W, int OC, int K, int stride, const Workspace *ws);
+static void conv2d_images(real *out, const real *inp, const real *weight, const real *bias, int B,
+                          int C, int H, int W, int OC, int K, int stride, const Workspace *ws);
+static void conv2d_weight_grad(real *dweight, real *dbias, const real *dout, const real *inp, int B,
+                               int C, int H, int W, int OC, int K, int stride, const Workspace *ws);
 static void conv2d_input_grad(real *dinp, const real *dout, const real *weight, int B, int C,
                               int H, int W, int OC, int K, int stride, const Workspace *ws);
+static void groupnorm_forward(real *out, real *mean, real *rstd, const real *inp, const real *gamma,
+                              const real *beta, int B, int C, int N, int G);
+static void groupnorm_backward(real *dinp, real *dgamma, real *dbeta, const real *dout,
+                               const real *inp, const real *mean, const real *rstd,
+                               const real *gamma, int B, int C, int N, int G);
+static void groupnorm_silu_forward(real *act, GroupNormActs *gn, const real *inp, const real *gamma,
+                                   const real *beta, int B, int C, int N, int G);
+static void groupnorm_silu_backward(real *dinp, real *dgamma, real *dbeta, GroupNormActs *dgn,
+                                    const real *dact, const GroupNormActs *gn, const real *inp,
+                                    const real *gamma, int B, int C, int N, int G);
 static ConvParams take_conv(Layout *L, const char *prefix, int cout, int cin, int K);
 static ResBlockParams take_resblock(Layout *L, const char *name, int cin, int cout, int temb);
 static real *take(Layout *L, const char *name, size_t n, int fan_in, TensorKind kind);
@@ -509,49 +519,22 @@ static void col2im(real *dinp, const real *dcol, int C, int H, int W, int K, int
             }
 }
 
-// inp (B,C,H,W), weight (OC,C,K,K), bias (OC) -> out (B,OC,OH,OW). Images in parallel. For each,
-// conv2d_image (PART II) computes W . col(x), without building col where it can (stride 1, 1x1).
+// inp (B,C,H,W), weight (OC,C,K,K), bias (OC) -> out (B,OC,OH,OW):  out_b = W . col(inp_b) + bias
+// for each image b. conv2d_images (PART II) computes it on all threads, image by image, without
+// building col where it can (stride 1, 1x1).
 static void conv2d_forward(real *out, const real *inp, const real *weight, const real *bias, int B,
                            int C, int H, int W, int OC, int K, int stride, const Workspace *ws) {
-    int N = conv_out_size(H, K, stride) * conv_out_size(W, K, stride);
-#pragma omp parallel for schedule(static)
-    for (int b = 0; b < B; b++) {
-        real *y = out + (size_t)b * OC * N;
-        conv2d_image(y, inp + (size_t)b * C * H * W, weight, C, H, W, OC, K, stride, ws);
-        for (int o = 0; o < OC; o++)
-            for (int p = 0; p < N; p++) y[o * N + p] += bias[o];
-    }
-}
-// dinp += col2im(W^T . dout), image by image (a 1x1 convolution needs no col2im).
-static void conv2d_input_grad_plain(real *dinp, const real *dout, const real *weight, int B, int C,
-                                    int H, int W, int OC, int K, int stride, const Workspace *ws) {
-    int N = conv_out_size(H, K, stride) * conv_out_size(W, K, stride);
-    int CKK = C * K * K;
-#pragma omp parallel for schedule(static)
-    for (int b = 0; b < B; b++) {
-        const real *dy = dout + (size_t)b * OC * N;
-        real *dx = dinp + (size_t)b * C * H * W;
-        if (K == 1 && stride == 1) {
-            gemm(C, N, OC, weight, 1, CKK, dy, N, 1, dx, N, 1);  // dx += W^T . dout
-            continue;
-        }
-        real *dcol = thread_dcol(ws);
-        gemm(CKK, N, OC, weight, 1, CKK, dy, N, 1, dcol, N, 0);  // dcol = W^T . dout
-        col2im(dx, dcol, C, H, W, K, stride);
-    }
+    conv2d_images(out, inp, weight, bias, B, C, H, W, OC, K, stride, ws);
 }
 // forward: out = W . col(inp) + b, so  dW += dout . col^T,  db += sum_p dout,
 // dinp += col2im(W^T . dout). dinp may be NULL (the network's input needs no gradient). PART II
-// sums dW in a fixed order on any number of threads, and computes dinp of a stride-1 convolution
-// as a convolution of dout with the flipped kernel (the same sum, as one large product).
+// sums dW and db over the images in a fixed order on any number of threads, and computes dinp of a
+// stride-1 convolution as a convolution of dout with the flipped kernel (the same sum, as one
+// large product).
 static void conv2d_backward(real *dinp, real *dweight, real *dbias, const real *dout,
                             const real *inp, const real *weight, int B, int C, int H, int W,
                             int OC, int K, int stride, const Workspace *ws) {
-    int N = conv_out_size(H, K, stride) * conv_out_size(W, K, stride);
-    conv2d_weight_grad(dweight, dout, inp, B, C, H, W, OC, K, stride, ws);
-#pragma omp parallel for schedule(static)
-    for (int o = 0; o < OC; o++)
-        for (int b = 0; b < B; b++) dbias[o] += (real)lane_sum(dout + ((size_t)b * OC + o) * N, N);
+    conv2d_weight_grad(dweight, dbias, dout, inp, B, C, H, W, OC, K, stride, ws);
     if (dinp) conv2d_input_grad(dinp, dout, weight, B, C, H, W, OC, K, stride, ws);
 }
 
@@ -577,12 +560,10 @@ static void linear_backward(real *dinp, real *dweight, real *dbias, const real *
 // through. e^x is exp_real (PART II), which vectorizes where the library's exp does not.
 static real sigmoid(real x) { return 1 / (1 + exp_real(-x)); }
 static void silu_forward(real *out, const real *inp, size_t n) {
-#pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) out[i] = inp[i] * sigmoid(inp[i]);
 }
 // forward: y = x s(x), s = sigmoid, so dy/dx = s + x s (1 - s)
 static void silu_backward(real *dinp, const real *dout, const real *inp, size_t n) {
-#pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) {
         real s = sigmoid(inp[i]);
         dinp[i] += dout[i] * s * (1 + inp[i] * (1 - s));
@@ -593,67 +574,48 @@ static void silu_backward(real *dinp, const real *dout, const real *inp, size_t 
 // The C channels are split in G groups; each (image, group) is normalised over its C/G channels
 // and N positions, then each channel gets its own scale gamma and shift beta. Unlike BatchNorm it
 // does not mix the images of a batch, so a sample does not depend on what else is in the batch.
-// inp (B,C,N), gamma, beta (C) -> out (B,C,N), and mean, rstd (B,G) for backward
-// (rstd = 1/sqrt(var + 1e-5)).
+// groupnorm_forward and groupnorm_backward (PART II) run the two functions below on every (image,
+// group) of a batch, on all threads: inp (B,C,N), gamma, beta (C) -> out (B,C,N), mean, rstd (B,G).
 static const double GN_EPS = 1e-5;
-static void groupnorm_forward(real *out, real *mean, real *rstd, const real *inp, const real *gamma,
-                              const real *beta, int B, int C, int N, int G) {
-    int cg = C / G;
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int b = 0; b < B; b++)
-        for (int g = 0; g < G; g++) {
-            const real *x = inp + ((size_t)b * C + g * cg) * N;
-            double sum, sumsq;  // double: up to 9408 terms, and E[x^2] - E[x]^2 cancels
-            lane_sums(x, x, 0, 1, (long)cg * N, &sum, &sumsq);
-            double m = sum / (cg * N);
-            double var = sumsq / (cg * N) - m * m;
-            if (var < 0) var = 0;
-            double r = 1 / sqrt(var + GN_EPS);
-            mean[b * G + g] = (real)m;
-            rstd[b * G + g] = (real)r;
-            for (int c = 0; c < cg; c++) {
-                int ch = g * cg + c;
-                real *y = out + ((size_t)b * C + ch) * N;
-                for (int p = 0; p < N; p++)
-                    y[p] = (real)((x[c * N + p] - m) * r) * gamma[ch] + beta[ch];
-            }
-        }
+// One group of one image: x (cg,N) -> y (cg,N); gamma, beta (cg) are the group's channels';
+// *mean, *rstd (= 1/sqrt(var + 1e-5)) are kept for backward.
+static void groupnorm_group_forward(real *y, real *mean, real *rstd, const real *x,
+                                    const real *gamma, const real *beta, int cg, int N) {
+    double sum, sumsq;  // double: up to 9408 terms, and E[x^2] - E[x]^2 cancels
+    lane_sums(x, x, 0, 1, (long)cg * N, &sum, &sumsq);
+    double m = sum / (cg * N);
+    double var = sumsq / (cg * N) - m * m;
+    if (var < 0) var = 0;
+    double r = 1 / sqrt(var + GN_EPS);
+    *mean = (real)m;
+    *rstd = (real)r;
+    for (int c = 0; c < cg; c++)
+        for (int p = 0; p < N; p++)
+            y[(size_t)c * N + p] = (real)((x[(size_t)c * N + p] - m) * r) * gamma[c] + beta[c];
 }
 // forward: xhat = (x - m) r, y = gamma xhat + beta. So dgamma += sum dy xhat, dbeta += sum dy,
 // and since m and r depend on every x of the group:
 //     dx = r (dxhat - mean(dxhat) - xhat mean(dxhat xhat)),   dxhat = gamma dy.
-static void groupnorm_backward(real *dinp, real *dgamma, real *dbeta, const real *dout,
-                               const real *inp, const real *mean, const real *rstd,
-                               const real *gamma, int B, int C, int N, int G) {
-    int cg = C / G;
-#pragma omp parallel for schedule(static)
-    for (int g = 0; g < G; g++)  // groups in parallel: each dgamma, dbeta summed over b in order
-        for (int b = 0; b < B; b++) {
-            real m = mean[b * G + g], r = rstd[b * G + g];
-            double mean_dxhat = 0, mean_dxhat_xhat = 0;
-            for (int c = 0; c < cg; c++) {
-                int ch = g * cg + c;
-                const real *x = inp + ((size_t)b * C + ch) * N;
-                const real *dy = dout + ((size_t)b * C + ch) * N;
-                double sdy, sdyx;  // sum dy, sum dy xhat
-                lane_sums(dy, x, m, r, N, &sdy, &sdyx);
-                dgamma[ch] += (real)sdyx;
-                dbeta[ch] += (real)sdy;
-                mean_dxhat += gamma[ch] * sdy;
-                mean_dxhat_xhat += gamma[ch] * sdyx;
-            }
-            mean_dxhat /= cg * N;
-            mean_dxhat_xhat /= cg * N;
-            for (int c = 0; c < cg; c++) {
-                int ch = g * cg + c;
-                const real *x = inp + ((size_t)b * C + ch) * N;
-                const real *dy = dout + ((size_t)b * C + ch) * N;
-                real *dx = dinp + ((size_t)b * C + ch) * N;
-                for (int p = 0; p < N; p++) {
-                    real xhat = (x[p] - m) * r;
-                    dx[p] += r * (real)(gamma[ch] * dy[p] - mean_dxhat - xhat * mean_dxhat_xhat);
-                }
-            }
+// One group of one image: dy, x (cg,N) -> dx (cg,N) (+=), dgamma, dbeta (cg) (+=).
+static void groupnorm_group_backward(real *dx, real *dgamma, real *dbeta, const real *dy,
+                                     const real *x, real m, real r, const real *gamma, int cg,
+                                     int N) {
+    double mean_dxhat = 0, mean_dxhat_xhat = 0;
+    for (int c = 0; c < cg; c++) {
+        double sdy, sdyx;  // sum dy, sum dy xhat
+        lane_sums(dy + (size_t)c * N, x + (size_t)c * N, m, r, N, &sdy, &sdyx);
+        dgamma[c] += (real)sdyx;
+        dbeta[c] += (real)sdy;
+        mean_dxhat += gamma[c] * sdy;
+        mean_dxhat_xhat += gamma[c] * sdyx;
+    }
+    mean_dxhat /= cg * N;
+    mean_dxhat_xhat /= cg * N;
+    for (int c = 0; c < cg; c++)
+        for (int p = 0; p < N; p++) {
+            size_t i = (size_t)c * N + p;
+            real xhat = (x[i] - m) * r;
+            dx[i] += r * (real)(gamma[c] * dy[i] - mean_dxhat - xhat * mean_dxhat_xhat);
         }
 }
 
@@ -701,13 +663,11 @@ static void embedding_backward(real *dtable, const real *dout, const int *label,
 // ---- A per-channel vector (the time embedding's projection) added at every position ---------
 // h (B,C,N) += v (B,C) broadcast over N
 static void add_channel_vector_forward(real *h, const real *v, int B, int C, int N) {
-#pragma omp parallel for schedule(static)
     for (int bc = 0; bc < B * C; bc++)
         for (int p = 0; p < N; p++) h[(size_t)bc * N + p] += v[bc];
 }
 // forward adds v[b][c] at N positions, so dv[b][c] += sum_p dh[b][c][p]
 static void add_channel_vector_backward(real *dv, const real *dh, int B, int C, int N) {
-#pragma omp parallel for schedule(static)
     for (int bc = 0; bc < B * C; bc++) dv[bc] += (real)lane_sum(dh + (size_t)bc * N, N);
 }
 
@@ -715,12 +675,10 @@ static void add_channel_vector_backward(real *dv, const real *dh, int B, int C, 
 // out = a + b (n values). ResBlocks and attention add their input back to their output, so the
 // gradient has a short path around every block.
 static void residual_forward(real *out, const real *a, const real *b, size_t n) {
-#pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 // dst += src (n values)
 static void add_into(real *dst, const real *src, size_t n) {
-#pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) dst[i] += src[i];
 }
 // d(a + b)/da = d(a + b)/db = 1: both inputs receive dout.
@@ -732,7 +690,6 @@ static USED_BY_CHECKS void residual_backward(real *da, real *db, const real *dou
 // ---- Nearest-neighbour upsampling x2 --------------------------------------------------------
 // inp (B*C, H, W) -> out (B*C, 2H, 2W): each pixel becomes a 2x2 block.
 static void upsample_forward(real *out, const real *inp, int BC, int H, int W) {
-#pragma omp parallel for schedule(static)
     for (int i = 0; i < BC; i++)
         for (int y = 0; y < 2 * H; y++)
             for (int x = 0; x < 2 * W; x++)
@@ -740,7 +697,6 @@ static void upsample_forward(real *out, const real *inp, int BC, int H, int W) {
 }
 // each input pixel was copied to 4 outputs, so it receives the sum of their 4 gradients
 static void upsample_backward(real *dinp, const real *dout, int BC, int H, int W) {
-#pragma omp parallel for schedule(static)
     for (int i = 0; i < BC; i++)
         for (int y = 0; y < 2 * H; y++)
             for (int x = 0; x < 2 * W; x++)
@@ -752,7 +708,6 @@ static void upsample_backward(real *dinp, const real *dout, int BC, int H, int W
 // a (B,CA,N), b (B,CB,N) -> out (B,CA+CB,N): per image, a's channels then b's.
 static void concat_forward(real *out, const real *a, const real *b, int B, int CA, int CB, int N) {
     size_t na = (size_t)CA * N, nb = (size_t)CB * N;
-#pragma omp parallel for schedule(static)
     for (int i = 0; i < B; i++) {
         memcpy(out + (size_t)i * (na + nb), a + (size_t)i * na, sizeof(real) * na);
         memcpy(out + (size_t)i * (na + nb) + na, b + (size_t)i * nb, sizeof(real) * nb);
@@ -761,7 +716,6 @@ static void concat_forward(real *out, const real *a, const real *b, int B, int C
 // concatenation only moves values, so its backward splits dout back into the two parts
 static void concat_backward(real *da, real *db, const real *dout, int B, int CA, int CB, int N) {
     size_t na = (size_t)CA * N, nb = (size_t)CB * N;
-#pragma omp parallel for schedule(static)
     for (int i = 0; i < B; i++) {
         const real *d = dout + (size_t)i * (na + nb);
         for (size_t k = 0; k < na; k++) da[(size_t)i * na + k] += d[k];
@@ -896,9 +850,9 @@ static void params_layout(Params *P, Layout *L, real *base, const Config *c) {
 // buffer of the same layout holds their gradients. `in` points at the block's input (the previous
 // block's output, or a concatenation), so a block's backward adds its input gradient straight
 // into its producer's slot.
-typedef struct {
+struct GroupNormActs {
     real *out, *mean, *rstd;  // GroupNorm: output (B,C,N), statistics (B,G)
-} GroupNormActs;
+};
 typedef struct {
     int cin, cout, H, W;
     real *in;           // (B,cin,H,W), not owned
@@ -962,17 +916,14 @@ struct Model {
 static void resblock_forward(const ResBlockParams *p, ResBlockActs *a, const real *emb_act,
                              Model *m, int B) {
     int N = a->H * a->W, G = m->cfg.groups, cin = a->cin, cout = a->cout;
-    size_t nin = (size_t)B * cin * N, nout = (size_t)B * cout * N;
+    size_t nout = (size_t)B * cout * N;
     const Workspace *ws = m->ws;
-    groupnorm_forward(a->gn1.out, a->gn1.mean, a->gn1.rstd, a->in, p->gn1_g, p->gn1_b, B, cin, N,
-                      G);
-    silu_forward(a->act1, a->gn1.out, nin);
+    // act1 = SiLU(GN(in)), both in one pass on all threads (groupnorm_silu_forward, PART II)
+    groupnorm_silu_forward(a->act1, &a->gn1, a->in, p->gn1_g, p->gn1_b, B, cin, N, G);
     conv2d_forward(a->h1, a->act1, p->conv1.w, p->conv1.b, B, cin, a->H, a->W, cout, 3, 1, ws);
     linear_forward(a->tproj, emb_act, p->temb.w, p->temb.b, B, m->cfg.temb, cout);
     add_channel_vector_forward(a->h1, a->tproj, B, cout, N);
-    groupnorm_forward(a->gn2.out, a->gn2.mean, a->gn2.rstd, a->h1, p->gn2_g, p->gn2_b, B, cout, N,
-                      G);
-    silu_forward(a->act2, a->gn2.out, nout);
+    groupnorm_silu_forward(a->act2, &a->gn2, a->h1, p->gn2_g, p->gn2_b, B, cout, N, G);
     conv2d_forward(a->out, a->act2, p->conv2.w, p->conv2.b, B, cout, a->H, a->W, cout, 3, 1, ws);
     if (p->skip.w) {
         conv2d_forward(a->skip, a->in, p->skip.w, p->skip.b, B, cin, a->H, a->W, cout, 1, 1, ws);
@@ -986,7 +937,7 @@ static void resblock_backward(const ResBlockParams *p, const ResBlockParams *g,
                               const ResBlockActs *a, ResBlockActs *d, const real *emb_act,
                               real *demb_act, Model *m, int B) {
     int N = a->H * a->W, G = m->cfg.groups, cin = a->cin, cout = a->cout, H = a->H, W = a->W;
-    size_t nin = (size_t)B * cin * N, nout = (size_t)B * cout * N;
+    size_t nin = (size_t)B * cin * N;
     const Workspace *ws = m->ws;
     if (p->skip.w)
         conv2d_backward(d->in, g->skip.w, g->skip.b, d->out, a->in, p->skip.w, B, cin, H, W, cout,
@@ -995,17 +946,15 @@ static void resblock_backward(const ResBlockParams *p, const ResBlockParams *g,
         add_into(d->in, d->out, nin);  // identity skip: out = h + x
     conv2d_backward(d->act2, g->conv2.w, g->conv2.b, d->out, a->act2, p->conv2.w, B, cout, H, W,
                     cout, 3, 1, ws);
-    silu_backward(d->gn2.out, d->act2, a->gn2.out, nout);
-    groupnorm_backward(d->h1, g->gn2_g, g->gn2_b, d->gn2.out, a->h1, a->gn2.mean, a->gn2.rstd,
-                       p->gn2_g, B, cout, N, G);
+    groupnorm_silu_backward(d->h1, g->gn2_g, g->gn2_b, &d->gn2, d->act2, &a->gn2, a->h1, p->gn2_g,
+                            B, cout, N, G);
     add_channel_vector_backward(d->tproj, d->h1, B, cout, N);
     linear_backward(demb_act, g->temb.w, g->temb.b, d->tproj, emb_act, p->temb.w, B, m->cfg.temb,
                     cout);
     conv2d_backward(d->act1, g->conv1.w, g->conv1.b, d->h1, a->act1, p->conv1.w, B, cin, H, W,
                     cout, 3, 1, ws);
-    silu_backward(d->gn1.out, d->act1, a->gn1.out, nin);
-    groupnorm_backward(d->in, g->gn1_g, g->gn1_b, d->gn1.out, a->in, a->gn1.mean, a->gn1.rstd,
-                       p->gn1_g, B, cin, N, G);
+    groupnorm_silu_backward(d->in, g->gn1_g, g->gn1_b, &d->gn1, d->act1, &a->gn1, a->in, p->gn1_g,
+                            B, cin, N, G);
 }
 
 // ---- Self-attention over the positions (one head) -------------------------------------------
@@ -1107,9 +1056,8 @@ static void unet_forward(Model *m, const real *x, const real *t, const int *labe
     concat_forward(a->cat2, a->q1, a->d0.out, B, ch2, ch1, N);
     resblock_forward(&p->u2, &a->u2, a->emb_act, m, B);
     // out: conv(SiLU(GN(h)))
-    groupnorm_forward(a->ogn.out, a->ogn.mean, a->ogn.rstd, a->u2.out, p->out_gn_g, p->out_gn_b, B,
-                      ch1, N, c->groups);
-    silu_forward(a->oact, a->ogn.out, (size_t)B * ch1 * N);
+    groupnorm_silu_forward(a->oact, &a->ogn, a->u2.out, p->out_gn_g, p->out_gn_b, B, ch1, N,
+                           c->groups);
     conv2d_forward(a->pred, a->oact, p->out_conv.w, p->out_conv.b, B, ch1, H, W, c->img_c, 3, 1,
                    ws);
 }
@@ -1128,9 +1076,8 @@ static void unet_backward(Model *m, const int *label, int B) {
     memset(m->grads, 0, m->n_params * sizeof(real));
     conv2d_backward(d->oact, g->out_conv.w, g->out_conv.b, d->pred, a->oact, p->out_conv.w, B, ch1,
                     H, W, c->img_c, 3, 1, ws);
-    silu_backward(d->ogn.out, d->oact, a->ogn.out, (size_t)B * ch1 * N);
-    groupnorm_backward(d->u2.out, g->out_gn_g, g->out_gn_b, d->ogn.out, a->u2.out, a->ogn.mean,
-                       a->ogn.rstd, p->out_gn_g, B, ch1, N, c->groups);
+    groupnorm_silu_backward(d->u2.out, g->out_gn_g, g->out_gn_b, &d->ogn, d->oact, &a->ogn,
+                            a->u2.out, p->out_gn_g, B, ch1, N, c->groups);
     resblock_backward(&p->u2, &g->u2, &a->u2, &d->u2, ea, dea, m, B);
     concat_backward(d->q1, d->d0.out, d->cat2, B, ch2, ch1, N);
     conv2d_backward(d->up1, g->us1.w, g->us1.b, d->q1, a->up1, p->us1.w, B, ch2, H, W, ch2, 3, 1,
@@ -1196,7 +1143,6 @@ static double adamw_step(Model *m, const TrainHyper *h, int64_t step) {
     // EMA warm-up: decay (1 + step)/(10 + step) while that is below 0.999, so that a short run's
     // average is not mostly the random initial weights (0.999^500 = 61% of them after 500 steps).
     double ema_decay = fmin(h->ema_decay, (1.0 + step) / (10.0 + step));
-#pragma omp parallel for schedule(static)
     for (size_t i = 0; i < m->n_params; i++) {
         double g = m->grads[i] * scale;
         double mi = h->beta1 * m->adam_m[i] + (1 - h->beta1) * g;
@@ -1858,11 +1804,15 @@ static void conv2d_image_padded(real *out, const real *inp, const real *weight, 
 
 // dW += sum_b dout_b . col_b^T. Image b adds its term into slot b % DW_SLOTS; the slots run in
 // parallel and are summed in the order 0, 1, 2, ...: every sum has the same order whatever the
-// number of threads, so the result does not depend on it.
-static void conv2d_weight_grad(real *dweight, const real *dout, const real *inp, int B, int C,
-                               int H, int W, int OC, int K, int stride, const Workspace *ws) {
+// number of threads, so the result does not depend on it. db += sum_b sum_p dout_b (NULL: none).
+static void conv2d_weight_grad(real *dweight, real *dbias, const real *dout, const real *inp, int B,
+                               int C, int H, int W, int OC, int K, int stride,
+                               const Workspace *ws) {
     int N = conv_out_size(H, K, stride) * conv_out_size(W, K, stride), CKK = C * K * K;
     int slots = B < DW_SLOTS ? B : DW_SLOTS;
+#pragma omp parallel for schedule(static)
+    for (int o = 0; o < (dbias ? OC : 0); o++)
+        for (int b = 0; b < B; b++) dbias[o] += (real)lane_sum(dout + ((size_t)b * OC + o) * N, N);
 #pragma omp parallel for schedule(static)
     for (int slot = 0; slot < slots; slot++)
         for (int b = slot; b < B; b += slots) {
@@ -1933,7 +1883,37 @@ static void conv2d_image(real *y, const real *x, const real *weight, int C, int 
         gemm(OC, N, CKK, weight, CKK, 1, col, N, 1, y, N, 0);  // y = W . col
     }
 }
-// dinp += the input gradient (conv2d_backward): by the flipped kernel for stride 1, else Step 4's
+// conv2d_forward: out_b = W . col(inp_b) + bias, the images in parallel.
+static void conv2d_images(real *out, const real *inp, const real *weight, const real *bias, int B,
+                          int C, int H, int W, int OC, int K, int stride, const Workspace *ws) {
+    int N = conv_out_size(H, K, stride) * conv_out_size(W, K, stride);
+#pragma omp parallel for schedule(static)
+    for (int b = 0; b < B; b++) {
+        real *y = out + (size_t)b * OC * N;
+        conv2d_image(y, inp + (size_t)b * C * H * W, weight, C, H, W, OC, K, stride, ws);
+        for (int o = 0; o < OC; o++)
+            for (int p = 0; p < N; p++) y[o * N + p] += bias[o];
+    }
+}
+// dinp += col2im(W^T . dout), image by image (a 1x1 convolution needs no col2im).
+static void conv2d_input_grad_plain(real *dinp, const real *dout, const real *weight, int B, int C,
+                                    int H, int W, int OC, int K, int stride, const Workspace *ws) {
+    int N = conv_out_size(H, K, stride) * conv_out_size(W, K, stride);
+    int CKK = C * K * K;
+#pragma omp parallel for schedule(static)
+    for (int b = 0; b < B; b++) {
+        const real *dy = dout + (size_t)b * OC * N;
+        real *dx = dinp + (size_t)b * C * H * W;
+        if (K == 1 && stride == 1) {
+            gemm(C, N, OC, weight, 1, CKK, dy, N, 1, dx, N, 1);  // dx += W^T . dout
+            continue;
+        }
+        real *dcol = thread_dcol(ws);
+        gemm(CKK, N, OC, weight, 1, CKK, dy, N, 1, dcol, N, 0);  // dcol = W^T . dout
+        col2im(dx, dcol, C, H, W, K, stride);
+    }
+}
+// dinp += the input gradient (conv2d_backward): by the flipped kernel for stride 1, else
 // conv2d_input_grad_plain.
 static void conv2d_input_grad(real *dinp, const real *dout, const real *weight, int B, int C,
                               int H, int W, int OC, int K, int stride, const Workspace *ws) {
@@ -1943,6 +1923,55 @@ static void conv2d_input_grad(real *dinp, const real *dout, const real *weight, 
         conv2d_input_grad_plain(dinp, dout, weight, B, C, H, W, OC, K, stride, ws);
 }
 
+
+// ---- GroupNorm and SiLU over the batch, on all threads ----------------------------------------
+// Step 4's groupnorm_group_forward on every (image, group) in parallel, and (act not NULL) SiLU on
+// the group's output in the same pass: act = SiLU(GN(inp)), as ResBlocks and the output layer use
+// them. inp (B,C,N) -> gn->out, act (B,C,N), gn->mean, gn->rstd (B,G).
+static void groupnorm_silu_forward(real *act, GroupNormActs *gn, const real *inp, const real *gamma,
+                                   const real *beta, int B, int C, int N, int G) {
+    int cg = C / G;
+    size_t n = (size_t)cg * N;  // one group of one image; group (b, g) starts at (b G + g) n
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < B; b++)
+        for (int g = 0; g < G; g++) {
+            size_t at = ((size_t)b * G + g) * n;
+            groupnorm_group_forward(gn->out + at, gn->mean + b * G + g, gn->rstd + b * G + g,
+                                    inp + at, gamma + g * cg, beta + g * cg, cg, N);
+            if (act) silu_forward(act + at, gn->out + at, n);
+        }
+}
+// The backward: dact (not NULL) through SiLU into dgn->out (+=), then GroupNorm's backward from
+// dgn->out into dinp, dgamma, dbeta (+=). Groups in parallel, each summing over the images in
+// order.
+static void groupnorm_silu_backward(real *dinp, real *dgamma, real *dbeta, GroupNormActs *dgn,
+                                    const real *dact, const GroupNormActs *gn, const real *inp,
+                                    const real *gamma, int B, int C, int N, int G) {
+    int cg = C / G;
+    size_t n = (size_t)cg * N;
+#pragma omp parallel for schedule(static)
+    for (int g = 0; g < G; g++)
+        for (int b = 0; b < B; b++) {
+            size_t at = ((size_t)b * G + g) * n;
+            if (dact) silu_backward(dgn->out + at, dact + at, gn->out + at, n);
+            groupnorm_group_backward(dinp + at, dgamma + g * cg, dbeta + g * cg, dgn->out + at,
+                                     inp + at, gn->mean[b * G + g], gn->rstd[b * G + g],
+                                     gamma + g * cg, cg, N);
+        }
+}
+// GroupNorm alone (attention, the checks): inp (B,C,N) -> out (B,C,N), mean, rstd (B,G).
+static void groupnorm_forward(real *out, real *mean, real *rstd, const real *inp, const real *gamma,
+                              const real *beta, int B, int C, int N, int G) {
+    GroupNormActs gn = {out, mean, rstd};
+    groupnorm_silu_forward(NULL, &gn, inp, gamma, beta, B, C, N, G);
+}
+static void groupnorm_backward(real *dinp, real *dgamma, real *dbeta, const real *dout,
+                               const real *inp, const real *mean, const real *rstd,
+                               const real *gamma, int B, int C, int N, int G) {
+    // dout, mean and rstd are only read (no SiLU: nothing is written into dgn)
+    GroupNormActs dgn = {(real *)dout, NULL, NULL}, gn = {NULL, (real *)mean, (real *)rstd};
+    groupnorm_silu_backward(dinp, dgamma, dbeta, &dgn, NULL, &gn, inp, gamma, B, C, N, G);
+}
 
 // ---- Training's log file and progress line ----------------------------------------------------
 // Flushes f (sync: to the disk too) and closes it. Returns 0, or the errno of the first failure

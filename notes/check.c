@@ -845,7 +845,7 @@ static int check_padded_conv(Model *m, Rng *rng, double tol) {
     real *y1 = xmalloc(B * OC * N * sizeof(real)), *y2 = xmalloc(B * OC * N * sizeof(real));
     real *dw1 = xcalloc(OC * CKK, sizeof(real)), *dw2 = xcalloc(OC * CKK, sizeof(real));
     conv2d_forward(y1, x, w, w + OC * CKK, B, C, H, W, OC, 3, 1, m->ws);
-    conv2d_weight_grad(dw1, dy, x, B, C, H, W, OC, 3, 1, m->ws);
+    conv2d_weight_grad(dw1, NULL, dy, x, B, C, H, W, OC, 3, 1, m->ws);
     for (int b = 0; b < B; b++) {
         im2col_reference(col, x + b * C * N, C, H, W, 3, 1);
         real *y = y2 + b * OC * N;

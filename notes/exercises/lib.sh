@@ -28,7 +28,7 @@ exercise_regions() {
     cosine-schedule) echo schedule_betas ;;
     posterior-coefficients) echo posterior_coefficients ;;
     training-batch-loss) echo draw_training_batch mse_forward mse_backward ;;
-    backward-silu-groupnorm) echo silu_backward groupnorm_backward ;;
+    backward-silu-groupnorm) echo silu_backward groupnorm_group_backward ;;
     im2col) echo im2col_reference col2im ;;
     adamw-ema) echo adamw_step ;;
     attention-heads) echo acts_layout attention_forward attention_backward ;;

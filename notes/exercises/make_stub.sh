@@ -213,12 +213,12 @@ EOF
     echo '// SiLU backward: dout (n) -> dinp (n) (+=). Exercise @N@.' > "$c"
     blank_body silu_backward "$r" "$c"
     cat > "$r" <<'EOF'
-    // TODO (exercise @N@): GroupNorm backward, accumulating (+=) into dinp, dgamma and dbeta.
-    // forward, per image b and group g (C/G channels x N positions): xhat = (x - mean) rstd, y = gamma[c] xhat + beta[c]
-    // (mean and rstd were saved by the forward pass). See notes/exercises/@DIR@/README.md.
+    // TODO (exercise @N@): GroupNorm backward for one group of one image, accumulating (+=) into dx, dgamma, dbeta.
+    // forward, on the group's cg channels x N positions: xhat = (x - m) r, y = gamma[c] xhat + beta[c]
+    // (m and r were saved by the forward pass). See notes/exercises/@DIR@/README.md.
 EOF
-    echo '// GroupNorm backward: dout (B,C,N) -> dinp (B,C,N), dgamma, dbeta (C), all (+=). Exercise @N@.' > "$c"
-    blank_body groupnorm_backward "$r" "$c" ;;
+    echo '// GroupNorm backward, one group of one image: dy, x (cg,N) -> dx (cg,N), dgamma, dbeta (cg), all (+=). Exercise @N@.' > "$c"
+    blank_body groupnorm_group_backward "$r" "$c" ;;
 attention-heads)
     cat > "$r" <<'EOF'
 // TODO (exercise @N@): give this attention two heads (channels 0..C/2-1 and C/2..C-1), each with its own softmax and

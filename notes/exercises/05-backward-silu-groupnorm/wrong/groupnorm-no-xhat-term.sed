@@ -1,2 +1,2 @@
 # forgets that rstd depends on x: drops the - xhat mean(dxhat xhat) term
-/^static void groupnorm_backward(/,/^}/ s/ - mean_dxhat - xhat \* mean_dxhat_xhat)/ - mean_dxhat)/
+/^static void groupnorm_group_backward(/,/^}/ s/ - mean_dxhat - xhat \* mean_dxhat_xhat)/ - mean_dxhat)/
