@@ -2155,7 +2155,8 @@ static void acts_layout(Acts *a, Layout *L, real *base, const Config *c, int B) 
 }
 
 static const char *config_check(const Config *c) {
-    if (c->img_c != 1 && c->img_c != 3) return "image channels must be 1 (gray) or 3 (RGB)";
+    if (c->img_c != 1 && c->img_c != 3 && c->img_c != 4)  // 4: latents (notes/latent.c)
+        return "image channels must be 1 (gray), 3 (RGB) or 4 (an autoencoder's latents)";
     if (c->img_h < 4 || c->img_w < 4 || c->img_h % 4 || c->img_w % 4 || c->img_h > 256 ||
         c->img_w > 256)
         return "image height and width must be multiples of 4 in 4..256";
