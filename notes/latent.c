@@ -534,26 +534,29 @@ static AE *ae_load(const char *path, int max_batch, int grads, Rng *rng, int *ba
     if (!memcmp(h.magic, "DIFFUSNC", 8))
         die(path, "is a diffusion.c U-Net checkpoint, not an autoencoder (give it as --ckpt)");
     if (memcmp(h.magic, "LATNTAE1", 8)) die(path, "not a latent autoencoder checkpoint (bad magic)");
+    // As checkpoint_load: the CRC before the fields (a damaged field is damage, not a double
+    // build); "truncated" only when every field is sane and the length is not what they imply.
     uint32_t crc_file;
     memcpy(&crc_file, buf + len - 4, 4);
-    if (crc32_update(0, buf, len - 4) != crc_file)
-        die(path, "autoencoder checkpoint is corrupt (CRC-32 mismatch)");
-    if (h.version != AE_CKPT_VERSION) die(path, "autoencoder checkpoint format is not 1");
-    if (h.real_size != (int32_t)sizeof(real))
-        die(path, "%s", sizeof(real) == 8 ? "written by a float build, this is a double build"
-                                          : "written by a double build, this is a float build");
+    int crc_ok = crc32_update(0, buf, len - 4) == crc_file;
     AEConfig c = {h.config[0], h.config[1], h.config[2], h.config[3], h.config[4]};
-    const char *why = ae_config_check(&c);
-    if (why) die(path, "bad autoencoder configuration: %s", why);
-    if (h.config[5] != ZC) die(path, "latent channels %d, this program's are %d", h.config[5], ZC);
-    if (h.step < 0 || h.batch < 1 || h.batch > MAX_BATCH || !(h.scale >= 0 && h.scale < 1e6) ||
-        !isfinite(h.shift) || !(h.kl >= 0 && h.kl <= 1e6))
-        die(path, "bad step, batch, scale or KL weight in autoencoder checkpoint header");
-    size_t P = ae_count_params(&c);
-    if (h.n_params != P) die(path, "header's parameter count differs from its configuration's");
-    size_t want = sizeof h + 4 * P * sizeof(real) + 4;
-    if (len != want) die(path, "checkpoint is %zu bytes, expected %zu (truncated or corrupt)", len,
-                         want);
+    const char *bad = NULL, *bad_config = ae_config_check(&c);
+    if (h.version != AE_CKPT_VERSION) bad = "autoencoder checkpoint format is not 1";
+    else if (h.real_size != (int32_t)sizeof(real))
+        bad = sizeof(real) == 8 ? "written by a float build, this is a double build"
+                                : "written by a double build, this is a float build";
+    else if (bad_config) bad = bad_config;
+    else if (h.config[5] != ZC) bad = "latent channels are not 4";
+    else if (h.step < 0 || h.batch < 1 || h.batch > MAX_BATCH || !(h.scale >= 0 && h.scale < 1e6) ||
+             !isfinite(h.shift) || !(h.kl >= 0 && h.kl <= 1e6))
+        bad = "bad step, batch, scale or KL weight in autoencoder checkpoint header";
+    size_t P = bad ? 0 : ae_count_params(&c), want = sizeof h + 4 * P * sizeof(real) + 4;
+    if (!bad && h.n_params != P) bad = "header's parameter count differs from its configuration's";
+    if (!bad && len != want)
+        die(path, "checkpoint is %zu bytes, expected %zu (truncated or corrupt)", len, want);
+    if (!crc_ok) die(path, "autoencoder checkpoint is corrupt (CRC-32 mismatch)");
+    if (bad && bad == bad_config) die(path, "bad autoencoder configuration: %s", bad);
+    if (bad) die(path, "%s", bad);
     AE *ae = ae_create(&c, max_batch ? max_batch : h.batch, grads);
     Model *m = &ae->opt;
     real *arrays[4] = {m->params, m->ema, m->adam_m, m->adam_v};
