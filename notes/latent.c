@@ -433,7 +433,8 @@ static double ae_loss_and_grad(AE *ae, const real *x, const real *target, int B,
 // data set is encoded once, and sigma is small), in batches of the autoencoder's max_batch.
 static void ae_encode_all(AE *ae, float *z, const float *pixels, int n) {
     const AEConfig *c = &ae->cfg;
-    size_t img = (size_t)c->img_c * c->size * c->size, nz = (size_t)ZC * (c->size / 4) * (c->size / 4);
+    size_t img = (size_t)c->img_c * c->size * c->size;
+    size_t nz = (size_t)ZC * (c->size / 4) * (c->size / 4);
     real *x = xmalloc((size_t)ae->max_batch * img * sizeof(real));
     for (int first = 0; first < n; first += ae->max_batch) {
         int B = n - first < ae->max_batch ? n - first : ae->max_batch;
@@ -448,7 +449,8 @@ static void ae_encode_all(AE *ae, float *z, const float *pixels, int n) {
 // z (n, ZC, S/4, S/4) in the autoencoder's own scale -> images (n, img_c, S, S).
 static void ae_decode_all(AE *ae, real *images, const real *z, int n) {
     const AEConfig *c = &ae->cfg;
-    size_t img = (size_t)c->img_c * c->size * c->size, nz = (size_t)ZC * (c->size / 4) * (c->size / 4);
+    size_t img = (size_t)c->img_c * c->size * c->size;
+    size_t nz = (size_t)ZC * (c->size / 4) * (c->size / 4);
     for (int first = 0; first < n; first += ae->max_batch) {
         int B = n - first < ae->max_batch ? n - first : ae->max_batch;
         memcpy(ae->a.z, z + (size_t)first * nz, B * nz * sizeof(real));
@@ -533,7 +535,8 @@ static AE *ae_load(const char *path, int max_batch, int grads, Rng *rng, int *ba
     memcpy(&h, buf, sizeof h);
     if (!memcmp(h.magic, "DIFFUSNC", 8))
         die(path, "is a diffusion.c U-Net checkpoint, not an autoencoder (give it as --ckpt)");
-    if (memcmp(h.magic, "LATNTAE1", 8)) die(path, "not a latent autoencoder checkpoint (bad magic)");
+    if (memcmp(h.magic, "LATNTAE1", 8))
+        die(path, "not a latent autoencoder checkpoint (bad magic)");
     // As checkpoint_load: the CRC before the fields (a damaged field is damage, not a double
     // build); "truncated" only when every field is sane and the length is not what they imply.
     uint32_t crc_file;
@@ -641,7 +644,8 @@ static int cmd_ae(const Options *o) {
         double gnorm = adamw_step(&ae->opt, &t.hyper, ++ae->step);
         smooth = smooth < 0 ? rec : 0.98 * smooth + 0.02 * rec;
         double el = now_seconds() - t0;
-        if (log) fprintf(log, "%" PRId64 ",%.6f,%g,%.4f,%.3f\n", ae->step, loss, t.hyper.lr, gnorm, el);
+        if (log)
+            fprintf(log, "%" PRId64 ",%.6f,%g,%.4f,%.3f\n", ae->step, loss, t.hyper.lr, gnorm, el);
         if (el - t_print >= (tty ? 0.5 : 10)) {
             t_print = el;
             train_progress(&t, &shown, ae->step - first, smooth, B, el, tty);
@@ -720,7 +724,8 @@ static int cmd_latent_train(const Options *o) {
         if (c.cond) memcpy(m->class_names, z.class_names, c.n_classes * sizeof(ClassName));
     } else {
         m = checkpoint_load(t.ckpt, o->batch, &ck);
-        if (!ck.has_optimizer) die(t.ckpt, "has no optimizer state: cannot resume training from it");
+        if (!ck.has_optimizer)
+            die(t.ckpt, "has no optimizer state: cannot resume training from it");
         if (!o->batch) B = ck.batch;
         const Config *c = &m->cfg;
         if (c->img_c != ZC || c->img_h != z.h || c->img_w != z.w)
@@ -737,7 +742,7 @@ static int cmd_latent_train(const Options *o) {
     return 0;
 }
 
-// ---- latent sample: Step 5 on latents, decoded ----------------------------------------------------
+// ---- latent sample: Step 5 on latents, decoded -----------------------------------------------
 // diffusion.c's sample_loop with every sampler and guidance (sample_options), on ZC x S/4 x S/4;
 // then z / scale through the decoder. --trajectory: both rows decoded, x_t (noise decodes to
 // texture) and x0_hat (eq. 2, the network's guess of the end: here a guess of the image).
@@ -821,7 +826,8 @@ static int cmd_recon(const Options *o) {
     Dataset d = options_data(o, c->img_c, c->size, stderr, 1);
     int n = o->n ? o->n : 32;
     if (o->index + n > d.n) die("--n", "%d images from %d: the data has %d", n, o->index, d.n);
-    size_t img = (size_t)c->img_c * c->size * c->size, nz = (size_t)ZC * (c->size / 4) * (c->size / 4);
+    size_t img = (size_t)c->img_c * c->size * c->size;
+    size_t nz = (size_t)ZC * (c->size / 4) * (c->size / 4);
     float *zf = xmalloc((size_t)n * nz * sizeof(float));
     real *z = xmalloc((size_t)n * nz * sizeof(real)), *xr = xmalloc((size_t)n * img * sizeof(real));
     real *grid = xmalloc((size_t)2 * n * img * sizeof(real));
