@@ -646,7 +646,7 @@ static int cmd_ae(const Options *o) {
         double el = now_seconds() - t0;
         if (log)
             fprintf(log, "%" PRId64 ",%.6f,%g,%.4f,%.3f\n", ae->step, loss, t.hyper.lr, gnorm, el);
-        if (el - t_print >= (tty ? 0.5 : 10)) {
+        if (el - t_print >= (tty ? 0.5 : 10) || (t.steps && ae->step - first == t.steps)) {
             t_print = el;
             train_progress(&t, &shown, ae->step - first, smooth, B, el, tty);
         }
