@@ -3282,6 +3282,8 @@ static int cmd_train(const Options *o) {
         if (c.cond) memcpy(m->class_names, d.class_names, c.n_classes * sizeof(ClassName));
     } else {
         m = checkpoint_load(t.ckpt, o->batch, &ck);
+        if (m->cfg.img_c == 4)  // a latent model: its data are an autoencoder's latents
+            die_usage(t.ckpt, "4 channels: a latent model; resume it with notes/latent train");
         if (!ck.has_optimizer)
             die(t.ckpt, "has no optimizer state (an exported model): cannot resume training "
                 "from it");
@@ -3371,6 +3373,8 @@ static int cmd_sample(const Options *o) {
     CkptInfo ck;
     Rng rng = {o->seed};
     Model *m = checkpoint_load(path, o->guided ? 2 * chunk : chunk, &ck);
+    if (m->cfg.img_c == 4)  // latents need their decoder
+        die_usage(path, "4 channels: a latent model; sample it with notes/latent sample --ae");
     ScheduleKind sk = ck.schedule;
     int T = ck.T;
     const Config *c = &m->cfg;

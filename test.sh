@@ -1067,6 +1067,8 @@ PYTHON
     expect_error "latent: a truncated autoencoder checkpoint" "truncated or corrupt" "$L" recon --ae "$TMP/t.ckpt" --data "$TMP/img"
     expect_error "latent: a U-Net checkpoint as the autoencoder" "not an autoencoder" "$L" recon --ae "$M" --data "$TMP/img"
     expect_error "latent: an autoencoder checkpoint as the U-Net" "not a diffusion.c checkpoint" "$L" sample --ae "$A" --ckpt "$A"
+    expect_error "latent: ./diffusion sample refuses a latent model" "a latent model" "$D" sample --ckpt "$M"
+    expect_error "latent: ./diffusion train --resume refuses a latent model" "a latent model" "$D" train --resume --ckpt "$M" --steps 1
     expect_error "latent: a float autoencoder in a double build" "written by a float build" "$L.double" recon --ae "$A" --data "$TMP/img"
     # Ctrl-C during the autoencoder's training: exit 0, saved with its scale factor, usable
     "$L" ae --data "$TMP/img" --width 8 --batch 8 --minutes 5 --ckpt "$TMP/i.ckpt" >"$TMP/log" 2>&1 &
