@@ -9,6 +9,8 @@
 #   make refcheck   the network's output, loss and gradients vs PyTorch's (data/unet_ref.bin)
 #   make bench  notes/bench.c (fast build), side by side with PyTorch when python3-torch is installed
 #   make fuzz   the fuzzers of notes/fuzz (long; see notes/fuzz/README.md)
+#   make latent notes/latent: latent diffusion (an autoencoder, then the U-Net on its latents), with
+#               -O3 and the optional flags; notes/latent.md
 #   make web    notes/web/site/: the lecture in the browser, diffusion.c compiled to WebAssembly by Debian's
 #               emscripten (see notes/web/README.md); serve it with any static server
 CC ?= cc
@@ -20,7 +22,7 @@ PACKAGES = libstb-dev dataset-fashion-mnist
 STB = /usr/include/stb/stb_image.h
 FASHION = /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: all fast deps run test check gradcheck refcheck bench fuzz web clean
+.PHONY: all fast deps run test check gradcheck refcheck bench fuzz web clean latent
 all: diffusion
 diffusion: diffusion.c
 	$(CC) $(CFLAGS) diffusion.c -lm -o diffusion
@@ -85,6 +87,11 @@ fuzz:
 web: deps
 	$(MAKE) -C notes/web
 
+# notes/latent.c includes diffusion.c too; fast, as training is what it is for.
+latent: notes/latent.c diffusion.c
+	@echo "latent build: -O3 $(FAST_FLAGS)"
+	$(CC) -O3 -Wall $(FAST_FLAGS) notes/latent.c -lm -o notes/latent
+
 clean:
 	rm -f diffusion *.tmp forward.png samples.png traj.png demo.ckpt demo_loss.csv model.ckpt
-	rm -rf notes/web/site notes/web/web-native notes/check notes/check-double notes/bench
+	rm -rf notes/web/site notes/web/web-native notes/check notes/check-double notes/bench notes/latent

@@ -2155,7 +2155,8 @@ static void acts_layout(Acts *a, Layout *L, real *base, const Config *c, int B) 
 }
 
 static const char *config_check(const Config *c) {
-    if (c->img_c != 1 && c->img_c != 3) return "image channels must be 1 (gray) or 3 (RGB)";
+    if (c->img_c != 1 && c->img_c != 3 && c->img_c != 4)  // 4: latents (notes/latent.c)
+        return "image channels must be 1 (gray), 3 (RGB) or 4 (an autoencoder's latents)";
     if (c->img_h < 4 || c->img_w < 4 || c->img_h % 4 || c->img_w % 4 || c->img_h > 256 ||
         c->img_w > 256)
         return "image height and width must be multiples of 4 in 4..256";
@@ -3283,6 +3284,8 @@ static int cmd_train(const Options *o) {
         if (c.cond) memcpy(m->class_names, d.class_names, c.n_classes * sizeof(ClassName));
     } else {
         m = checkpoint_load(t.ckpt, o->batch, &ck);
+        if (m->cfg.img_c == 4)  // a latent model: its data are an autoencoder's latents
+            die_usage(t.ckpt, "4 channels: a latent model; resume it with notes/latent train");
         if (!ck.has_optimizer)
             die(t.ckpt, "has no optimizer state (an exported model): cannot resume training "
                 "from it");
@@ -3372,6 +3375,8 @@ static int cmd_sample(const Options *o) {
     CkptInfo ck;
     Rng rng = {o->seed};
     Model *m = checkpoint_load(path, o->guided ? 2 * chunk : chunk, &ck);
+    if (m->cfg.img_c == 4)  // latents need their decoder
+        die_usage(path, "4 channels: a latent model; sample it with notes/latent sample --ae");
     ScheduleKind sk = ck.schedule;
     int T = ck.T;
     const Config *c = &m->cfg;

@@ -1020,11 +1020,77 @@ test_tcc() {
     run "tcc build: refcheck" "$TMP/tcc_check" refcheck
 }
 
+# ---- latent diffusion: notes/latent.c (an autoencoder, then diffusion.c's U-Net on its latents; notes/latent.md) ----
+test_latent() {
+    local L=$TMP/latent PY=/usr/bin/python3
+    cc -O2 -Wall -Wextra notes/latent.c -lm -o "$L" 2>"$TMP/b.latent" &
+    cc -O2 -Wall -Wextra -DDOUBLE notes/latent.c -lm -o "$L.double" 2>"$TMP/b.latent_double" &
+    wait
+    cat "$TMP/b.latent" "$TMP/b.latent_double" >"$TMP/log"
+    if [ -x "$L" ] && [ -x "$L.double" ] && [ ! -s "$TMP/log" ]; then pass "notes/latent.c: builds with -Wall -Wextra, float and -DDOUBLE, no warnings"
+    else fail "notes/latent.c: builds with -Wall -Wextra, no warnings"; return; fi
+    run "latent gradcheck, -DDOUBLE: ResBlock without time embedding, reparameterisation + KL, L1, whole autoencoder loss within 1e-6" "$L.double" gradcheck
+    run "latent gradcheck, float build (indicative tolerance 5e-2)" "$L" gradcheck
+    if ! "$PY" -c 'import numpy' 2>/dev/null; then echo "SKIP  latent: python3-numpy not installed (the fixture)"; return; fi
+    # the fixture: 3 class folders x 8 RGB 16x16 images of a coloured disc (16x16 -> 4x4x4 latents)
+    "$PY" - "$TMP/img" <<'PYTHON'
+import os, struct, sys, zlib
+import numpy as np
+def chunk(kind, data):
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+rng = np.random.default_rng(1)
+y, x = np.mgrid[0:16, 0:16]
+for name, colour in [("blue", (40, 60, 230)), ("green", (40, 220, 60)), ("red", (230, 40, 40))]:
+    os.makedirs(f"{sys.argv[1]}/{name}")
+    for i in range(8):
+        cy, cx, r = rng.integers(5, 11), rng.integers(5, 11), rng.integers(3, 5)
+        disc = (((y - cy) ** 2 + (x - cx) ** 2) < r * r)[:, :, None]
+        img = np.clip(disc * np.array(colour) + rng.integers(0, 40, (16, 16, 3)), 0, 255).astype(np.uint8)
+        raw = b"".join(b"\0" + row.tobytes() for row in img)
+        with open(f"{sys.argv[1]}/{name}/{i}.png", "wb") as f:
+            f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 16, 16, 8, 2, 0, 0, 0))
+                    + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+PYTHON
+    local A=$TMP/ae.ckpt M=$TMP/ldm.ckpt
+    run "latent ae: 30 steps of a tiny autoencoder on the fixture, scale factor measured" \
+        bash -c "'$L' ae --data '$TMP/img' --steps 30 --width 8 --batch 8 --ckpt '$A' 2>&1 | grep 'scale factor 1/std = [0-9]'"
+    run "latent ae --resume: 10 more steps, to step 40" \
+        bash -c "'$L' ae --resume --data '$TMP/img' --steps 10 --ckpt '$A' 2>&1 | grep 'at step 40 '"
+    run "latent train: the data encoded once, diffusion.c's training on 4x4x4 latents, class-conditional" \
+        bash -c "'$L' train --ae '$A' --data '$TMP/img' --steps 30 --width 8 --batch 8 --ckpt '$M' 2>&1 | grep 'class-conditional on 3 classes'"
+    rm -f "$TMP"/*.png
+    run "latent sample: DDIM, guided, decoded, with the decoded trajectory" \
+        "$L" sample --ae "$A" --ckpt "$M" --sampler ddim --steps 10 --guidance 2 --n 6 --out "$TMP/s.png" --trajectory "$TMP/t.png"
+    run "latent sample: DPM-Solver++(2M), one label" "$L" sample --ae "$A" --ckpt "$M" --sampler dpm2m --label red --n 4 --out "$TMP/s2.png"
+    run "latent recon: images beside reconstructions, with their error" \
+        bash -c "'$L' recon --ae '$A' --data '$TMP/img' --n 8 --out '$TMP/r.png' | grep 'PSNR'"
+    local f ok=1
+    for f in s t s2 r; do [ "$(head -c 8 "$TMP/$f.png" | od -An -tx1 | tr -d ' ')" = 89504e470d0a1a0a ] || ok=0; done
+    [ $ok = 1 ] && pass "latent: the four pictures are PNG files" || fail "latent: the four pictures are PNG files"
+    # the autoencoder's checkpoint: corrupted, truncated, the wrong kind, a float file in a double build
+    cp "$A" "$TMP/c.ckpt"; printf '\xff' | dd of="$TMP/c.ckpt" bs=1 seek=5000 conv=notrunc 2>/dev/null
+    expect_error "latent: a corrupted autoencoder checkpoint (one byte)" "CRC-32 mismatch" "$L" recon --ae "$TMP/c.ckpt" --data "$TMP/img"
+    head -c 3000 "$A" >"$TMP/t.ckpt"
+    expect_error "latent: a truncated autoencoder checkpoint" "truncated or corrupt" "$L" recon --ae "$TMP/t.ckpt" --data "$TMP/img"
+    expect_error "latent: a U-Net checkpoint as the autoencoder" "not an autoencoder" "$L" recon --ae "$M" --data "$TMP/img"
+    expect_error "latent: an autoencoder checkpoint as the U-Net" "not a diffusion.c checkpoint" "$L" sample --ae "$A" --ckpt "$A"
+    expect_error "latent: ./diffusion sample refuses a latent model" "a latent model" "$D" sample --ckpt "$M"
+    expect_error "latent: ./diffusion train --resume refuses a latent model" "a latent model" "$D" train --resume --ckpt "$M" --steps 1
+    expect_error "latent: a float autoencoder in a double build" "written by a float build" "$L.double" recon --ae "$A" --data "$TMP/img"
+    # Ctrl-C during the autoencoder's training: exit 0, saved with its scale factor, usable
+    "$L" ae --data "$TMP/img" --width 8 --batch 8 --minutes 5 --ckpt "$TMP/i.ckpt" >"$TMP/log" 2>&1 &
+    local pid=$! i
+    for i in $(seq 100); do grep -q "^training" "$TMP/log" && break; sleep 0.2; done
+    sleep 1; kill -INT $pid; wait $pid; local rc=$?
+    if [ $rc -eq 0 ] && grep -q "^interrupted: saved" "$TMP/log" && "$L" recon --ae "$TMP/i.ckpt" --data "$TMP/img" --n 4 --out "$TMP/i.png" >>"$TMP/log" 2>&1
+    then pass "latent ae: Ctrl-C saves (with the scale factor), exit 0, checkpoint usable"; else fail "latent ae: Ctrl-C saves, exit 0, checkpoint usable"; fi
+}
+
 # ---- the runner -----------------------------------------------------------------------------------------------
 # Every group, longest first (its place in this list is its place in the output). A new group is a function
 # test_NAME above and its NAME here.
 ALL_GROUPS="aarch64 exercises 32bit tcc training claims web torch reliability clang pictures sanitized own_images
-    gradcheck bad_input score threads refcheck schedules"
+    latent gradcheck bad_input score threads refcheck schedules"
 # run_group NAME: test_NAME in a directory of its own ($TMP is that directory inside), its output into
 # $TMP/out/NAME, its time into $TMP/out/NAME.time; one line on stderr when it ends.
 run_group() {

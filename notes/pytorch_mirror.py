@@ -234,8 +234,8 @@ assert HEADER.size == 96
 
 def config_problem(c):
     """diffusion.c's config_check, word for word: None when the network can be built."""
-    if c["img_c"] not in (1, 3):
-        return "image channels must be 1 (gray) or 3 (RGB)"
+    if c["img_c"] not in (1, 3, 4):  # 4: latents (notes/latent.c)
+        return "image channels must be 1 (gray), 3 (RGB) or 4 (an autoencoder's latents)"
     if not all(4 <= c[k] <= 256 and c[k] % 4 == 0 for k in ("img_h", "img_w")):
         return "image height and width must be multiples of 4 in 4..256"
     g = c["groups"]
