@@ -2427,8 +2427,8 @@ static unsigned char *read_maybe_gzip(const char *path, size_t *len) {
         die(path, "gzip data is truncated or corrupt (its trailer claims %u bytes from %zu)",
             want_size, packed);
     int out_len = 0;
-    // stb_image 2.27's inflater reads ahead past the last code: it is given the 8 trailer bytes too,
-    // or a stream ending near its last byte fails ("bad huffman code": Fashion-MNIST's t10k labels)
+    // stb_image 2.27's inflater reads ahead past the last code: it gets the 8 trailer bytes too, or
+    // a stream ending near its last byte fails ("bad huffman code": Fashion-MNIST's t10k labels)
     char *out = stbi_zlib_decode_malloc_guesssize_headerflag(
         (const char *)raw + pos, (int)(packed + 8), want_size ? (int)want_size : 1, &out_len, 0);
     free(raw);
