@@ -23,7 +23,7 @@ MUTANTS=(
 "PNG grid written transposed|pictures|\* h + y / scale) \* w + x / scale;|* h + x / scale) * w + y / scale;"
 "SDE drift without its 1/2|claims|beta \* (0.5 \* x\[k\] - eps\[k\] \* score_scale)|beta * (x[k] - eps[k] * score_scale)"
 "GroupNorm gradient without the xhat term|gradcheck|- mean_dxhat - xhat \* mean_dxhat_xhat)|- mean_dxhat)"
-"checkpoint CRC not checked|training|if (crc32_update(0, buf, len - 4) != crc_file)|if (0)"
+"checkpoint CRC not checked|training|int crc_ok = crc32_update(0, buf, len - 4) == crc_file;|int crc_ok = 1;"
 "idx image count check removed|bad_input|if ((uint64_t)cnt \* rows \* cols > len - 16)|if (0)"
 "DDPM noise beta_t instead of beta_tilde_t|claims|double sd = sqrt(s->beta_tilde\[t\]);|double sd = sqrt(s->beta[t]);"
 "guidance towards the unconditional model|claims|eps\[i\] = (real)(eu\[i\] + w \* (ec\[i\] - eu\[i\]));|eps[i] = (real)(ec[i] + w * (eu[i] - ec[i]));"
