@@ -15,7 +15,13 @@ TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 passed=0 failed=0
 pass() { passed=$((passed + 1)); echo "PASS  $1"; }
-fail() { failed=$((failed + 1)); echo "FAIL  $1"; [ -s "$TMP/log" ] && sed 's/^/      /' "$TMP/log" | tail -15; }
+# fail NAME: counts, says so, and shows the log's last 15 lines, after any line above them that says FAIL (a
+# failing row of a long table: the claims, refcheck)
+fail() {
+    failed=$((failed + 1)); echo "FAIL  $1"
+    [ -s "$TMP/log" ] && awk -v n="$(wc -l <"$TMP/log")" 'NR <= n - 15 && /FAIL/' "$TMP/log" | sed 's/^/      /'
+    [ -s "$TMP/log" ] && sed 's/^/      /' "$TMP/log" | tail -15
+}
 # run NAME CMD...: passes when CMD exits 0; its output goes to $TMP/log (shown on failure)
 run() { local name=$1; shift; if "$@" >"$TMP/log" 2>&1; then pass "$name"; else fail "$name"; fi; }
 
