@@ -8,6 +8,7 @@
 # 10^5): a bug whose bias shows beyond 5 standard errors at 10^4 shows beyond 15 at 10^5.
 # Each bug is a sed substitution that must match exactly one line of diffusion.c: when diffusion.c changes so that
 # a pattern matches no line (or two), the bug is reported as "pattern?" instead of planted somewhere else.
+# The last full table (16 of 16 caught): notes/tests.md, "Do the tests catch bugs?".
 set -u
 cd "$(dirname "$0")/.."
 # name | groups that should catch it | sed pattern (the line to change) | replacement (sed s/// syntax, | as separator)
