@@ -15,7 +15,13 @@ TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 passed=0 failed=0
 pass() { passed=$((passed + 1)); echo "PASS  $1"; }
-fail() { failed=$((failed + 1)); echo "FAIL  $1"; [ -s "$TMP/log" ] && sed 's/^/      /' "$TMP/log" | tail -15; }
+# fail NAME: counts, says so, and shows the log's last 15 lines, after any line above them that says FAIL (a
+# failing row of a long table: the claims, refcheck)
+fail() {
+    failed=$((failed + 1)); echo "FAIL  $1"
+    [ -s "$TMP/log" ] && awk -v n="$(wc -l <"$TMP/log")" 'NR <= n - 15 && /FAIL/' "$TMP/log" | sed 's/^/      /'
+    [ -s "$TMP/log" ] && sed 's/^/      /' "$TMP/log" | tail -15
+}
 # run NAME CMD...: passes when CMD exits 0; its output goes to $TMP/log (shown on failure)
 run() { local name=$1; shift; if "$@" >"$TMP/log" 2>&1; then pass "$name"; else fail "$name"; fi; }
 
@@ -539,7 +545,29 @@ test_reliability() {
 # slots of the last row white) and written here with zlib. The bounds come from notes/score.md's calibration, all at
 # N = 1000 against the 10,000 test images.
 test_score() {
-    local PY="" p f rc fd
+    local PY="" p f rc fd out
+    # A colour PNG read as grey (ITU-R 601 luma, integers): both of score.py's readers (Pillow's and its own) against
+    # the formula in Python integers, on random colours. uint8 arithmetic wraps: (255, 255, 0) read as 95, not 226.
+    if /usr/bin/python3 -c 'import numpy' 2>/dev/null; then
+        if out=$(/usr/bin/python3 - "$TMP/rgb.png" 2>&1 <<'PYTHON'
+import struct, sys, zlib
+sys.path.insert(0, "notes")
+import numpy as np
+import score
+rgb = np.random.default_rng(3).integers(0, 256, (28, 28, 3), dtype=np.uint8)
+rgb[0, 0] = (255, 255, 0)
+chunk = lambda kind, data: struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+data = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 28, 28, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(b"".join(b"\0" + row.tobytes() for row in rgb))) + chunk(b"IEND", b""))
+open(sys.argv[1], "wb").write(data)
+want = [[(int(r) * 299 + int(g) * 587 + int(b) * 114 + 500) // 1000 for r, g, b in row] for row in rgb.tolist()]
+d = [int(np.abs(g.astype(int) - np.array(want)).max()) for g in (score.read_png(sys.argv[1]), score.decode_png(data))]
+print(f"max |grey - luma|: read_png {d[0]}, decode_png {d[1]}")
+sys.exit(max(d) != 0)
+PYTHON
+        ); then pass "score: a colour PNG read as grey by R 299 + G 587 + B 114, exactly ($out)"
+        else echo "$out" >"$TMP/log"; fail "score: a colour PNG read as grey by R 299 + G 587 + B 114"; fi
+    fi
     for p in python3 /usr/bin/python3; do "$p" -c 'import torch' 2>/dev/null && { PY=$p; break; }; done
     if [ -z "$PY" ]; then echo "SKIP  score: python3-torch not installed"; return; fi
     "$PY" - "$TMP" >"$TMP/log" 2>&1 <<'PYTHON' || { fail "score: writing the test grids"; return; }

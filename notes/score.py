@@ -112,7 +112,9 @@ def decode_png(data):
 def to_grey(rgb):
     if (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all():
         return rgb[..., 0].copy()
-    return ((rgb[..., 0].astype(np.int64) * 299 + rgb[..., 1] * 587 + rgb[..., 2] * 114 + 500) // 1000).astype(np.uint8)
+    # every channel widened first: uint8 * 587 would wrap (numpy 1.x: in uint16) or raise (numpy 2: out of bounds)
+    r, g, b = (rgb[..., k].astype(np.int64) for k in range(3))
+    return ((r * 299 + g * 587 + b * 114 + 500) // 1000).astype(np.uint8)
 
 
 def read_png(path):
