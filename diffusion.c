@@ -1012,6 +1012,112 @@ static void attention_backward(const AttnParams *p, const AttnParams *g, const A
                        N, m->cfg.groups);
 }
 
+// ---- Cross-attention: the image positions attend to the prompt's words (lecture 001) ----------
+// Lecture 001's U-Net slide: "self-attention and cross-attention (for conditioning)". As in
+// Stable Diffusion's transformer blocks, the queries come from the image, the keys and values
+// from the prompt's token vectors e (L,D):
+//   q = Wq GN(x) (C,N);   k = Wk e + bk,  v = Wv e + bv (L,C);
+//   p_i = softmax over the prompt's len tokens of q_i . k_j / sqrt(C)   (the other L - len are
+//         padding: p_ij = 0);   o_i = sum_j p_ij v_j;   out = x + proj(o).
+// A position can so ask "which word describes me?" and take that word's value: words the model
+// never saw together in one prompt can still each steer their part of the image.
+typedef struct {
+    real *gn_g, *gn_b;  // (C)
+    ConvParams q;       // (C,C,1,1)
+    ConvParams k, v;    // (C,D): Linear on the token vectors
+    ConvParams proj;    // (C,C,1,1)
+} CrossAttnParams;
+typedef struct {
+    int C, N, L, D;
+    real *in;          // (B,C,N), not owned
+    GroupNormActs gn;  // GroupNorm(in)
+    real *q;           // (B,C,N)
+    real *k, *v;       // (B,L,C)
+    real *p;           // attention weights (B,N,L)
+    real *o;           // (B,C,N)
+    real *out;         // in + proj(o) (B,C,N)
+} CrossAttnActs;
+// a->in (B,C,N), e (B,L,D), len (B) -> a->out (B,C,N); scratch (N,L)
+static void cross_attention_forward(const CrossAttnParams *p, CrossAttnActs *a, const real *e,
+                                    const int *len, real *scratch, int G, const Workspace *ws,
+                                    int B) {
+    int C = a->C, N = a->N, L = a->L;
+    real scale = (real)(1 / sqrt((double)C));
+    groupnorm_forward(a->gn.out, a->gn.mean, a->gn.rstd, a->in, p->gn_g, p->gn_b, B, C, N, G);
+    conv2d_forward(a->q, a->gn.out, p->q.w, p->q.b, B, C, N, 1, C, 1, 1, ws);
+    linear_forward(a->k, e, p->k.w, p->k.b, B * L, a->D, C);
+    linear_forward(a->v, e, p->v.w, p->v.b, B * L, a->D, C);
+    real *s = scratch;
+    for (int b = 0; b < B; b++) {
+        const real *q = a->q + (size_t)b * C * N, *k = a->k + (size_t)b * L * C;
+        const real *v = a->v + (size_t)b * L * C;
+        real *pb = a->p + (size_t)b * N * L;
+        gemm(N, L, C, q, 1, N, k, 1, C, s, L, 0);  // s_ij = sum_c q[c][i] k[j][c]
+        for (int i = 0; i < N; i++) {
+            for (int j = 0; j < L; j++) s[i * L + j] *= scale;
+            softmax_forward(pb + i * L, s + i * L, 1, len[b]);  // over the prompt's tokens only
+            for (int j = len[b]; j < L; j++) pb[i * L + j] = 0;
+        }
+        // o[c][i] = sum_j v[j][c] p_ij
+        gemm(C, N, L, v, 1, C, pb, 1, L, a->o + (size_t)b * C * N, N, 0);
+    }
+    conv2d_forward(a->out, a->o, p->proj.w, p->proj.b, B, C, N, 1, C, 1, 1, ws);
+    residual_forward(a->out, a->out, a->in, (size_t)B * C * N);
+}
+// The forward read backwards; de (B,L,D) receives the gradient of the token vectors (+=).
+// scratch (2 N L)
+static void cross_attention_backward(const CrossAttnParams *p, const CrossAttnParams *g,
+                                     const CrossAttnActs *a, CrossAttnActs *d, const real *e,
+                                     real *de, const int *len, real *scratch, int G,
+                                     const Workspace *ws, int B) {
+    int C = a->C, N = a->N, L = a->L;
+    real scale = (real)(1 / sqrt((double)C));
+    add_into(d->in, d->out, (size_t)B * C * N);  // residual: out = x + proj(o)
+    conv2d_backward(d->o, g->proj.w, g->proj.b, d->out, a->o, p->proj.w, B, C, N, 1, C, 1, 1, ws);
+    real *dp = scratch, *ds = scratch + (size_t)N * L;
+    for (int b = 0; b < B; b++) {
+        const real *q = a->q + (size_t)b * C * N, *k = a->k + (size_t)b * L * C;
+        const real *v = a->v + (size_t)b * L * C, *pb = a->p + (size_t)b * N * L;
+        const real *dO = d->o + (size_t)b * C * N;
+        // o = sum_j p_ij v_j:  dv[j][c] += sum_i p_ij dO[c][i],  dp_ij = sum_c dO[c][i] v[j][c]
+        gemm(L, C, N, pb, 1, L, dO, 1, N, d->v + (size_t)b * L * C, C, 1);
+        gemm(N, L, C, dO, 1, N, v, 1, C, dp, L, 0);
+        for (int i = 0; i < N; i++) {
+            softmax_backward(ds + i * L, dp + i * L, pb + i * L, 1, len[b]);
+            for (int j = 0; j < L; j++) ds[i * L + j] = j < len[b] ? ds[i * L + j] * scale : 0;
+        }
+        // s = scale q^T k:  dq[c][i] += sum_j ds_ij k[j][c],  dk[j][c] += sum_i ds_ij q[c][i]
+        gemm(C, N, L, k, 1, C, ds, 1, L, d->q + (size_t)b * C * N, N, 1);
+        gemm(L, C, N, ds, 1, L, q, 1, N, d->k + (size_t)b * L * C, C, 1);
+    }
+    linear_backward(de, g->k.w, g->k.b, d->k, e, p->k.w, B * L, a->D, C);
+    linear_backward(de, g->v.w, g->v.b, d->v, e, p->v.w, B * L, a->D, C);
+    conv2d_backward(d->gn.out, g->q.w, g->q.b, d->q, a->gn.out, p->q.w, B, C, N, 1, C, 1, 1, ws);
+    groupnorm_backward(d->in, g->gn_g, g->gn_b, d->gn.out, a->in, a->gn.mean, a->gn.rstd, p->gn_g,
+                       B, C, N, G);
+}
+
+// ---- The prompt's token vectors (the text encoder) ---------------------------------------------
+// A prompt is at most L tokens: a start token (always there, so that the empty prompt, the
+// unconditional case, still has one token to attend to), then its words' vocabulary indices.
+// e[b][j] = tok_table[token[b][j]] + pos_table[j]. token (B,L), tables (V,D), (L,D) -> e (B,L,D)
+static void text_embed_forward(real *e, const real *tok_table, const real *pos_table,
+                               const int *token, int B, int L, int D) {
+    memset(e, 0, (size_t)B * L * D * sizeof(real));
+    embedding_forward(e, tok_table, token, B * L, D);
+    for (int b = 0; b < B; b++)
+        for (int j = 0; j < L; j++)
+            for (int i = 0; i < D; i++) e[((size_t)b * L + j) * D + i] += pos_table[j * D + i];
+}
+// both lookups copy rows, so their gradients go back to those rows (+=)
+static void text_embed_backward(real *dtok, real *dpos, const real *de, const int *token, int B,
+                                int L, int D) {
+    embedding_backward(dtok, de, token, B * L, D);
+    for (int b = 0; b < B; b++)
+        for (int j = 0; j < L; j++)
+            for (int i = 0; i < D; i++) dpos[j * D + i] += de[((size_t)b * L + j) * D + i];
+}
+
 // ---- The whole network ----------------------------------------------------------------------
 // x (B,img_c,H,W), t (B) timesteps (real numbers: the SDE sampler uses fractional ones), label (B)
 // in 0..n_classes (n_classes: no label; ignored when unconditional)

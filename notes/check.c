@@ -746,6 +746,63 @@ static void gc_unet(GradCase *g, int mode) {  // parameters only; x_t = aux, t =
     if (gc_block_out(g, mode, m->a.pred, m->da.pred)) unet_backward(m, g->label, g->B);
 }
 
+// Cross-attention alone: vars = in (B,C,N), e (B,L,D), then its parameters gn_g, gn_b (C), q.w
+// (C,C), q.b (C), k.w (C,D), k.b (C), v.w (C,D), v.b (C), proj.w (C,C), proj.b (C). L = 3 token
+// slots; image 0 uses all 3, image 1 only its start token (the other two are padding).
+static void gc_cross_attention(GradCase *g, int mode) {
+    enum { L = 3 };
+    int B = g->B, C = g->C, N = g->H * g->W, D = g->D, len[2] = {3, 1};
+    size_t n = nin(g), ne = (size_t)B * L * D, sizes[10] = {C, C, C * C, C, C * D, C, C * D, C,
+                                                             C * C, C};
+    g->nvars = n + ne;
+    for (int i = 0; i < 10; i++) g->nvars += sizes[i];
+    g->nout = n;
+    if (mode < 0) return;
+    real *v = g->vars + n + ne, *gv = g->grads + n + ne, *pv[10], *pg[10];
+    for (int i = 0; i < 10; i++) {
+        pv[i] = v;
+        pg[i] = gv;
+        v += sizes[i];
+        gv += sizes[i];
+    }
+    CrossAttnParams P = {pv[0], pv[1], {pv[2], pv[3]}, {pv[4], pv[5]}, {pv[6], pv[7]},
+                         {pv[8], pv[9]}};
+    CrossAttnParams Pg = {pg[0], pg[1], {pg[2], pg[3]}, {pg[4], pg[5]}, {pg[6], pg[7]},
+                          {pg[8], pg[9]}};
+    size_t per[9] = {n, 2 * B, 2 * B, n, (size_t)B * L * C, (size_t)B * L * C,
+                     (size_t)B * N * L, n, n};  // gn.out, mean, rstd, q, k, v, p, o, out
+    CrossAttnActs acts[2];
+    for (int k = 0; k < 2; k++) {
+        real *x[9];
+        for (int i = 0; i < 9; i++) x[i] = xcalloc(per[i], sizeof(real));
+        acts[k] = (CrossAttnActs){C, N, L, D, NULL, {x[0], x[1], x[2]}, x[3], x[4], x[5], x[6],
+                                  x[7], x[8]};
+    }
+    CrossAttnActs *a = &acts[0], *d = &acts[1];
+    a->in = g->vars;
+    d->in = g->grads;
+    real *scratch = xcalloc(2 * (size_t)N * L, sizeof(real));
+    const Workspace *ws = g->model->ws;
+    cross_attention_forward(&P, a, g->vars + n, len, scratch, 2, ws, B);
+    memcpy(g->out, a->out, n * sizeof(real));
+    if (mode) {
+        memcpy(d->out, g->R, n * sizeof(real));
+        cross_attention_backward(&P, &Pg, a, d, g->vars + n, g->grads + n, len, scratch, 2, ws, B);
+    }
+    for (int k = 0; k < 2; k++)
+        free_all(8, acts[k].gn.out, acts[k].gn.mean, acts[k].gn.rstd, acts[k].q, acts[k].k,
+                 acts[k].v, acts[k].p, acts[k].o);
+    free_all(3, a->out, d->out, scratch);
+}
+// The text encoder: vars = tok_table (5 tokens, D), pos_table (3 slots, D); fixed tokens.
+static void gc_text_embed(GradCase *g, int mode) {
+    static const int token[6] = {0, 2, 4, 0, 1, 3};  // (B = 2, L = 3)
+    g->nvars = (size_t)(5 + 3) * g->D;
+    g->nout = (size_t)2 * 3 * g->D;
+    if (mode >= 0) text_embed_forward(g->out, g->vars, g->vars + 5 * g->D, token, 2, 3, g->D);
+    if (mode > 0) text_embed_backward(g->grads, g->grads + 5 * g->D, g->R, token, 2, 3, g->D);
+}
+
 static const struct {
     const char *name;
     GradRun run;
@@ -767,6 +824,8 @@ static const struct {
     {"softmax", gc_softmax, 0, 0, NULL, 0},
     {"mse loss", gc_mse, 0, 0, NULL, 0},
     {"attention (input + params)", gc_attention, 0, 0, "attn.", 64},
+    {"cross-attention (input, tokens, params)", gc_cross_attention, 0, 0, NULL, 0},
+    {"text encoder (token, position tables)", gc_text_embed, 0, 0, NULL, 0},
     {"resblock (input + params)", gc_resblock, 0, 0, "d1.", 64},
     {"whole U-Net (params)", gc_unet, 0, 0, "", 8},
 };
@@ -925,6 +984,24 @@ static int check_fast_vs_plain(Model *m, Rng *rng) {
     return fails + !(worst <= 1.5e-7);
 }
 
+// The prompt's padding must change nothing: image 1's two padding slots get no gradient (a softmax
+// over all L slots, the mask ignored, would give them one, and gradcheck alone cannot see it: the
+// forward and the backward would agree). Returns 1 on failure.
+static int check_cross_attention_mask(Model *m, Rng *rng) {
+    GradCase g = {.B = 2, .C = 4, .H = 6, .W = 5, .D = 8, .model = m};
+    gc_cross_attention(&g, -1);
+    g.vars = random_array(g.nvars, rng);
+    g.R = random_array(g.nout, rng);
+    g.grads = xcalloc(g.nvars, sizeof(real));
+    g.out = xcalloc(g.nout, sizeof(real));
+    gc_cross_attention(&g, 1);
+    const real *de_pad = g.grads + nin(&g) + (size_t)(3 + 1) * g.D;  // image 1, slots 1 and 2
+    double worst = 0;
+    for (int i = 0; i < 2 * g.D; i++) worst = worse(worst, fabs(de_pad[i]));
+    free_all(4, g.vars, g.R, g.grads, g.out);
+    return !gradcheck_report("cross-attention: padding ignored", worst, worst, 0);
+}
+
 // Every layer alone, then a ResBlock, attention and the whole (small) network; then PART II's
 // fast formulations against the plain ones.
 static int run_gradcheck(uint64_t seed) {
@@ -942,6 +1019,7 @@ static int run_gradcheck(uint64_t seed) {
     int label[2] = {3, 10}, failures = 0;
     for (int r = 0; r < GRAD_N_ROWS; r++) failures += gradcheck_row(r, m, label, tol, &rng);
     printf("# %d of %d layer checks failed\n", failures, GRAD_N_ROWS);
+    failures += check_cross_attention_mask(m, &rng);
     failures += check_fast_vs_plain(m, &rng);
     model_free(m);
     return failures ? 1 : 0;
