@@ -773,8 +773,12 @@ struct Config {
     int groups;               // GroupNorm groups (divides ch1 and ch2)
     int n_classes;            // class labels 0..n_classes-1; row n_classes of the table: no label
     int cond;                 // 1: class-conditional (has the label table), 0: unconditional
+    // A text model (text = 1, with cond = 1) conditions on each class's words instead of a table
+    // row: a vocabulary of `vocab` tokens (the start token and the words), prompts of at most
+    // max_tokens, cross-attention after the self-attention (Step 4, lecture 001).
+    int text, vocab, max_tokens;
 };
-static const Config DEFAULT_CONFIG = {1, 28, 28, 32, 64, 32, 128, 8, 10, 1};
+static const Config DEFAULT_CONFIG = {1, 28, 28, 32, 64, 32, 128, 8, 10, 1, 0, 0, 0};
 
 // Every parameter tensor is a named view into one flat buffer. The gradients, the AdamW moments and
 // the EMA weights use the same layout, so the optimiser is one loop over one array, and the
@@ -796,6 +800,12 @@ typedef struct {
     ConvParams q, k, v, proj;  // (C,C,1,1) each
 } AttnParams;
 typedef struct {
+    real *gn_g, *gn_b;  // (C)
+    ConvParams q;       // (C,C,1,1)
+    ConvParams k, v;    // (C,D): Linear on the token vectors
+    ConvParams proj;    // (C,C,1,1)
+} CrossAttnParams;
+typedef struct {
     ConvParams time1, time2;  // (temb,tdim), (temb,temb)
     real *class_table;        // (n_classes+1, temb), NULL when unconditional
     ConvParams conv_in;       // (ch1,img_c,3,3)
@@ -803,6 +813,8 @@ typedef struct {
     ConvParams ds0, ds1;      // stride-2 downsampling convs (ch1->ch1), (ch2->ch2)
     ResBlockParams m0, m1;    // middle, ch2->ch2 @H/4
     AttnParams attn;          // middle self-attention, ch2
+    real *tok_table, *pos_table;  // text models: (vocab, ch2), (max_tokens, ch2); else NULL
+    CrossAttnParams xattn;        // text models: cross-attention after attn, ch2 (tokens of ch2)
     ResBlockParams u0, u1, u2;  // up: 2ch2->ch2 @H/4, 2ch2->ch2 @H/2, ch2+ch1->ch1 @H
     ConvParams us0, us1;      // convs after the nearest-neighbour upsamplings (ch2->ch2)
     real *out_gn_g, *out_gn_b;  // (ch1)
@@ -819,9 +831,9 @@ static void params_layout(Params *P, Layout *L, real *base, const Config *c) {
     P->time1 = take_conv(L, "time1", e, c->tdim, 1);
     P->time2 = take_conv(L, "time2", e, e, 1);
     P->class_table = NULL;
-    if (c->cond)
+    if (c->cond && !c->text)
         P->class_table = take(L, "class_table", (size_t)(c->n_classes + 1) * e, 0, KIND_TABLE);
-    if (c->cond) last_shape(L, c->n_classes + 1, e);
+    if (c->cond && !c->text) last_shape(L, c->n_classes + 1, e);
     P->conv_in = take_conv(L, "conv_in", ch1, c->img_c, 3);
     P->d0 = take_resblock(L, "d0", ch1, ch1, e);
     P->ds0 = take_conv(L, "ds0", ch1, ch1, 3);
@@ -835,6 +847,19 @@ static void params_layout(Params *P, Layout *L, real *base, const Config *c) {
     P->attn.k = take_conv(L, "attn.k", ch2, ch2, 1);
     P->attn.v = take_conv(L, "attn.v", ch2, ch2, 1);
     P->attn.proj = take_conv(L, "attn.proj", ch2, ch2, 1);
+    P->tok_table = P->pos_table = NULL;
+    if (c->text) {
+        P->xattn.gn_g = take(L, "xattn.gn.g", ch2, 0, KIND_GN_GAIN);
+        P->xattn.gn_b = take(L, "xattn.gn.b", ch2, 0, KIND_GN_SHIFT);
+        P->xattn.q = take_conv(L, "xattn.q", ch2, ch2, 1);
+        P->xattn.k = take_conv(L, "xattn.k", ch2, ch2, 1);
+        P->xattn.v = take_conv(L, "xattn.v", ch2, ch2, 1);
+        P->xattn.proj = take_conv(L, "xattn.proj", ch2, ch2, 1);
+        P->tok_table = take(L, "tok_table", (size_t)c->vocab * ch2, 0, KIND_TABLE);
+        last_shape(L, c->vocab, ch2);
+        P->pos_table = take(L, "pos_table", (size_t)c->max_tokens * ch2, 0, KIND_TABLE);
+        last_shape(L, c->max_tokens, ch2);
+    }
     P->m1 = take_resblock(L, "m1", ch2, ch2, e);
     P->u0 = take_resblock(L, "u0", 2 * ch2, ch2, e);
     P->us0 = take_conv(L, "us0", ch2, ch2, 3);
@@ -875,6 +900,16 @@ typedef struct {
     real *out;        // in + proj(o) (B,C,N)
 } AttnActs;
 typedef struct {
+    int C, N, L, D;
+    real *in;          // (B,C,N), not owned
+    GroupNormActs gn;  // GroupNorm(in)
+    real *q;           // (B,C,N)
+    real *k, *v;       // (B,L,C)
+    real *p;           // attention weights (B,N,L)
+    real *o;           // (B,C,N)
+    real *out;         // in + proj(o) (B,C,N)
+} CrossAttnActs;
+typedef struct {
     real *x;                            // the noisy input x_t (B,img_c,H,W)
     real *t;                            // timesteps as numbers (B)
     real *sin_emb;                      // (B,tdim)
@@ -883,6 +918,8 @@ typedef struct {
     ResBlockActs d0, d1, d2, m0, m1, u0, u1, u2;
     real *p0, *p1;  // after ds0 (B,ch1,H/2,W/2) and ds1 (B,ch2,H/4,W/4)
     AttnActs at;
+    real *e;           // text models: the prompt's token vectors (B,max_tokens,ch2)
+    CrossAttnActs xat;  // text models: cross-attention after at
     real *cat0, *up0, *q0, *cat1, *up1, *q1, *cat2;  // up path: concat, upsample, conv, ...
     GroupNormActs ogn;                               // output GroupNorm
     real *oact;                                      // its SiLU
@@ -903,6 +940,9 @@ struct Model {
     Workspace *ws;                                 // convolution scratch (PART II)
     real *scratch;  // attention scratch (2 N^2 at the lowest resolution)
     ClassName *class_names;  // (n_classes) when cond: what each label means (in the checkpoint)
+    // text models: each label's prompt, (n_classes + 1 + extra, max_tokens) token indices and its
+    // length (label n_classes: the empty prompt, the start token alone); and the batch's tokens
+    int *prompt_tokens, *prompt_len, *tokens, *token_len;
 };
 // In PART II: model_create carves every buffer once (checking the config), model_free frees them.
 
@@ -1021,22 +1061,6 @@ static void attention_backward(const AttnParams *p, const AttnParams *g, const A
 //         padding: p_ij = 0);   o_i = sum_j p_ij v_j;   out = x + proj(o).
 // A position can so ask "which word describes me?" and take that word's value: words the model
 // never saw together in one prompt can still each steer their part of the image.
-typedef struct {
-    real *gn_g, *gn_b;  // (C)
-    ConvParams q;       // (C,C,1,1)
-    ConvParams k, v;    // (C,D): Linear on the token vectors
-    ConvParams proj;    // (C,C,1,1)
-} CrossAttnParams;
-typedef struct {
-    int C, N, L, D;
-    real *in;          // (B,C,N), not owned
-    GroupNormActs gn;  // GroupNorm(in)
-    real *q;           // (B,C,N)
-    real *k, *v;       // (B,L,C)
-    real *p;           // attention weights (B,N,L)
-    real *o;           // (B,C,N)
-    real *out;         // in + proj(o) (B,C,N)
-} CrossAttnActs;
 // a->in (B,C,N), e (B,L,D), len (B) -> a->out (B,C,N); scratch (N,L)
 static void cross_attention_forward(const CrossAttnParams *p, CrossAttnActs *a, const real *e,
                                     const int *len, real *scratch, int G, const Workspace *ws,
@@ -1119,6 +1143,15 @@ static void text_embed_backward(real *dtok, real *dpos, const real *de, const in
 }
 
 // ---- The whole network ----------------------------------------------------------------------
+// A text model's batch of prompts: m->tokens (B,max_tokens), m->token_len (B) from each label's
+// prompt in m->prompt_tokens (its padding slots hold the start token: masked, never read).
+static void prompt_tokens_of(Model *m, const int *label, int B) {
+    int L = m->cfg.max_tokens;
+    for (int b = 0; b < B; b++) {
+        memcpy(m->tokens + (size_t)b * L, m->prompt_tokens + (size_t)label[b] * L, L * sizeof(int));
+        m->token_len[b] = m->prompt_len[label[b]];
+    }
+}
 // x (B,img_c,H,W), t (B) timesteps (real numbers: the SDE sampler uses fractional ones), label (B)
 // in 0..n_classes (n_classes: no label; ignored when unconditional)
 // -> m->a.pred (B,img_c,H,W) = eps_theta(x_t, t, label).
@@ -1137,7 +1170,7 @@ static void unet_forward(Model *m, const real *x, const real *t, const int *labe
     linear_forward(a->t1, a->sin_emb, p->time1.w, p->time1.b, B, c->tdim, e);
     silu_forward(a->t1_act, a->t1, (size_t)B * e);
     linear_forward(a->emb, a->t1_act, p->time2.w, p->time2.b, B, e, e);
-    if (c->cond) embedding_forward(a->emb, p->class_table, label, B, e);
+    if (c->cond && !c->text) embedding_forward(a->emb, p->class_table, label, B, e);
     silu_forward(a->emb_act, a->emb, (size_t)B * e);
     // down: HxW -> H/2 -> H/4
     conv2d_forward(a->h0, a->x, p->conv_in.w, p->conv_in.b, B, c->img_c, H, W, ch1, 3, 1, ws);
@@ -1149,6 +1182,12 @@ static void unet_forward(Model *m, const real *x, const real *t, const int *labe
     // middle at H/4: ResBlock, attention, ResBlock
     resblock_forward(&p->m0, &a->m0, a->emb_act, m, B);
     attention_forward(&p->attn, &a->at, m, B);
+    if (c->text) {  // each image's prompt (its label's), as token vectors, and cross-attention
+        prompt_tokens_of(m, label, B);
+        text_embed_forward(a->e, p->tok_table, p->pos_table, m->tokens, B, c->max_tokens, ch2);
+        cross_attention_forward(&p->xattn, &a->xat, a->e, m->token_len, m->scratch, c->groups,
+                                ws, B);
+    }
     resblock_forward(&p->m1, &a->m1, a->emb_act, m, B);
     // up: each level concatenates the down path's output of the same size (the U's skips)
     concat_forward(a->cat0, a->m1.out, a->d2.out, B, ch2, ch2, N4);
@@ -1197,6 +1236,11 @@ static void unet_backward(Model *m, const int *label, int B) {
     resblock_backward(&p->u0, &g->u0, &a->u0, &d->u0, ea, dea, m, B);
     concat_backward(d->m1.out, d->d2.out, d->cat0, B, ch2, ch2, N4);
     resblock_backward(&p->m1, &g->m1, &a->m1, &d->m1, ea, dea, m, B);
+    if (c->text) {
+        cross_attention_backward(&p->xattn, &g->xattn, &a->xat, &d->xat, a->e, d->e,
+                                 m->token_len, m->scratch, c->groups, ws, B);
+        text_embed_backward(g->tok_table, g->pos_table, d->e, m->tokens, B, c->max_tokens, ch2);
+    }
     attention_backward(&p->attn, &g->attn, &a->at, &d->at, m, B);
     resblock_backward(&p->m0, &g->m0, &a->m0, &d->m0, ea, dea, m, B);
     resblock_backward(&p->d2, &g->d2, &a->d2, &d->d2, ea, dea, m, B);
@@ -1209,7 +1253,7 @@ static void unet_backward(Model *m, const int *label, int B) {
     conv2d_backward(NULL, g->conv_in.w, g->conv_in.b, d->h0, a->x, p->conv_in.w, B, c->img_c, H, W,
                     ch1, 3, 1, ws);
     silu_backward(d->emb, d->emb_act, a->emb, (size_t)B * e);
-    if (c->cond) embedding_backward(g->class_table, d->emb, label, B, e);
+    if (c->cond && !c->text) embedding_backward(g->class_table, d->emb, label, B, e);
     linear_backward(d->t1_act, g->time2.w, g->time2.b, d->emb, a->t1_act, p->time2.w, B, e, e);
     silu_backward(d->t1, d->t1_act, a->t1, (size_t)B * e);
     linear_backward(NULL, g->time1.w, g->time1.b, d->t1, a->sin_emb, p->time1.w, B, c->tdim, e);
@@ -2244,7 +2288,22 @@ static void acts_layout(Acts *a, Layout *L, real *base, const Config *c, int B) 
     at->p = take_act(L, B * N4 * N4);
     at->o = take_act(L, B * ch2 * N4);
     at->out = take_act(L, B * ch2 * N4);
-    a->m1 = take_resblock_acts(L, at->out, ch2, ch2, H / 4, W / 4, B, G);
+    real *m1_in = at->out;
+    if (c->text) {
+        int T = c->max_tokens;
+        CrossAttnActs *x = &a->xat;
+        a->e = take_act(L, (size_t)B * T * ch2);
+        *x = (CrossAttnActs){.C = ch2, .N = (int)N4, .L = T, .D = ch2, .in = at->out};
+        x->gn = take_gn_acts(L, B * ch2 * N4, B, G);
+        x->q = take_act(L, B * ch2 * N4);
+        x->k = take_act(L, (size_t)B * T * ch2);
+        x->v = take_act(L, (size_t)B * T * ch2);
+        x->p = take_act(L, (size_t)B * N4 * T);
+        x->o = take_act(L, B * ch2 * N4);
+        x->out = take_act(L, B * ch2 * N4);
+        m1_in = x->out;
+    }
+    a->m1 = take_resblock_acts(L, m1_in, ch2, ch2, H / 4, W / 4, B, G);
     a->cat0 = take_act(L, B * 2 * ch2 * N4);
     a->u0 = take_resblock_acts(L, a->cat0, 2 * ch2, ch2, H / 4, W / 4, B, G);
     a->up0 = take_act(L, B * ch2 * N2);
@@ -2272,6 +2331,9 @@ static const char *config_check(const Config *c) {
         return "bad time-embedding sizes";
     if (c->n_classes < 1 || c->n_classes > 1000 || (c->cond != 0 && c->cond != 1))
         return "bad class settings";
+    if ((c->text != 0 && c->text != 1) || (c->text && (!c->cond || c->vocab < 2 ||
+        c->vocab > 4096 || c->max_tokens < 2 || c->max_tokens > 16)))
+        return "bad text settings (vocabulary 2..4096 tokens, prompts of 2..16)";
     return NULL;
 }
 
@@ -2333,14 +2395,22 @@ static Model *model_create(const Config *c, int max_batch) {
     free(tmp);
     m->ws = xcalloc(1, sizeof(Workspace));
     workspace_create(m->ws, c);
-    size_t n4 = (size_t)(c->img_h / 4) * (c->img_w / 4);
-    m->scratch = xcalloc(2 * n4 * n4, sizeof(real));
+    size_t n4 = (size_t)(c->img_h / 4) * (c->img_w / 4), T = (size_t)c->max_tokens;
+    m->scratch = xcalloc(2 * n4 * (n4 > T ? n4 : T), sizeof(real));  // attention's, cross-attention's
+    if (c->text) {  // room for the training prompts, the empty one and 1000 more (sample --prompt)
+        m->prompt_tokens = xcalloc((c->n_classes + 1001) * T, sizeof(int));
+        m->prompt_len = xcalloc(c->n_classes + 1001, sizeof(int));
+        m->tokens = xcalloc((size_t)max_batch * T, sizeof(int));
+        m->token_len = xcalloc(max_batch, sizeof(int));
+        for (int k = 0; k <= c->n_classes + 1000; k++) m->prompt_len[k] = 1;  // the start token
+    }
     m->class_names = c->cond ? xcalloc(c->n_classes, sizeof(ClassName)) : NULL;
     return m;
 }
 
 static void model_free(Model *m) {
     if (!m) return;
+    free_all(4, m->prompt_tokens, m->prompt_len, m->tokens, m->token_len);
     free_all(17, m->params, m->grads, m->adam_m, m->adam_v, m->ema, m->acts, m->dacts, m->ws->col,
              m->ws->dcol, m->ws->rows, m->ws->flipped, m->ws->partial, m->scratch, m->class_names,
              m->ws, m->layout, m);
@@ -3027,7 +3097,7 @@ static void checkpoint_save(const char *path, const Model *m, ScheduleKind sched
 }
 
 static Config config_from_ints(const int32_t *v) {  // the checkpoint's Config, field by field
-    return (Config){v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9]};
+    return (Config){v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], 0, 0, 0};
 }
 static size_t checkpoint_bytes(const CkptHeader *h, size_t P) {  // P parameters
     size_t names = h->version > 1 && h->config[9] ? h->config[8] * sizeof(ClassName) : 0;
