@@ -2396,7 +2396,8 @@ static Model *model_create(const Config *c, int max_batch) {
     m->ws = xcalloc(1, sizeof(Workspace));
     workspace_create(m->ws, c);
     size_t n4 = (size_t)(c->img_h / 4) * (c->img_w / 4), T = (size_t)c->max_tokens;
-    m->scratch = xcalloc(2 * n4 * (n4 > T ? n4 : T), sizeof(real));  // attention's, cross-attention's
+    // attention's scratch (2 N^2 at the lowest resolution), cross-attention's (2 N T)
+    m->scratch = xcalloc(2 * n4 * (n4 > T ? n4 : T), sizeof(real));
     if (c->text) {  // room for the training prompts, the empty one and 1000 more (sample --prompt)
         m->prompt_tokens = xcalloc((c->n_classes + 1001) * T, sizeof(int));
         m->prompt_len = xcalloc(c->n_classes + 1001, sizeof(int));
