@@ -943,6 +943,7 @@ struct Model {
     // text models: each label's prompt, (n_classes + 1 + extra, max_tokens) token indices and its
     // length (label n_classes: the empty prompt, the start token alone); and the batch's tokens
     int *prompt_tokens, *prompt_len, *tokens, *token_len;
+    ClassName *vocab_words;  // text models: (vocab) the words of the tokens, 0 the start token
 };
 // In PART II: model_create carves every buffer once (checking the config), model_free frees them.
 
@@ -2404,6 +2405,7 @@ static Model *model_create(const Config *c, int max_batch) {
         m->tokens = xcalloc((size_t)max_batch * T, sizeof(int));
         m->token_len = xcalloc(max_batch, sizeof(int));
         for (int k = 0; k <= c->n_classes + 1000; k++) m->prompt_len[k] = 1;  // the start token
+        m->vocab_words = xcalloc(c->vocab, sizeof(ClassName));
     }
     m->class_names = c->cond ? xcalloc(c->n_classes, sizeof(ClassName)) : NULL;
     return m;
@@ -2411,7 +2413,7 @@ static Model *model_create(const Config *c, int max_batch) {
 
 static void model_free(Model *m) {
     if (!m) return;
-    free_all(4, m->prompt_tokens, m->prompt_len, m->tokens, m->token_len);
+    free_all(5, m->prompt_tokens, m->prompt_len, m->tokens, m->token_len, m->vocab_words);
     free_all(17, m->params, m->grads, m->adam_m, m->adam_v, m->ema, m->acts, m->dacts, m->ws->col,
              m->ws->dcol, m->ws->rows, m->ws->flipped, m->ws->partial, m->scratch, m->class_names,
              m->ws, m->layout, m);
@@ -3056,12 +3058,85 @@ static void dataset_free(Dataset *d) {
     free_all(3, d->pixels, d->labels, d->class_names);
 }
 
+// ---- Prompts: words, the vocabulary, tokens (text models, Step 4's cross-attention) ------------
+// A name's words: split on spaces, '_', '-' and '/', lower-cased ("Ankle boot" and "ankle_boot"
+// are the two words ankle, boot; "T-shirt/top" is t, shirt, top). Returns how many (at most max;
+// -1: more).
+static int name_words(const char *name, ClassName *words, int max) {
+    int n = 0;
+    for (const char *p = name; *p;) {
+        size_t len = strcspn(p, " _-/");
+        if (len && n == max) return -1;
+        if (len) {
+            memset(words[n], 0, sizeof(ClassName));  // every byte: the words go into checkpoints
+            for (size_t i = 0; i < len && i + 1 < sizeof(ClassName); i++)
+                words[n][i] = (char)(p[i] >= 'A' && p[i] <= 'Z' ? p[i] + 32 : p[i]);
+            n++;
+        }
+        p += len + (p[len] != 0);
+    }
+    return n;
+}
+enum { MAX_PROMPT = 16, START_TOKEN = 0 };  // tokens per prompt, the start token included
+static int compare_names(const void *a, const void *b) { return strcmp(a, b); }
+// The vocabulary of the class names (n of them): the start token, then every word once, sorted.
+// Returns the vocabulary's size, *max_tokens the longest prompt (its start token included).
+static int build_vocabulary(ClassName *vocab, const ClassName *names, int n, int *max_tokens) {
+    int V = 1;
+    *max_tokens = 2;
+    snprintf(vocab[0], sizeof(ClassName), "<start>");
+    for (int k = 0; k < n; k++) {
+        ClassName words[MAX_PROMPT - 1];
+        int nw = name_words(names[k], words, MAX_PROMPT - 1);
+        if (nw < 0) die("--text", "class '%s' has more than %d words", names[k], MAX_PROMPT - 1);
+        if (nw + 1 > *max_tokens) *max_tokens = nw + 1;
+        for (int i = 0; i < nw; i++) {
+            int seen = 0;
+            for (int j = 1; j < V && !seen; j++) seen = !strcmp(vocab[j], words[i]);
+            if (!seen) memcpy(vocab[V++], words[i], sizeof(ClassName));
+        }
+    }
+    qsort(vocab + 1, V - 1, sizeof(ClassName), compare_names);
+    return V;
+}
+// The prompt `text` as tokens into m's prompt row `row`; a word outside the vocabulary ends the
+// program with a one-line error naming it and listing the vocabulary.
+static void set_prompt(Model *m, int row, const char *text, const char *flag) {
+    const Config *c = &m->cfg;
+    ClassName words[MAX_PROMPT];
+    int nw = name_words(text, words, c->max_tokens - 1);
+    if (nw < 0) die_usage(flag, "'%s' has more than %d words", text, c->max_tokens - 1);
+    int *tok = m->prompt_tokens + (size_t)row * c->max_tokens;
+    memset(tok, 0, c->max_tokens * sizeof(int));
+    for (int i = 0; i < nw; i++) {
+        int id = 0;
+        for (int j = 1; j < c->vocab && !id; j++) id = strcmp(m->vocab_words[j], words[i]) ? 0 : j;
+        if (id) {
+            tok[1 + i] = id;
+            continue;
+        }
+        char list[2048] = "";
+        for (int j = 1; j < c->vocab && strlen(list) + sizeof(ClassName) + 3 < sizeof list; j++)
+            snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", j > 1 ? ", " : "",
+                     m->vocab_words[j]);
+        die_usage(flag, "the word '%s' is not in this model's vocabulary (%s)", words[i], list);
+    }
+    m->prompt_len[row] = 1 + nw;
+}
+// Each class's prompt, its name's words; label n_classes is the empty prompt.
+static void set_class_prompts(Model *m, const char *where) {
+    for (int k = 0; k < m->cfg.n_classes; k++) set_prompt(m, k, m->class_names[k], where);
+    m->prompt_len[m->cfg.n_classes] = 1;
+}
+
 // ---- Checkpoints ----------------------------------------------------------------------------
 // One file: a header (magic, format version, size of real, the config, schedule, T, step, RNG
 // state, which arrays follow), the arrays (params, EMA, and unless slim the AdamW moments m and
 // v), since version 2 the class names of a class-conditional model (n_classes x 64 bytes; version
 // 1, still read, was always Fashion-MNIST's), and a CRC-32 of all of it, written atomically.
-enum { CKPT_VERSION = 2 };
+// Version 3 (text models only; the others still write 2): after the header, the text settings
+// (text, vocab, max_tokens, 0), and after the class names the vocabulary's words (vocab x 64).
+enum { CKPT_VERSION = 2, CKPT_VERSION_TEXT = 3 };
 typedef struct {    // 96 bytes, no padding: written as it is
     char magic[8];  // "DIFFUSNC"
     int32_t version, real_size;
@@ -3075,20 +3150,24 @@ typedef struct {    // 96 bytes, no padding: written as it is
 static void checkpoint_save(const char *path, const Model *m, ScheduleKind sched, int T,
                             int64_t step, const Rng *rng, int batch, int slim) {
     const Config *c = &m->cfg;
-    CkptHeader h = {.version = CKPT_VERSION, .real_size = (int32_t)sizeof(real),
+    CkptHeader h = {.version = c->text ? CKPT_VERSION_TEXT : CKPT_VERSION,
+                    .real_size = (int32_t)sizeof(real),
                     .config = {c->img_c, c->img_h, c->img_w, c->ch1, c->ch2, c->tdim, c->temb,
                                c->groups, c->n_classes, c->cond},
                     .schedule = sched, .T = T, .step = step, .rng_state = rng->state,
                     .n_params = m->n_params, .has_optimizer = !slim, .batch = batch};
     memcpy(h.magic, "DIFFUSNC", 8);
     size_t P = m->n_params * sizeof(real), names = c->cond ? c->n_classes * sizeof(ClassName) : 0;
-    const void *part[6] = {&h, m->params, m->ema, m->adam_m, m->adam_v, m->class_names};
-    size_t bytes[6] = {sizeof h, P, P, slim ? 0 : P, slim ? 0 : P, names};
+    int32_t text[4] = {c->text, c->vocab, c->max_tokens, 0};
+    const void *part[8] = {&h, text, m->params, m->ema, m->adam_m, m->adam_v, m->class_names,
+                           m->vocab_words};
+    size_t bytes[8] = {sizeof h, c->text ? sizeof text : 0, P, P, slim ? 0 : P, slim ? 0 : P, names,
+                       c->text ? c->vocab * sizeof(ClassName) : 0};
     char tmp[4200];
     FILE *f;
     atomic_write_begin(path, tmp, sizeof tmp, &f);
     uint32_t crc = 0;
-    for (int k = 0; k < 6; k++) {
+    for (int k = 0; k < 8; k++) {
         if (bytes[k] == 0) continue;  // a slim or unconditional model's absent part: maybe NULL
         fwrite(part[k], 1, bytes[k], f);
         crc = crc32_update(crc, part[k], bytes[k]);
@@ -3100,9 +3179,10 @@ static void checkpoint_save(const char *path, const Model *m, ScheduleKind sched
 static Config config_from_ints(const int32_t *v) {  // the checkpoint's Config, field by field
     return (Config){v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], 0, 0, 0};
 }
-static size_t checkpoint_bytes(const CkptHeader *h, size_t P) {  // P parameters
+static size_t checkpoint_bytes(const CkptHeader *h, const Config *c, size_t P) {  // P parameters
     size_t names = h->version > 1 && h->config[9] ? h->config[8] * sizeof(ClassName) : 0;
-    return sizeof *h + (h->has_optimizer ? 4 : 2) * P * sizeof(real) + names + 4;
+    size_t text = c->text ? 16 + c->vocab * sizeof(ClassName) : 0;
+    return sizeof *h + (h->has_optimizer ? 4 : 2) * P * sizeof(real) + names + text + 4;
 }
 
 // What a checkpoint's header says besides the network: checkpoint_load's answer.
@@ -3123,6 +3203,15 @@ static Model *checkpoint_load(const char *path, int max_batch, CkptInfo *info) {
     if (len < sizeof h + 4) die(path, "not a diffusion.c checkpoint (too short: %zu bytes)", len);
     memcpy(&h, buf, sizeof h);
     Config c = config_from_ints(h.config);
+    size_t at = sizeof h;  // where the arrays start
+    if (h.version == CKPT_VERSION_TEXT && len >= sizeof h + 20) {
+        int32_t text[4];
+        memcpy(text, buf + sizeof h, sizeof text);
+        c.text = text[0];
+        c.vocab = text[1];
+        c.max_tokens = text[2];
+        at += sizeof text;
+    }
     if (memcmp(h.magic, "DIFFUSNC", 8)) die(path, "not a diffusion.c checkpoint (bad magic)");
     // The CRC before the fields: a field that fails it was damaged, not written so (one flipped
     // bit in real_size is no double build). Only when every field is sane and the length is not
@@ -3131,7 +3220,8 @@ static Model *checkpoint_load(const char *path, int max_batch, CkptInfo *info) {
     memcpy(&crc_file, buf + len - 4, 4);
     int crc_ok = crc32_update(0, buf, len - 4) == crc_file;
     const char *bad = NULL, *bad_config = config_check(&c);
-    if (h.version != 1 && h.version != CKPT_VERSION) bad = "checkpoint format is not 1 or 2";
+    if (h.version < 1 || h.version > CKPT_VERSION_TEXT) bad = "checkpoint format is not 1, 2 or 3";
+    else if ((h.version == CKPT_VERSION_TEXT) != (c.text == 1)) bad = "bad text settings";
     else if (h.real_size != (int32_t)sizeof(real))
         bad = sizeof(real) == 8 ? "written by a float build, this is a double build"
                                 : "written by a double build, this is a float build";
@@ -3139,7 +3229,7 @@ static Model *checkpoint_load(const char *path, int max_batch, CkptInfo *info) {
     else if (h.schedule < 0 || h.schedule > 2 || h.T < 1 || h.T > 100000 || h.step < 0 ||
              (h.has_optimizer != 0 && h.has_optimizer != 1) || h.batch < 1 || h.batch > MAX_BATCH)
         bad = "bad schedule, T, step or flags in checkpoint header";
-    size_t P = bad ? 0 : count_params(&c), want = bad ? 0 : checkpoint_bytes(&h, P);
+    size_t P = bad ? 0 : count_params(&c), want = bad ? 0 : checkpoint_bytes(&h, &c, P);
     if (!bad && h.n_params != P) bad = "header's parameter count differs from its configuration's";
     if (!bad && len != want)
         die(path, "checkpoint is %zu bytes, expected %zu (truncated or corrupt)", len, want);
@@ -3147,18 +3237,24 @@ static Model *checkpoint_load(const char *path, int max_batch, CkptInfo *info) {
     if (bad && bad == bad_config) die(path, "bad network configuration in checkpoint: %s", bad);
     if (bad) die(path, "%s", bad);
     size_t narrays = h.has_optimizer ? 4 : 2;
-    size_t names = sizeof h + narrays * P * sizeof(real);  // where version 2's class names are
+    size_t names = at + narrays * P * sizeof(real);  // where version 2's class names are
+    size_t words = names + (c.cond ? c.n_classes * sizeof(ClassName) : 0);  // version 3's words
+    for (int k = 0; c.text && k < c.vocab; k++)
+        if (!memchr(buf + words + k * sizeof(ClassName), 0, sizeof(ClassName)))
+            die(path, "a word of the vocabulary without its terminating NUL");
     for (int k = 0; h.version > 1 && c.cond && k < c.n_classes; k++)
         if (!memchr(buf + names + k * sizeof(ClassName), 0, sizeof(ClassName)))
             die(path, "a class name without its terminating NUL");
     Model *m = model_create(&c, max_batch ? max_batch : h.batch);
     real *arrays[4] = {m->params, m->ema, m->adam_m, m->adam_v};
     for (size_t k = 0; k < narrays; k++)
-        memcpy(arrays[k], buf + sizeof h + k * P * sizeof(real), P * sizeof(real));
+        memcpy(arrays[k], buf + at + k * P * sizeof(real), P * sizeof(real));
     if (c.cond && h.version > 1)
         memcpy(m->class_names, buf + names, c.n_classes * sizeof(ClassName));
     for (int k = 0; c.cond && h.version == 1 && k < c.n_classes; k++)  // Fashion-MNIST's
         snprintf(m->class_names[k], sizeof(ClassName), "%s", k < 10 ? fashion_class_names[k] : "");
+    if (c.text) memcpy(m->vocab_words, buf + words, c.vocab * sizeof(ClassName));
+    if (c.text) set_class_prompts(m, path);
     free(buf);
     *info = (CkptInfo){(ScheduleKind)h.schedule, h.T, h.batch, h.has_optimizer, h.step,
                        {h.rng_state}};
@@ -3200,6 +3296,8 @@ static TrainRun *train_begin(const TrainOptions *o, Model *m, const Dataset *d, 
     r->first = r->last_saved = step;
     char kind[48] = "unconditional";
     if (c->cond) snprintf(kind, sizeof kind, "class-conditional on %d classes", c->n_classes);
+    if (c->text) snprintf(kind, sizeof kind, "on the words of %d classes: %d tokens", c->n_classes,
+                          c->vocab);
     fprintf(stderr, "training %zu parameters on %d images %dx%dx%d (%s), batch %d, schedule %s "
             "T=%d, %s\n", m->n_params, d->n, c->img_c, c->img_h, c->img_w, o->data, B,
             schedule_names[s->kind], s->T, kind);
@@ -3310,13 +3408,13 @@ static void write_image_grid(const char *path, const real *imgs, int n, int cols
 
 typedef struct {
     ScheduleKind schedule;
-    int T, index, batch, n, uncond, resume, clip_x0, threads, steps_given, width, guided;
+    int T, index, batch, n, uncond, resume, clip_x0, threads, steps_given, width, guided, text;
     int channels, size;  // 0: chosen from the data
     int64_t steps;
     long max_data_mb;
     uint64_t seed;
     double minutes, lr, eta, guidance;
-    const char *out, *data, *image, *ckpt, *log, *sampler, *trajectory, *ref, *label;
+    const char *out, *data, *image, *ckpt, *log, *sampler, *trajectory, *ref, *label, *prompt;
 } Options;
 
 // The data of --data (default Fashion-MNIST) or forward's IMAGE, at these channels and size (0:
@@ -3444,6 +3542,7 @@ static int cmd_train(const Options *o) {
                       .minutes = o->minutes, .resume = o->resume, .hyper = DEFAULT_HYPER,
                       .save_every = 500};
     if (!o->steps && !o->minutes) t.minutes = 10;
+    if (o->text && o->uncond) die_usage("--text", "prompts are conditions: not with --uncond");
     remove_stale_tmp(t.ckpt);
     t.hyper.lr = o->lr;
     int B = o->batch ? o->batch : 64;
@@ -3453,9 +3552,20 @@ static int cmd_train(const Options *o) {
     if (!o->resume) {
         d = options_data(o, o->channels, o->size, stderr, 1);
         Config c = config_for(o, &d);
+        ClassName *vocab = NULL;
+        if (o->text) {  // prompts: the words of the class names (Step 4's cross-attention)
+            if (!c.cond) die_usage("--text", "needs class folders: the words of their names are "
+                                   "the prompts");
+            vocab = xcalloc((size_t)c.n_classes * (MAX_PROMPT - 1) + 1, sizeof(ClassName));
+            c.text = 1;
+            c.vocab = build_vocabulary(vocab, d.class_names, c.n_classes, &c.max_tokens);
+        }
         m = model_create(&c, B);
+        if (vocab) memcpy(m->vocab_words, vocab, c.vocab * sizeof(ClassName));
+        free(vocab);
         params_init(m, &ck.rng, 0);
         if (c.cond) memcpy(m->class_names, d.class_names, c.n_classes * sizeof(ClassName));
+        if (c.text) set_class_prompts(m, "--text");
     } else {
         m = checkpoint_load(t.ckpt, o->batch, &ck);
         if (!ck.has_optimizer)
@@ -3552,7 +3662,12 @@ static int cmd_sample(const Options *o) {
     const Config *c = &m->cfg;
     SampleOptions so = sample_options(o, c, sk, T);
     int K = c->n_classes, chosen = o->label ? label_of(o->label, m) : 0;
-    int per_class = c->cond && !o->label;  // one row per class
+    if (o->prompt && !c->text)
+        die_usage("--prompt", "this model was trained without --text: it knows classes (--label), "
+                  "not words");
+    if (o->prompt) set_prompt(m, K + 1, o->prompt, "--prompt");  // the row after the empty prompt
+    if (o->prompt) chosen = K + 1;
+    int per_class = c->cond && !o->label && !o->prompt;  // one row per class
     int n = o->n ? o->n : per_class ? 8 * K : 64;
     int cols = per_class ? (n + K - 1) / K : (int)ceil(sqrt((double)n));
     if (per_class) n = K * cols;
@@ -3587,6 +3702,9 @@ static int cmd_sample(const Options *o) {
     if (o->label) printf("  class %d: ", chosen);
     if (o->label) fputs_escaped(m->class_names[chosen], stdout);
     if (o->label) putchar('\n');
+    if (o->prompt) printf("  prompt: ");
+    if (o->prompt) fputs_escaped(o->prompt, stdout);
+    if (o->prompt) putchar('\n');
     if (traj)
         printf("wrote %s: noise (left) to image (right) at 11 moments; under each x_t row, the "
                "network's x0_hat (eq. 2) at that moment\n", o->trajectory);
@@ -3627,18 +3745,20 @@ static const Command commands[] = {
      "  Prints the data (count, shape, classes; headers only) and the network train makes for it:\n"
      "  layers (tensor shapes, parameters, output shapes) and memory."},
     {"train", cmd_train, " --data --steps --minutes --batch --lr --seed --schedule --T --ckpt "
-     "--resume --uncond --log --width --threads --channels --size --max-data-mb ",
+     "--resume --uncond --log --width --threads --channels --size --max-data-mb --text ",
      "train [--data fashion-mnist|DIR|FILE] [--channels 1|3] [--size S] [--max-data-mb 1024]\n"
      "      [--steps N | --minutes M] [--batch 64] [--lr 2e-4] [--seed S] "
      "[--schedule linear|cosine|sde] [--T 1000]\n"
-     "      [--ckpt model.ckpt] [--resume] [--uncond] [--log loss.csv] [--width 32] [--threads N]\n"
+     "      [--ckpt model.ckpt] [--resume] [--uncond] [--text] [--log loss.csv] [--width 32] "
+     "[--threads N]\n"
      "  Trains eps_theta (Steps 3 and 4) with AdamW; Ctrl-C saves and stops. Default: 10 minutes.\n"
      "  DIR: PNG/JPEGs, or DIR/<class>/*.png for a class-conditional model. Channels: 3 if any\n"
-     "  image has colour; size: the images' common size (at most 64), else 32; Fashion-MNIST 28."},
+     "  image has colour; size: the images' common size (at most 64), else 32; Fashion-MNIST 28.\n"
+     "  --text: conditioned on the words of the class names by cross-attention (sample --prompt)."},
     {"sample", cmd_sample, " --ckpt --sampler --steps --eta --guidance --label --n --seed --out "
-     "--trajectory --clip-x0 --batch --threads ",
+     "--trajectory --clip-x0 --batch --threads --prompt ",
      "sample [--ckpt data/model.ckpt] [--sampler ddpm|ddim|sde|dpm2m] [--steps S] [--eta E] "
-     "[--guidance W] [--label C|NAME]\n"
+     "[--guidance W] [--label C|NAME | --prompt WORDS]\n"
      "       [--n N] [--seed S] [--out samples.png] [--trajectory traj.png] [--clip-x0] "
      "[--batch 64]\n"
      "  Generates images from noise (Step 5). Without --label, a class-conditional model gives one "
@@ -3685,6 +3805,7 @@ static void parse_flag(Options *o, int argc, char **argv, int *i) {
     if (!strcmp(a, "--uncond")) o->uncond = 1;
     else if (!strcmp(a, "--resume")) o->resume = 1;
     else if (!strcmp(a, "--clip-x0")) o->clip_x0 = 1;
+    else if (!strcmp(a, "--text")) o->text = 1;
     else {
         const char *v = flag_value(argc, argv, i);
         if (!strcmp(a, "--schedule")) o->schedule = parse_schedule(v);
@@ -3701,6 +3822,7 @@ static void parse_flag(Options *o, int argc, char **argv, int *i) {
         else if (!strcmp(a, "--batch")) o->batch = (int)parse_int(a, v, 1, MAX_BATCH);
         else if (!strcmp(a, "--n")) o->n = (int)parse_int(a, v, 1, 4096);
         else if (!strcmp(a, "--label")) o->label = v;
+        else if (!strcmp(a, "--prompt")) o->prompt = v;
         else if (!strcmp(a, "--channels")) o->channels = (int)parse_int(a, v, 1, 3);
         else if (!strcmp(a, "--size")) o->size = (int)parse_int(a, v, 4, 256);
         else if (!strcmp(a, "--max-data-mb")) o->max_data_mb = (long)parse_int(a, v, 1, 1000000000);
