@@ -20,6 +20,7 @@
  *     Step 4.  learn eps_theta: the layers (forward, backward) ....... matmul_reference, conv2d_*
  *              time embedding ...................................................... sinusoid_*
  *              ResBlock, self-attention, skips ............. resblock_*, attention_*, concat_*
+ *              cross-attention on a prompt's words ......... cross_attention_*, text_embed_*
  *              the U-Net, the loss ................................. unet_forward, mse_forward
  *              AdamW, EMA, the training loop ......................... adamw_step, train
  *     Step 5.  the reverse process: eq. (2), eq. (3) .................. x0_hat_from_eps, ddpm_step
