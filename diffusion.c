@@ -20,6 +20,7 @@
  *     Step 4.  learn eps_theta: the layers (forward, backward) ....... matmul_reference, conv2d_*
  *              time embedding ...................................................... sinusoid_*
  *              ResBlock, self-attention, skips ............. resblock_*, attention_*, concat_*
+ *              cross-attention on a prompt's words ......... cross_attention_*, text_embed_*
  *              the U-Net, the loss ................................. unet_forward, mse_forward
  *              AdamW, EMA, the training loop ......................... adamw_step, train
  *     Step 5.  the reverse process: eq. (2), eq. (3) .................. x0_hat_from_eps, ddpm_step
@@ -773,8 +774,12 @@ struct Config {
     int groups;               // GroupNorm groups (divides ch1 and ch2)
     int n_classes;            // class labels 0..n_classes-1; row n_classes of the table: no label
     int cond;                 // 1: class-conditional (has the label table), 0: unconditional
+    // A text model (text = 1, with cond = 1) conditions on each class's words instead of a table
+    // row: a vocabulary of `vocab` tokens (the start token and the words), prompts of at most
+    // max_tokens, cross-attention after the self-attention (Step 4, lecture 001).
+    int text, vocab, max_tokens;
 };
-static const Config DEFAULT_CONFIG = {1, 28, 28, 32, 64, 32, 128, 8, 10, 1};
+static const Config DEFAULT_CONFIG = {1, 28, 28, 32, 64, 32, 128, 8, 10, 1, 0, 0, 0};
 
 // Every parameter tensor is a named view into one flat buffer. The gradients, the AdamW moments and
 // the EMA weights use the same layout, so the optimiser is one loop over one array, and the
@@ -796,6 +801,12 @@ typedef struct {
     ConvParams q, k, v, proj;  // (C,C,1,1) each
 } AttnParams;
 typedef struct {
+    real *gn_g, *gn_b;  // (C)
+    ConvParams q;       // (C,C,1,1)
+    ConvParams k, v;    // (C,D): Linear on the token vectors
+    ConvParams proj;    // (C,C,1,1)
+} CrossAttnParams;
+typedef struct {
     ConvParams time1, time2;  // (temb,tdim), (temb,temb)
     real *class_table;        // (n_classes+1, temb), NULL when unconditional
     ConvParams conv_in;       // (ch1,img_c,3,3)
@@ -803,6 +814,8 @@ typedef struct {
     ConvParams ds0, ds1;      // stride-2 downsampling convs (ch1->ch1), (ch2->ch2)
     ResBlockParams m0, m1;    // middle, ch2->ch2 @H/4
     AttnParams attn;          // middle self-attention, ch2
+    real *tok_table, *pos_table;  // text models: (vocab, ch2), (max_tokens, ch2); else NULL
+    CrossAttnParams xattn;        // text models: cross-attention after attn, ch2 (tokens of ch2)
     ResBlockParams u0, u1, u2;  // up: 2ch2->ch2 @H/4, 2ch2->ch2 @H/2, ch2+ch1->ch1 @H
     ConvParams us0, us1;      // convs after the nearest-neighbour upsamplings (ch2->ch2)
     real *out_gn_g, *out_gn_b;  // (ch1)
@@ -819,9 +832,9 @@ static void params_layout(Params *P, Layout *L, real *base, const Config *c) {
     P->time1 = take_conv(L, "time1", e, c->tdim, 1);
     P->time2 = take_conv(L, "time2", e, e, 1);
     P->class_table = NULL;
-    if (c->cond)
+    if (c->cond && !c->text)
         P->class_table = take(L, "class_table", (size_t)(c->n_classes + 1) * e, 0, KIND_TABLE);
-    if (c->cond) last_shape(L, c->n_classes + 1, e);
+    if (c->cond && !c->text) last_shape(L, c->n_classes + 1, e);
     P->conv_in = take_conv(L, "conv_in", ch1, c->img_c, 3);
     P->d0 = take_resblock(L, "d0", ch1, ch1, e);
     P->ds0 = take_conv(L, "ds0", ch1, ch1, 3);
@@ -835,6 +848,19 @@ static void params_layout(Params *P, Layout *L, real *base, const Config *c) {
     P->attn.k = take_conv(L, "attn.k", ch2, ch2, 1);
     P->attn.v = take_conv(L, "attn.v", ch2, ch2, 1);
     P->attn.proj = take_conv(L, "attn.proj", ch2, ch2, 1);
+    P->tok_table = P->pos_table = NULL;
+    if (c->text) {
+        P->xattn.gn_g = take(L, "xattn.gn.g", ch2, 0, KIND_GN_GAIN);
+        P->xattn.gn_b = take(L, "xattn.gn.b", ch2, 0, KIND_GN_SHIFT);
+        P->xattn.q = take_conv(L, "xattn.q", ch2, ch2, 1);
+        P->xattn.k = take_conv(L, "xattn.k", ch2, ch2, 1);
+        P->xattn.v = take_conv(L, "xattn.v", ch2, ch2, 1);
+        P->xattn.proj = take_conv(L, "xattn.proj", ch2, ch2, 1);
+        P->tok_table = take(L, "tok_table", (size_t)c->vocab * ch2, 0, KIND_TABLE);
+        last_shape(L, c->vocab, ch2);
+        P->pos_table = take(L, "pos_table", (size_t)c->max_tokens * ch2, 0, KIND_TABLE);
+        last_shape(L, c->max_tokens, ch2);
+    }
     P->m1 = take_resblock(L, "m1", ch2, ch2, e);
     P->u0 = take_resblock(L, "u0", 2 * ch2, ch2, e);
     P->us0 = take_conv(L, "us0", ch2, ch2, 3);
@@ -875,6 +901,16 @@ typedef struct {
     real *out;        // in + proj(o) (B,C,N)
 } AttnActs;
 typedef struct {
+    int C, N, L, D;
+    real *in;          // (B,C,N), not owned
+    GroupNormActs gn;  // GroupNorm(in)
+    real *q;           // (B,C,N)
+    real *k, *v;       // (B,L,C)
+    real *p;           // attention weights (B,N,L)
+    real *o;           // (B,C,N)
+    real *out;         // in + proj(o) (B,C,N)
+} CrossAttnActs;
+typedef struct {
     real *x;                            // the noisy input x_t (B,img_c,H,W)
     real *t;                            // timesteps as numbers (B)
     real *sin_emb;                      // (B,tdim)
@@ -883,6 +919,8 @@ typedef struct {
     ResBlockActs d0, d1, d2, m0, m1, u0, u1, u2;
     real *p0, *p1;  // after ds0 (B,ch1,H/2,W/2) and ds1 (B,ch2,H/4,W/4)
     AttnActs at;
+    real *e;           // text models: the prompt's token vectors (B,max_tokens,ch2)
+    CrossAttnActs xat;  // text models: cross-attention after at
     real *cat0, *up0, *q0, *cat1, *up1, *q1, *cat2;  // up path: concat, upsample, conv, ...
     GroupNormActs ogn;                               // output GroupNorm
     real *oact;                                      // its SiLU
@@ -903,6 +941,10 @@ struct Model {
     Workspace *ws;                                 // convolution scratch (PART II)
     real *scratch;  // attention scratch (2 N^2 at the lowest resolution)
     ClassName *class_names;  // (n_classes) when cond: what each label means (in the checkpoint)
+    // text models: each label's prompt, (n_classes + 1 + extra, max_tokens) token indices and its
+    // length (label n_classes: the empty prompt, the start token alone); and the batch's tokens
+    int *prompt_tokens, *prompt_len, *tokens, *token_len;
+    ClassName *vocab_words;  // text models: (vocab) the words of the tokens, 0 the start token
 };
 // In PART II: model_create carves every buffer once (checking the config), model_free frees them.
 
@@ -1012,7 +1054,106 @@ static void attention_backward(const AttnParams *p, const AttnParams *g, const A
                        N, m->cfg.groups);
 }
 
+// ---- Cross-attention: the image positions attend to the prompt's words (lecture 001) ----------
+// Lecture 001's U-Net slide: "self-attention and cross-attention (for conditioning)". As in
+// Stable Diffusion's transformer blocks, the queries come from the image, the keys and values
+// from the prompt's token vectors e (L,D):
+//   q = Wq GN(x) (C,N);   k = Wk e + bk,  v = Wv e + bv (L,C);
+//   p_i = softmax over the prompt's len tokens of q_i . k_j / sqrt(C)   (the other L - len are
+//         padding: p_ij = 0);   o_i = sum_j p_ij v_j;   out = x + proj(o).
+// A position can so ask "which word describes me?" and take that word's value: words the model
+// never saw together in one prompt can still each steer their part of the image.
+// a->in (B,C,N), e (B,L,D), len (B) -> a->out (B,C,N); scratch (N,L)
+static void cross_attention_forward(const CrossAttnParams *p, CrossAttnActs *a, const real *e,
+                                    const int *len, real *scratch, int G, const Workspace *ws,
+                                    int B) {
+    int C = a->C, N = a->N, L = a->L;
+    real scale = (real)(1 / sqrt((double)C));
+    groupnorm_forward(a->gn.out, a->gn.mean, a->gn.rstd, a->in, p->gn_g, p->gn_b, B, C, N, G);
+    conv2d_forward(a->q, a->gn.out, p->q.w, p->q.b, B, C, N, 1, C, 1, 1, ws);
+    linear_forward(a->k, e, p->k.w, p->k.b, B * L, a->D, C);
+    linear_forward(a->v, e, p->v.w, p->v.b, B * L, a->D, C);
+    real *s = scratch;
+    for (int b = 0; b < B; b++) {
+        const real *q = a->q + (size_t)b * C * N, *k = a->k + (size_t)b * L * C;
+        const real *v = a->v + (size_t)b * L * C;
+        real *pb = a->p + (size_t)b * N * L;
+        gemm(N, L, C, q, 1, N, k, 1, C, s, L, 0);  // s_ij = sum_c q[c][i] k[j][c]
+        for (int i = 0; i < N; i++) {
+            for (int j = 0; j < L; j++) s[i * L + j] *= scale;
+            softmax_forward(pb + i * L, s + i * L, 1, len[b]);  // over the prompt's tokens only
+            for (int j = len[b]; j < L; j++) pb[i * L + j] = 0;
+        }
+        // o[c][i] = sum_j v[j][c] p_ij
+        gemm(C, N, L, v, 1, C, pb, 1, L, a->o + (size_t)b * C * N, N, 0);
+    }
+    conv2d_forward(a->out, a->o, p->proj.w, p->proj.b, B, C, N, 1, C, 1, 1, ws);
+    residual_forward(a->out, a->out, a->in, (size_t)B * C * N);
+}
+// The forward read backwards; de (B,L,D) receives the gradient of the token vectors (+=).
+// scratch (2 N L)
+static void cross_attention_backward(const CrossAttnParams *p, const CrossAttnParams *g,
+                                     const CrossAttnActs *a, CrossAttnActs *d, const real *e,
+                                     real *de, const int *len, real *scratch, int G,
+                                     const Workspace *ws, int B) {
+    int C = a->C, N = a->N, L = a->L;
+    real scale = (real)(1 / sqrt((double)C));
+    add_into(d->in, d->out, (size_t)B * C * N);  // residual: out = x + proj(o)
+    conv2d_backward(d->o, g->proj.w, g->proj.b, d->out, a->o, p->proj.w, B, C, N, 1, C, 1, 1, ws);
+    real *dp = scratch, *ds = scratch + (size_t)N * L;
+    for (int b = 0; b < B; b++) {
+        const real *q = a->q + (size_t)b * C * N, *k = a->k + (size_t)b * L * C;
+        const real *v = a->v + (size_t)b * L * C, *pb = a->p + (size_t)b * N * L;
+        const real *dO = d->o + (size_t)b * C * N;
+        // o = sum_j p_ij v_j:  dv[j][c] += sum_i p_ij dO[c][i],  dp_ij = sum_c dO[c][i] v[j][c]
+        gemm(L, C, N, pb, 1, L, dO, 1, N, d->v + (size_t)b * L * C, C, 1);
+        gemm(N, L, C, dO, 1, N, v, 1, C, dp, L, 0);
+        for (int i = 0; i < N; i++) {
+            softmax_backward(ds + i * L, dp + i * L, pb + i * L, 1, len[b]);
+            for (int j = 0; j < L; j++) ds[i * L + j] = j < len[b] ? ds[i * L + j] * scale : 0;
+        }
+        // s = scale q^T k:  dq[c][i] += sum_j ds_ij k[j][c],  dk[j][c] += sum_i ds_ij q[c][i]
+        gemm(C, N, L, k, 1, C, ds, 1, L, d->q + (size_t)b * C * N, N, 1);
+        gemm(L, C, N, ds, 1, L, q, 1, N, d->k + (size_t)b * L * C, C, 1);
+    }
+    linear_backward(de, g->k.w, g->k.b, d->k, e, p->k.w, B * L, a->D, C);
+    linear_backward(de, g->v.w, g->v.b, d->v, e, p->v.w, B * L, a->D, C);
+    conv2d_backward(d->gn.out, g->q.w, g->q.b, d->q, a->gn.out, p->q.w, B, C, N, 1, C, 1, 1, ws);
+    groupnorm_backward(d->in, g->gn_g, g->gn_b, d->gn.out, a->in, a->gn.mean, a->gn.rstd, p->gn_g,
+                       B, C, N, G);
+}
+
+// ---- The prompt's token vectors (the text encoder) ---------------------------------------------
+// A prompt is at most L tokens: a start token (always there, so that the empty prompt, the
+// unconditional case, still has one token to attend to), then its words' vocabulary indices.
+// e[b][j] = tok_table[token[b][j]] + pos_table[j]. token (B,L), tables (V,D), (L,D) -> e (B,L,D)
+static void text_embed_forward(real *e, const real *tok_table, const real *pos_table,
+                               const int *token, int B, int L, int D) {
+    memset(e, 0, (size_t)B * L * D * sizeof(real));
+    embedding_forward(e, tok_table, token, B * L, D);
+    for (int b = 0; b < B; b++)
+        for (int j = 0; j < L; j++)
+            for (int i = 0; i < D; i++) e[((size_t)b * L + j) * D + i] += pos_table[j * D + i];
+}
+// both lookups copy rows, so their gradients go back to those rows (+=)
+static void text_embed_backward(real *dtok, real *dpos, const real *de, const int *token, int B,
+                                int L, int D) {
+    embedding_backward(dtok, de, token, B * L, D);
+    for (int b = 0; b < B; b++)
+        for (int j = 0; j < L; j++)
+            for (int i = 0; i < D; i++) dpos[j * D + i] += de[((size_t)b * L + j) * D + i];
+}
+
 // ---- The whole network ----------------------------------------------------------------------
+// A text model's batch of prompts: m->tokens (B,max_tokens), m->token_len (B) from each label's
+// prompt in m->prompt_tokens (its padding slots hold the start token: masked, never read).
+static void prompt_tokens_of(Model *m, const int *label, int B) {
+    int L = m->cfg.max_tokens;
+    for (int b = 0; b < B; b++) {
+        memcpy(m->tokens + (size_t)b * L, m->prompt_tokens + (size_t)label[b] * L, L * sizeof(int));
+        m->token_len[b] = m->prompt_len[label[b]];
+    }
+}
 // x (B,img_c,H,W), t (B) timesteps (real numbers: the SDE sampler uses fractional ones), label (B)
 // in 0..n_classes (n_classes: no label; ignored when unconditional)
 // -> m->a.pred (B,img_c,H,W) = eps_theta(x_t, t, label).
@@ -1031,7 +1172,7 @@ static void unet_forward(Model *m, const real *x, const real *t, const int *labe
     linear_forward(a->t1, a->sin_emb, p->time1.w, p->time1.b, B, c->tdim, e);
     silu_forward(a->t1_act, a->t1, (size_t)B * e);
     linear_forward(a->emb, a->t1_act, p->time2.w, p->time2.b, B, e, e);
-    if (c->cond) embedding_forward(a->emb, p->class_table, label, B, e);
+    if (c->cond && !c->text) embedding_forward(a->emb, p->class_table, label, B, e);
     silu_forward(a->emb_act, a->emb, (size_t)B * e);
     // down: HxW -> H/2 -> H/4
     conv2d_forward(a->h0, a->x, p->conv_in.w, p->conv_in.b, B, c->img_c, H, W, ch1, 3, 1, ws);
@@ -1043,6 +1184,12 @@ static void unet_forward(Model *m, const real *x, const real *t, const int *labe
     // middle at H/4: ResBlock, attention, ResBlock
     resblock_forward(&p->m0, &a->m0, a->emb_act, m, B);
     attention_forward(&p->attn, &a->at, m, B);
+    if (c->text) {  // each image's prompt (its label's), as token vectors, and cross-attention
+        prompt_tokens_of(m, label, B);
+        text_embed_forward(a->e, p->tok_table, p->pos_table, m->tokens, B, c->max_tokens, ch2);
+        cross_attention_forward(&p->xattn, &a->xat, a->e, m->token_len, m->scratch, c->groups,
+                                ws, B);
+    }
     resblock_forward(&p->m1, &a->m1, a->emb_act, m, B);
     // up: each level concatenates the down path's output of the same size (the U's skips)
     concat_forward(a->cat0, a->m1.out, a->d2.out, B, ch2, ch2, N4);
@@ -1091,6 +1238,11 @@ static void unet_backward(Model *m, const int *label, int B) {
     resblock_backward(&p->u0, &g->u0, &a->u0, &d->u0, ea, dea, m, B);
     concat_backward(d->m1.out, d->d2.out, d->cat0, B, ch2, ch2, N4);
     resblock_backward(&p->m1, &g->m1, &a->m1, &d->m1, ea, dea, m, B);
+    if (c->text) {
+        cross_attention_backward(&p->xattn, &g->xattn, &a->xat, &d->xat, a->e, d->e,
+                                 m->token_len, m->scratch, c->groups, ws, B);
+        text_embed_backward(g->tok_table, g->pos_table, d->e, m->tokens, B, c->max_tokens, ch2);
+    }
     attention_backward(&p->attn, &g->attn, &a->at, &d->at, m, B);
     resblock_backward(&p->m0, &g->m0, &a->m0, &d->m0, ea, dea, m, B);
     resblock_backward(&p->d2, &g->d2, &a->d2, &d->d2, ea, dea, m, B);
@@ -1103,7 +1255,7 @@ static void unet_backward(Model *m, const int *label, int B) {
     conv2d_backward(NULL, g->conv_in.w, g->conv_in.b, d->h0, a->x, p->conv_in.w, B, c->img_c, H, W,
                     ch1, 3, 1, ws);
     silu_backward(d->emb, d->emb_act, a->emb, (size_t)B * e);
-    if (c->cond) embedding_backward(g->class_table, d->emb, label, B, e);
+    if (c->cond && !c->text) embedding_backward(g->class_table, d->emb, label, B, e);
     linear_backward(d->t1_act, g->time2.w, g->time2.b, d->emb, a->t1_act, p->time2.w, B, e, e);
     silu_backward(d->t1, d->t1_act, a->t1, (size_t)B * e);
     linear_backward(NULL, g->time1.w, g->time1.b, d->t1, a->sin_emb, p->time1.w, B, c->tdim, e);
@@ -2138,7 +2290,22 @@ static void acts_layout(Acts *a, Layout *L, real *base, const Config *c, int B) 
     at->p = take_act(L, B * N4 * N4);
     at->o = take_act(L, B * ch2 * N4);
     at->out = take_act(L, B * ch2 * N4);
-    a->m1 = take_resblock_acts(L, at->out, ch2, ch2, H / 4, W / 4, B, G);
+    real *m1_in = at->out;
+    if (c->text) {
+        int T = c->max_tokens;
+        CrossAttnActs *x = &a->xat;
+        a->e = take_act(L, (size_t)B * T * ch2);
+        *x = (CrossAttnActs){.C = ch2, .N = (int)N4, .L = T, .D = ch2, .in = at->out};
+        x->gn = take_gn_acts(L, B * ch2 * N4, B, G);
+        x->q = take_act(L, B * ch2 * N4);
+        x->k = take_act(L, (size_t)B * T * ch2);
+        x->v = take_act(L, (size_t)B * T * ch2);
+        x->p = take_act(L, (size_t)B * N4 * T);
+        x->o = take_act(L, B * ch2 * N4);
+        x->out = take_act(L, B * ch2 * N4);
+        m1_in = x->out;
+    }
+    a->m1 = take_resblock_acts(L, m1_in, ch2, ch2, H / 4, W / 4, B, G);
     a->cat0 = take_act(L, B * 2 * ch2 * N4);
     a->u0 = take_resblock_acts(L, a->cat0, 2 * ch2, ch2, H / 4, W / 4, B, G);
     a->up0 = take_act(L, B * ch2 * N2);
@@ -2167,6 +2334,9 @@ static const char *config_check(const Config *c) {
         return "bad time-embedding sizes";
     if (c->n_classes < 1 || c->n_classes > 1000 || (c->cond != 0 && c->cond != 1))
         return "bad class settings";
+    if ((c->text != 0 && c->text != 1) || (c->text && (!c->cond || c->vocab < 2 ||
+        c->vocab > 4096 || c->max_tokens < 2 || c->max_tokens > 16)))
+        return "bad text settings (vocabulary 2..4096 tokens, prompts of 2..16)";
     return NULL;
 }
 
@@ -2228,14 +2398,24 @@ static Model *model_create(const Config *c, int max_batch) {
     free(tmp);
     m->ws = xcalloc(1, sizeof(Workspace));
     workspace_create(m->ws, c);
-    size_t n4 = (size_t)(c->img_h / 4) * (c->img_w / 4);
-    m->scratch = xcalloc(2 * n4 * n4, sizeof(real));
+    size_t n4 = (size_t)(c->img_h / 4) * (c->img_w / 4), T = (size_t)c->max_tokens;
+    // attention's scratch (2 N^2 at the lowest resolution), cross-attention's (2 N T)
+    m->scratch = xcalloc(2 * n4 * (n4 > T ? n4 : T), sizeof(real));
+    if (c->text) {  // room for the training prompts, the empty one and 1000 more (sample --prompt)
+        m->prompt_tokens = xcalloc((c->n_classes + 1001) * T, sizeof(int));
+        m->prompt_len = xcalloc(c->n_classes + 1001, sizeof(int));
+        m->tokens = xcalloc((size_t)max_batch * T, sizeof(int));
+        m->token_len = xcalloc(max_batch, sizeof(int));
+        for (int k = 0; k <= c->n_classes + 1000; k++) m->prompt_len[k] = 1;  // the start token
+        m->vocab_words = xcalloc(c->vocab, sizeof(ClassName));
+    }
     m->class_names = c->cond ? xcalloc(c->n_classes, sizeof(ClassName)) : NULL;
     return m;
 }
 
 static void model_free(Model *m) {
     if (!m) return;
+    free_all(5, m->prompt_tokens, m->prompt_len, m->tokens, m->token_len, m->vocab_words);
     free_all(17, m->params, m->grads, m->adam_m, m->adam_v, m->ema, m->acts, m->dacts, m->ws->col,
              m->ws->dcol, m->ws->rows, m->ws->flipped, m->ws->partial, m->scratch, m->class_names,
              m->ws, m->layout, m);
@@ -2882,12 +3062,85 @@ static void dataset_free(Dataset *d) {
     free_all(3, d->pixels, d->labels, d->class_names);
 }
 
+// ---- Prompts: words, the vocabulary, tokens (text models, Step 4's cross-attention) ------------
+// A name's words: split on spaces, '_', '-' and '/', lower-cased ("Ankle boot" and "ankle_boot"
+// are the two words ankle, boot; "T-shirt/top" is t, shirt, top). Returns how many (at most max;
+// -1: more).
+static int name_words(const char *name, ClassName *words, int max) {
+    int n = 0;
+    for (const char *p = name; *p;) {
+        size_t len = strcspn(p, " _-/");
+        if (len && n == max) return -1;
+        if (len) {
+            memset(words[n], 0, sizeof(ClassName));  // every byte: the words go into checkpoints
+            for (size_t i = 0; i < len && i + 1 < sizeof(ClassName); i++)
+                words[n][i] = (char)(p[i] >= 'A' && p[i] <= 'Z' ? p[i] + 32 : p[i]);
+            n++;
+        }
+        p += len + (p[len] != 0);
+    }
+    return n;
+}
+enum { MAX_PROMPT = 16, START_TOKEN = 0 };  // tokens per prompt, the start token included
+static int compare_names(const void *a, const void *b) { return strcmp(a, b); }
+// The vocabulary of the class names (n of them): the start token, then every word once, sorted.
+// Returns the vocabulary's size, *max_tokens the longest prompt (its start token included).
+static int build_vocabulary(ClassName *vocab, const ClassName *names, int n, int *max_tokens) {
+    int V = 1;
+    *max_tokens = 2;
+    snprintf(vocab[0], sizeof(ClassName), "<start>");
+    for (int k = 0; k < n; k++) {
+        ClassName words[MAX_PROMPT - 1];
+        int nw = name_words(names[k], words, MAX_PROMPT - 1);
+        if (nw < 0) die("--text", "class '%s' has more than %d words", names[k], MAX_PROMPT - 1);
+        if (nw + 1 > *max_tokens) *max_tokens = nw + 1;
+        for (int i = 0; i < nw; i++) {
+            int seen = 0;
+            for (int j = 1; j < V && !seen; j++) seen = !strcmp(vocab[j], words[i]);
+            if (!seen) memcpy(vocab[V++], words[i], sizeof(ClassName));
+        }
+    }
+    qsort(vocab + 1, V - 1, sizeof(ClassName), compare_names);
+    return V;
+}
+// The prompt `text` as tokens into m's prompt row `row`; a word outside the vocabulary ends the
+// program with a one-line error naming it and listing the vocabulary.
+static void set_prompt(Model *m, int row, const char *text, const char *flag) {
+    const Config *c = &m->cfg;
+    ClassName words[MAX_PROMPT];
+    int nw = name_words(text, words, c->max_tokens - 1);
+    if (nw < 0) die_usage(flag, "'%s' has more than %d words", text, c->max_tokens - 1);
+    int *tok = m->prompt_tokens + (size_t)row * c->max_tokens;
+    memset(tok, 0, c->max_tokens * sizeof(int));
+    for (int i = 0; i < nw; i++) {
+        int id = 0;
+        for (int j = 1; j < c->vocab && !id; j++) id = strcmp(m->vocab_words[j], words[i]) ? 0 : j;
+        if (id) {
+            tok[1 + i] = id;
+            continue;
+        }
+        char list[2048] = "";
+        for (int j = 1; j < c->vocab && strlen(list) + sizeof(ClassName) + 3 < sizeof list; j++)
+            snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", j > 1 ? ", " : "",
+                     m->vocab_words[j]);
+        die_usage(flag, "the word '%s' is not in this model's vocabulary (%s)", words[i], list);
+    }
+    m->prompt_len[row] = 1 + nw;
+}
+// Each class's prompt, its name's words; label n_classes is the empty prompt.
+static void set_class_prompts(Model *m, const char *where) {
+    for (int k = 0; k < m->cfg.n_classes; k++) set_prompt(m, k, m->class_names[k], where);
+    m->prompt_len[m->cfg.n_classes] = 1;
+}
+
 // ---- Checkpoints ----------------------------------------------------------------------------
 // One file: a header (magic, format version, size of real, the config, schedule, T, step, RNG
 // state, which arrays follow), the arrays (params, EMA, and unless slim the AdamW moments m and
 // v), since version 2 the class names of a class-conditional model (n_classes x 64 bytes; version
 // 1, still read, was always Fashion-MNIST's), and a CRC-32 of all of it, written atomically.
-enum { CKPT_VERSION = 2 };
+// Version 3 (text models only; the others still write 2): after the header, the text settings
+// (text, vocab, max_tokens, 0), and after the class names the vocabulary's words (vocab x 64).
+enum { CKPT_VERSION = 2, CKPT_VERSION_TEXT = 3 };
 typedef struct {    // 96 bytes, no padding: written as it is
     char magic[8];  // "DIFFUSNC"
     int32_t version, real_size;
@@ -2901,20 +3154,24 @@ typedef struct {    // 96 bytes, no padding: written as it is
 static void checkpoint_save(const char *path, const Model *m, ScheduleKind sched, int T,
                             int64_t step, const Rng *rng, int batch, int slim) {
     const Config *c = &m->cfg;
-    CkptHeader h = {.version = CKPT_VERSION, .real_size = (int32_t)sizeof(real),
+    CkptHeader h = {.version = c->text ? CKPT_VERSION_TEXT : CKPT_VERSION,
+                    .real_size = (int32_t)sizeof(real),
                     .config = {c->img_c, c->img_h, c->img_w, c->ch1, c->ch2, c->tdim, c->temb,
                                c->groups, c->n_classes, c->cond},
                     .schedule = sched, .T = T, .step = step, .rng_state = rng->state,
                     .n_params = m->n_params, .has_optimizer = !slim, .batch = batch};
     memcpy(h.magic, "DIFFUSNC", 8);
     size_t P = m->n_params * sizeof(real), names = c->cond ? c->n_classes * sizeof(ClassName) : 0;
-    const void *part[6] = {&h, m->params, m->ema, m->adam_m, m->adam_v, m->class_names};
-    size_t bytes[6] = {sizeof h, P, P, slim ? 0 : P, slim ? 0 : P, names};
+    int32_t text[4] = {c->text, c->vocab, c->max_tokens, 0};
+    const void *part[8] = {&h, text, m->params, m->ema, m->adam_m, m->adam_v, m->class_names,
+                           m->vocab_words};
+    size_t bytes[8] = {sizeof h, c->text ? sizeof text : 0, P, P, slim ? 0 : P, slim ? 0 : P, names,
+                       c->text ? c->vocab * sizeof(ClassName) : 0};
     char tmp[4200];
     FILE *f;
     atomic_write_begin(path, tmp, sizeof tmp, &f);
     uint32_t crc = 0;
-    for (int k = 0; k < 6; k++) {
+    for (int k = 0; k < 8; k++) {
         if (bytes[k] == 0) continue;  // a slim or unconditional model's absent part: maybe NULL
         fwrite(part[k], 1, bytes[k], f);
         crc = crc32_update(crc, part[k], bytes[k]);
@@ -2924,11 +3181,12 @@ static void checkpoint_save(const char *path, const Model *m, ScheduleKind sched
 }
 
 static Config config_from_ints(const int32_t *v) {  // the checkpoint's Config, field by field
-    return (Config){v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9]};
+    return (Config){v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], 0, 0, 0};
 }
-static size_t checkpoint_bytes(const CkptHeader *h, size_t P) {  // P parameters
+static size_t checkpoint_bytes(const CkptHeader *h, const Config *c, size_t P) {  // P parameters
     size_t names = h->version > 1 && h->config[9] ? h->config[8] * sizeof(ClassName) : 0;
-    return sizeof *h + (h->has_optimizer ? 4 : 2) * P * sizeof(real) + names + 4;
+    size_t text = c->text ? 16 + c->vocab * sizeof(ClassName) : 0;
+    return sizeof *h + (h->has_optimizer ? 4 : 2) * P * sizeof(real) + names + text + 4;
 }
 
 // What a checkpoint's header says besides the network: checkpoint_load's answer.
@@ -2949,6 +3207,15 @@ static Model *checkpoint_load(const char *path, int max_batch, CkptInfo *info) {
     if (len < sizeof h + 4) die(path, "not a diffusion.c checkpoint (too short: %zu bytes)", len);
     memcpy(&h, buf, sizeof h);
     Config c = config_from_ints(h.config);
+    size_t at = sizeof h;  // where the arrays start
+    if (h.version == CKPT_VERSION_TEXT && len >= sizeof h + 20) {
+        int32_t text[4];
+        memcpy(text, buf + sizeof h, sizeof text);
+        c.text = text[0];
+        c.vocab = text[1];
+        c.max_tokens = text[2];
+        at += sizeof text;
+    }
     if (memcmp(h.magic, "DIFFUSNC", 8)) die(path, "not a diffusion.c checkpoint (bad magic)");
     // The CRC before the fields: a field that fails it was damaged, not written so (one flipped
     // bit in real_size is no double build). Only when every field is sane and the length is not
@@ -2957,7 +3224,8 @@ static Model *checkpoint_load(const char *path, int max_batch, CkptInfo *info) {
     memcpy(&crc_file, buf + len - 4, 4);
     int crc_ok = crc32_update(0, buf, len - 4) == crc_file;
     const char *bad = NULL, *bad_config = config_check(&c);
-    if (h.version != 1 && h.version != CKPT_VERSION) bad = "checkpoint format is not 1 or 2";
+    if (h.version < 1 || h.version > CKPT_VERSION_TEXT) bad = "checkpoint format is not 1, 2 or 3";
+    else if ((h.version == CKPT_VERSION_TEXT) != (c.text == 1)) bad = "bad text settings";
     else if (h.real_size != (int32_t)sizeof(real))
         bad = sizeof(real) == 8 ? "written by a float build, this is a double build"
                                 : "written by a double build, this is a float build";
@@ -2965,7 +3233,7 @@ static Model *checkpoint_load(const char *path, int max_batch, CkptInfo *info) {
     else if (h.schedule < 0 || h.schedule > 2 || h.T < 1 || h.T > 100000 || h.step < 0 ||
              (h.has_optimizer != 0 && h.has_optimizer != 1) || h.batch < 1 || h.batch > MAX_BATCH)
         bad = "bad schedule, T, step or flags in checkpoint header";
-    size_t P = bad ? 0 : count_params(&c), want = bad ? 0 : checkpoint_bytes(&h, P);
+    size_t P = bad ? 0 : count_params(&c), want = bad ? 0 : checkpoint_bytes(&h, &c, P);
     if (!bad && h.n_params != P) bad = "header's parameter count differs from its configuration's";
     if (!bad && len != want)
         die(path, "checkpoint is %zu bytes, expected %zu (truncated or corrupt)", len, want);
@@ -2973,18 +3241,24 @@ static Model *checkpoint_load(const char *path, int max_batch, CkptInfo *info) {
     if (bad && bad == bad_config) die(path, "bad network configuration in checkpoint: %s", bad);
     if (bad) die(path, "%s", bad);
     size_t narrays = h.has_optimizer ? 4 : 2;
-    size_t names = sizeof h + narrays * P * sizeof(real);  // where version 2's class names are
+    size_t names = at + narrays * P * sizeof(real);  // where version 2's class names are
+    size_t words = names + (c.cond ? c.n_classes * sizeof(ClassName) : 0);  // version 3's words
+    for (int k = 0; c.text && k < c.vocab; k++)
+        if (!memchr(buf + words + k * sizeof(ClassName), 0, sizeof(ClassName)))
+            die(path, "a word of the vocabulary without its terminating NUL");
     for (int k = 0; h.version > 1 && c.cond && k < c.n_classes; k++)
         if (!memchr(buf + names + k * sizeof(ClassName), 0, sizeof(ClassName)))
             die(path, "a class name without its terminating NUL");
     Model *m = model_create(&c, max_batch ? max_batch : h.batch);
     real *arrays[4] = {m->params, m->ema, m->adam_m, m->adam_v};
     for (size_t k = 0; k < narrays; k++)
-        memcpy(arrays[k], buf + sizeof h + k * P * sizeof(real), P * sizeof(real));
+        memcpy(arrays[k], buf + at + k * P * sizeof(real), P * sizeof(real));
     if (c.cond && h.version > 1)
         memcpy(m->class_names, buf + names, c.n_classes * sizeof(ClassName));
     for (int k = 0; c.cond && h.version == 1 && k < c.n_classes; k++)  // Fashion-MNIST's
         snprintf(m->class_names[k], sizeof(ClassName), "%s", k < 10 ? fashion_class_names[k] : "");
+    if (c.text) memcpy(m->vocab_words, buf + words, c.vocab * sizeof(ClassName));
+    if (c.text) set_class_prompts(m, path);
     free(buf);
     *info = (CkptInfo){(ScheduleKind)h.schedule, h.T, h.batch, h.has_optimizer, h.step,
                        {h.rng_state}};
@@ -3026,6 +3300,8 @@ static TrainRun *train_begin(const TrainOptions *o, Model *m, const Dataset *d, 
     r->first = r->last_saved = step;
     char kind[48] = "unconditional";
     if (c->cond) snprintf(kind, sizeof kind, "class-conditional on %d classes", c->n_classes);
+    if (c->text) snprintf(kind, sizeof kind, "on the words of %d classes: %d tokens", c->n_classes,
+                          c->vocab);
     fprintf(stderr, "training %zu parameters on %d images %dx%dx%d (%s), batch %d, schedule %s "
             "T=%d, %s\n", m->n_params, d->n, c->img_c, c->img_h, c->img_w, o->data, B,
             schedule_names[s->kind], s->T, kind);
@@ -3136,13 +3412,13 @@ static void write_image_grid(const char *path, const real *imgs, int n, int cols
 
 typedef struct {
     ScheduleKind schedule;
-    int T, index, batch, n, uncond, resume, clip_x0, threads, steps_given, width, guided;
+    int T, index, batch, n, uncond, resume, clip_x0, threads, steps_given, width, guided, text;
     int channels, size;  // 0: chosen from the data
     int64_t steps;
     long max_data_mb;
     uint64_t seed;
     double minutes, lr, eta, guidance;
-    const char *out, *data, *image, *ckpt, *log, *sampler, *trajectory, *ref, *label;
+    const char *out, *data, *image, *ckpt, *log, *sampler, *trajectory, *ref, *label, *prompt;
 } Options;
 
 // The data of --data (default Fashion-MNIST) or forward's IMAGE, at these channels and size (0:
@@ -3270,6 +3546,7 @@ static int cmd_train(const Options *o) {
                       .minutes = o->minutes, .resume = o->resume, .hyper = DEFAULT_HYPER,
                       .save_every = 500};
     if (!o->steps && !o->minutes) t.minutes = 10;
+    if (o->text && o->uncond) die_usage("--text", "prompts are conditions: not with --uncond");
     remove_stale_tmp(t.ckpt);
     t.hyper.lr = o->lr;
     int B = o->batch ? o->batch : 64;
@@ -3279,9 +3556,20 @@ static int cmd_train(const Options *o) {
     if (!o->resume) {
         d = options_data(o, o->channels, o->size, stderr, 1);
         Config c = config_for(o, &d);
+        ClassName *vocab = NULL;
+        if (o->text) {  // prompts: the words of the class names (Step 4's cross-attention)
+            if (!c.cond) die_usage("--text", "needs class folders: the words of their names are "
+                                   "the prompts");
+            vocab = xcalloc((size_t)c.n_classes * (MAX_PROMPT - 1) + 1, sizeof(ClassName));
+            c.text = 1;
+            c.vocab = build_vocabulary(vocab, d.class_names, c.n_classes, &c.max_tokens);
+        }
         m = model_create(&c, B);
+        if (vocab) memcpy(m->vocab_words, vocab, c.vocab * sizeof(ClassName));
+        free(vocab);
         params_init(m, &ck.rng, 0);
         if (c.cond) memcpy(m->class_names, d.class_names, c.n_classes * sizeof(ClassName));
+        if (c.text) set_class_prompts(m, "--text");
     } else {
         m = checkpoint_load(t.ckpt, o->batch, &ck);
         if (m->cfg.img_c == 4)  // a latent model: its data are an autoencoder's latents
@@ -3382,7 +3670,12 @@ static int cmd_sample(const Options *o) {
     const Config *c = &m->cfg;
     SampleOptions so = sample_options(o, c, sk, T);
     int K = c->n_classes, chosen = o->label ? label_of(o->label, m) : 0;
-    int per_class = c->cond && !o->label;  // one row per class
+    if (o->prompt && !c->text)
+        die_usage("--prompt", "this model was trained without --text: it knows classes (--label), "
+                  "not words");
+    if (o->prompt) set_prompt(m, K + 1, o->prompt, "--prompt");  // the row after the empty prompt
+    if (o->prompt) chosen = K + 1;
+    int per_class = c->cond && !o->label && !o->prompt;  // one row per class
     int n = o->n ? o->n : per_class ? 8 * K : 64;
     int cols = per_class ? (n + K - 1) / K : (int)ceil(sqrt((double)n));
     if (per_class) n = K * cols;
@@ -3417,6 +3710,9 @@ static int cmd_sample(const Options *o) {
     if (o->label) printf("  class %d: ", chosen);
     if (o->label) fputs_escaped(m->class_names[chosen], stdout);
     if (o->label) putchar('\n');
+    if (o->prompt) printf("  prompt: ");
+    if (o->prompt) fputs_escaped(o->prompt, stdout);
+    if (o->prompt) putchar('\n');
     if (traj)
         printf("wrote %s: noise (left) to image (right) at 11 moments; under each x_t row, the "
                "network's x0_hat (eq. 2) at that moment\n", o->trajectory);
@@ -3457,18 +3753,20 @@ static const Command commands[] = {
      "  Prints the data (count, shape, classes; headers only) and the network train makes for it:\n"
      "  layers (tensor shapes, parameters, output shapes) and memory."},
     {"train", cmd_train, " --data --steps --minutes --batch --lr --seed --schedule --T --ckpt "
-     "--resume --uncond --log --width --threads --channels --size --max-data-mb ",
+     "--resume --uncond --log --width --threads --channels --size --max-data-mb --text ",
      "train [--data fashion-mnist|DIR|FILE] [--channels 1|3] [--size S] [--max-data-mb 1024]\n"
      "      [--steps N | --minutes M] [--batch 64] [--lr 2e-4] [--seed S] "
      "[--schedule linear|cosine|sde] [--T 1000]\n"
-     "      [--ckpt model.ckpt] [--resume] [--uncond] [--log loss.csv] [--width 32] [--threads N]\n"
+     "      [--ckpt model.ckpt] [--resume] [--uncond] [--text] [--log loss.csv] [--width 32] "
+     "[--threads N]\n"
      "  Trains eps_theta (Steps 3 and 4) with AdamW; Ctrl-C saves and stops. Default: 10 minutes.\n"
      "  DIR: PNG/JPEGs, or DIR/<class>/*.png for a class-conditional model. Channels: 3 if any\n"
-     "  image has colour; size: the images' common size (at most 64), else 32; Fashion-MNIST 28."},
+     "  image has colour; size: the images' common size (at most 64), else 32; Fashion-MNIST 28.\n"
+     "  --text: conditioned on the words of the class names by cross-attention (sample --prompt)."},
     {"sample", cmd_sample, " --ckpt --sampler --steps --eta --guidance --label --n --seed --out "
-     "--trajectory --clip-x0 --batch --threads ",
+     "--trajectory --clip-x0 --batch --threads --prompt ",
      "sample [--ckpt data/model.ckpt] [--sampler ddpm|ddim|sde|dpm2m] [--steps S] [--eta E] "
-     "[--guidance W] [--label C|NAME]\n"
+     "[--guidance W] [--label C|NAME | --prompt WORDS]\n"
      "       [--n N] [--seed S] [--out samples.png] [--trajectory traj.png] [--clip-x0] "
      "[--batch 64]\n"
      "  Generates images from noise (Step 5). Without --label, a class-conditional model gives one "
@@ -3515,6 +3813,7 @@ static void parse_flag(Options *o, int argc, char **argv, int *i) {
     if (!strcmp(a, "--uncond")) o->uncond = 1;
     else if (!strcmp(a, "--resume")) o->resume = 1;
     else if (!strcmp(a, "--clip-x0")) o->clip_x0 = 1;
+    else if (!strcmp(a, "--text")) o->text = 1;
     else {
         const char *v = flag_value(argc, argv, i);
         if (!strcmp(a, "--schedule")) o->schedule = parse_schedule(v);
@@ -3531,6 +3830,7 @@ static void parse_flag(Options *o, int argc, char **argv, int *i) {
         else if (!strcmp(a, "--batch")) o->batch = (int)parse_int(a, v, 1, MAX_BATCH);
         else if (!strcmp(a, "--n")) o->n = (int)parse_int(a, v, 1, 4096);
         else if (!strcmp(a, "--label")) o->label = v;
+        else if (!strcmp(a, "--prompt")) o->prompt = v;
         else if (!strcmp(a, "--channels")) o->channels = (int)parse_int(a, v, 1, 3);
         else if (!strcmp(a, "--size")) o->size = (int)parse_int(a, v, 4, 256);
         else if (!strcmp(a, "--max-data-mb")) o->max_data_mb = (long)parse_int(a, v, 1, 1000000000);

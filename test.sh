@@ -1114,11 +1114,40 @@ PYTHON
     then pass "latent ae: Ctrl-C saves (with the scale factor), exit 0, checkpoint usable"; else fail "latent ae: Ctrl-C saves, exit 0, checkpoint usable"; fi
 }
 
+# ---- text: prompts and cross-attention (train --text, sample --prompt; the layer's rows are in gradcheck) --------
+test_text() {
+    local T=$TMP/text.ckpt
+    run "train --text: a tiny model on the words of Fashion-MNIST's class names (20 steps)" tiny --text --steps 20 --ckpt "$T"
+    grep -q "on the words of 10 classes: 13 tokens" "$TMP/log" && pass "train --text: 13 tokens (the start token and 12 words)" || fail "train --text: 13 tokens"
+    # 12 + 8 steps from a version-3 checkpoint = 20 in one run: the vocabulary and prompts survive the file
+    tiny --text --steps 12 --ckpt "$TMP/text_r.ckpt" >/dev/null 2>&1
+    "$D" train --text --resume --steps 8 --ckpt "$TMP/text_r.ckpt" >/dev/null 2>&1
+    cmp -s "$T" "$TMP/text_r.ckpt" && pass "train --text: 12 + 8 steps resumed = 20 in one run (identical bytes)" || fail "train --text: 12 + 8 steps resumed = 20 in one run"
+    run "sample --prompt \"ankle shirt\" (two words never in one class name), guided" "$D" sample --ckpt "$T" --sampler ddim --steps 5 --prompt "ankle shirt" --guidance 2 --n 4 --out "$TMP/prompt.png"
+    grep -q "prompt: ankle shirt" "$TMP/log" && pass "sample --prompt: says the prompt" || fail "sample --prompt: says the prompt"
+    "$D" sample --ckpt "$T" --sampler ddim --steps 5 --n 20 --seed 3 --out "$TMP/rows.png" >"$TMP/log" 2>&1
+    [ "$(grep -c '^  row ' "$TMP/log")" = 10 ] && pass "sample without --prompt: one row per class name" || fail "sample without --prompt: one row per class name"
+    # a class's name as the prompt is that class's label: the same noise gives the same bytes
+    "$D" sample --ckpt "$T" --sampler ddim --steps 5 --n 4 --seed 5 --prompt "Ankle boot" --out "$TMP/p9.png" >/dev/null 2>&1
+    "$D" sample --ckpt "$T" --sampler ddim --steps 5 --n 4 --seed 5 --label 9 --out "$TMP/l9.png" >/dev/null 2>&1
+    cmp -s "$TMP/p9.png" "$TMP/l9.png" && pass "sample --prompt \"Ankle boot\" = --label 9 (identical PNG)" || fail "sample --prompt \"Ankle boot\" = --label 9"
+    expect_error "--prompt with a word outside the vocabulary" "--prompt: the word 'red' is not in this model's vocabulary (ankle, bag, boot" "$D" sample --ckpt "$T" --prompt "red dress" --out "$TMP/none.png"
+    expect_error "--prompt on a class model" "--prompt: this model was trained without --text" "$D" sample --prompt bag --out "$TMP/none.png"
+    expect_error "train --text --uncond" "--text: prompts are conditions: not with --uncond" tiny --text --uncond --steps 1 --ckpt "$TMP/none.ckpt"
+    # a version-3 file with one flipped byte in its vocabulary: the CRC refuses it
+    cp "$T" "$TMP/bad.ckpt"
+    printf 'X' | dd of="$TMP/bad.ckpt" bs=1 seek=$(($(stat -c %s "$T") - 20)) conv=notrunc 2>/dev/null
+    expect_error "a text checkpoint with a damaged vocabulary" "CRC-32 mismatch" "$D" sample --ckpt "$TMP/bad.ckpt" --out "$TMP/none.png"
+    run "export a text model; its slim copy samples the prompt" "$D" export --ckpt "$T" --out "$TMP/slim.ckpt"
+    "$D" sample --ckpt "$TMP/slim.ckpt" --sampler ddim --steps 5 --n 4 --seed 5 --label 9 --out "$TMP/s9.png" >/dev/null 2>&1
+    cmp -s "$TMP/s9.png" "$TMP/l9.png" && pass "exported text model: the same samples" || fail "exported text model: the same samples"
+}
+
 # ---- the runner -----------------------------------------------------------------------------------------------
 # Every group, longest first (its place in this list is its place in the output). A new group is a function
 # test_NAME above and its NAME here.
 ALL_GROUPS="aarch64 exercises 32bit tcc training claims web torch reliability clang pictures sanitized own_images
-    latent gradcheck bad_input score threads refcheck schedules"
+    latent gradcheck bad_input score threads text refcheck schedules"
 # run_group NAME: test_NAME in a directory of its own ($TMP is that directory inside), its output into
 # $TMP/out/NAME, its time into $TMP/out/NAME.time; one line on stderr when it ends.
 run_group() {

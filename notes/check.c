@@ -232,7 +232,7 @@ static int check_xT_is_noise(int T, Rng *rng) {
 // identities hold for any eps_theta, trained or not. Both sides run in `real` from the same seed:
 // they differ only by rounding.
 static int check_samplers(Rng *rng) {
-    Config small = {1, 8, 8, 8, 16, 8, 16, 4, 10, 1};
+    Config small = {1, 8, 8, 8, 16, 8, 16, 4, 10, 1, 0, 0, 0};
     enum { B = 4, T = 100 };
     Model *m = model_create(&small, 2 * B);
     params_init(m, rng, 1);
@@ -613,6 +613,7 @@ typedef struct GradCase {
     real *aux;   // a fixed random input: the MSE's eps, the network's x_t, the ResBlock's emb
     int *label;  // (B) labels for the embedding and the network
     Model *model;
+    Model *text_model;  // the same small network conditioned on prompts (cross-attention)
 } GradCase;
 typedef void (*GradRun)(GradCase *g, int mode);
 
@@ -746,6 +747,70 @@ static void gc_unet(GradCase *g, int mode) {  // parameters only; x_t = aux, t =
     if (gc_block_out(g, mode, m->a.pred, m->da.pred)) unet_backward(m, g->label, g->B);
 }
 
+// Cross-attention alone: vars = in (B,C,N), e (B,L,D), then its parameters gn_g, gn_b (C), q.w
+// (C,C), q.b (C), k.w (C,D), k.b (C), v.w (C,D), v.b (C), proj.w (C,C), proj.b (C). L = 3 token
+// slots; image 0 uses all 3, image 1 only its start token (the other two are padding).
+static void gc_cross_attention(GradCase *g, int mode) {
+    enum { L = 3 };
+    int B = g->B, C = g->C, N = g->H * g->W, D = g->D, len[2] = {3, 1};
+    size_t n = nin(g), ne = (size_t)B * L * D, sizes[10] = {C, C, C * C, C, C * D, C, C * D, C,
+                                                             C * C, C};
+    g->nvars = n + ne;
+    for (int i = 0; i < 10; i++) g->nvars += sizes[i];
+    g->nout = n;
+    if (mode < 0) return;
+    real *v = g->vars + n + ne, *gv = g->grads + n + ne, *pv[10], *pg[10];
+    for (int i = 0; i < 10; i++) {
+        pv[i] = v;
+        pg[i] = gv;
+        v += sizes[i];
+        gv += sizes[i];
+    }
+    CrossAttnParams P = {pv[0], pv[1], {pv[2], pv[3]}, {pv[4], pv[5]}, {pv[6], pv[7]},
+                         {pv[8], pv[9]}};
+    CrossAttnParams Pg = {pg[0], pg[1], {pg[2], pg[3]}, {pg[4], pg[5]}, {pg[6], pg[7]},
+                          {pg[8], pg[9]}};
+    size_t per[9] = {n, 2 * B, 2 * B, n, (size_t)B * L * C, (size_t)B * L * C,
+                     (size_t)B * N * L, n, n};  // gn.out, mean, rstd, q, k, v, p, o, out
+    CrossAttnActs acts[2];
+    for (int k = 0; k < 2; k++) {
+        real *x[9];
+        for (int i = 0; i < 9; i++) x[i] = xcalloc(per[i], sizeof(real));
+        acts[k] = (CrossAttnActs){C, N, L, D, NULL, {x[0], x[1], x[2]}, x[3], x[4], x[5], x[6],
+                                  x[7], x[8]};
+    }
+    CrossAttnActs *a = &acts[0], *d = &acts[1];
+    a->in = g->vars;
+    d->in = g->grads;
+    real *scratch = xcalloc(2 * (size_t)N * L, sizeof(real));
+    const Workspace *ws = g->model->ws;
+    cross_attention_forward(&P, a, g->vars + n, len, scratch, 2, ws, B);
+    memcpy(g->out, a->out, n * sizeof(real));
+    if (mode) {
+        memcpy(d->out, g->R, n * sizeof(real));
+        cross_attention_backward(&P, &Pg, a, d, g->vars + n, g->grads + n, len, scratch, 2, ws, B);
+    }
+    for (int k = 0; k < 2; k++)
+        free_all(8, acts[k].gn.out, acts[k].gn.mean, acts[k].gn.rstd, acts[k].q, acts[k].k,
+                 acts[k].v, acts[k].p, acts[k].o);
+    free_all(3, a->out, d->out, scratch);
+}
+// The text encoder: vars = tok_table (5 tokens, D), pos_table (3 slots, D); fixed tokens.
+static void gc_text_embed(GradCase *g, int mode) {
+    static const int token[6] = {0, 2, 4, 0, 1, 3};  // (B = 2, L = 3)
+    g->nvars = (size_t)(5 + 3) * g->D;
+    g->nout = (size_t)2 * 3 * g->D;
+    if (mode >= 0) text_embed_forward(g->out, g->vars, g->vars + 5 * g->D, token, 2, 3, g->D);
+    if (mode > 0) text_embed_backward(g->grads, g->grads + 5 * g->D, g->R, token, 2, 3, g->D);
+}
+static void gc_unet_text(GradCase *g, int mode) {  // the same, on a text model's prompts
+    GradCase h = *g;
+    h.model = g->text_model;
+    gc_unet(&h, mode);
+    g->nvars = h.nvars;
+    g->nout = h.nout;
+}
+
 static const struct {
     const char *name;
     GradRun run;
@@ -767,8 +832,11 @@ static const struct {
     {"softmax", gc_softmax, 0, 0, NULL, 0},
     {"mse loss", gc_mse, 0, 0, NULL, 0},
     {"attention (input + params)", gc_attention, 0, 0, "attn.", 64},
+    {"cross-attention (input, tokens, params)", gc_cross_attention, 0, 0, NULL, 0},
+    {"text encoder (token, position tables)", gc_text_embed, 0, 0, NULL, 0},
     {"resblock (input + params)", gc_resblock, 0, 0, "d1.", 64},
     {"whole U-Net (params)", gc_unet, 0, 0, "", 8},
+    {"whole text U-Net (params)", gc_unet_text, 0, 0, "", 8},
 };
 enum { GRAD_N_ROWS = sizeof GRAD_ROWS / sizeof GRAD_ROWS[0] };
 
@@ -808,10 +876,12 @@ static int gradcheck_report(const char *name, double abs_err, double rel, double
 
 // One row: analytic gradients of the vars (and of the model's parameters under prefix) against
 // central differences. Returns 1 on failure.
-static int gradcheck_row(int r, Model *m, int *label, double tol, Rng *rng) {
+static int gradcheck_row(int r, Model *m, Model *text, int *label, double tol, Rng *rng) {
     GradRun run = GRAD_ROWS[r].run;
+    Model *model = run == gc_unet_text ? text : m;  // whose parameters the row checks
     GradCase g = {.B = 2, .C = 4, .H = 6, .W = 5, .OC = 3, .K = GRAD_ROWS[r].K,
-                  .stride = GRAD_ROWS[r].stride, .D = 8, .label = label, .model = m};
+                  .stride = GRAD_ROWS[r].stride, .D = 8, .label = label, .model = m,
+                  .text_model = text};
     run(&g, -1);
     g.vars = random_array(g.nvars, rng);
     if (run == gc_sinusoid)
@@ -822,13 +892,14 @@ static int gradcheck_row(int r, Model *m, int *label, double tol, Rng *rng) {
     g.out = xcalloc(g.nout, sizeof(real));
     run(&g, 1);  // the analytic gradients, into g.grads and m->grads, which forward passes keep
     double abs_err = 0, max_num = 0;
-    if (run != gc_unet)  // parameters only
+    if (run != gc_unet && run != gc_unet_text)  // parameters only
         abs_err = gradcase_compare(&g, run, g.vars, g.grads, g.nvars, 4000, &max_num);
-    for (int i = 0; GRAD_ROWS[r].params && i < m->layout->n; i++) {
-        const TensorInfo *ti = &m->layout->info[i];
+    for (int i = 0; GRAD_ROWS[r].params && i < model->layout->n; i++) {
+        const TensorInfo *ti = &model->layout->info[i];
         if (strncmp(ti->name, GRAD_ROWS[r].params, strlen(GRAD_ROWS[r].params))) continue;
-        double e = gradcase_compare(&g, run, m->params + ti->offset, m->grads + ti->offset,
-                                    ti->size, GRAD_ROWS[r].param_checks, &max_num);
+        double e = gradcase_compare(&g, run, model->params + ti->offset,
+                                    model->grads + ti->offset, ti->size,
+                                    GRAD_ROWS[r].param_checks, &max_num);
         abs_err = worse(abs_err, e);
     }
     free_all(5, g.vars, g.R, g.aux, g.grads, g.out);
@@ -925,6 +996,24 @@ static int check_fast_vs_plain(Model *m, Rng *rng) {
     return fails + !(worst <= 1.5e-7);
 }
 
+// The prompt's padding must change nothing: image 1's two padding slots get no gradient (a softmax
+// over all L slots, the mask ignored, would give them one, and gradcheck alone cannot see it: the
+// forward and the backward would agree). Returns 1 on failure.
+static int check_cross_attention_mask(Model *m, Rng *rng) {
+    GradCase g = {.B = 2, .C = 4, .H = 6, .W = 5, .D = 8, .model = m};
+    gc_cross_attention(&g, -1);
+    g.vars = random_array(g.nvars, rng);
+    g.R = random_array(g.nout, rng);
+    g.grads = xcalloc(g.nvars, sizeof(real));
+    g.out = xcalloc(g.nout, sizeof(real));
+    gc_cross_attention(&g, 1);
+    const real *de_pad = g.grads + nin(&g) + (size_t)(3 + 1) * g.D;  // image 1, slots 1 and 2
+    double worst = 0;
+    for (int i = 0; i < 2 * g.D; i++) worst = worse(worst, fabs(de_pad[i]));
+    free_all(4, g.vars, g.R, g.grads, g.out);
+    return !gradcheck_report("cross-attention: padding ignored", worst, worst, 0);
+}
+
 // Every layer alone, then a ResBlock, attention and the whole (small) network; then PART II's
 // fast formulations against the plain ones.
 static int run_gradcheck(uint64_t seed) {
@@ -936,13 +1025,28 @@ static int run_gradcheck(uint64_t seed) {
     printf("# error = max|analytic - numeric| per tensor; relative = that / max|numeric|; "
            "tolerance %.0e%s\n", tol, is_double ? "" : " (float: indicative; -DDOUBLE proves)");
     printf("%-34s %12s %12s  %s\n", "layer", "max abs err", "max rel err", "result");
-    Config small = {1, 8, 8, 8, 16, 8, 16, 4, 10, 1};  // for the blocks and the whole network
+    Config small = {1, 8, 8, 8, 16, 8, 16, 4, 10, 1, 0, 0, 0};  // the blocks', the whole network's
     Model *m = model_create(&small, 2);
     params_init(m, &rng, 1);
     int label[2] = {3, 10}, failures = 0;
-    for (int r = 0; r < GRAD_N_ROWS; r++) failures += gradcheck_row(r, m, label, tol, &rng);
+    // the text model: 6 tokens (the start token and 5 words), prompts of up to 3; label k's prompt
+    // is k % 3 words after the start token, label 10 the empty prompt
+    Config small_text = small;
+    small_text.text = 1;
+    small_text.vocab = 6;
+    small_text.max_tokens = 3;
+    Model *text = model_create(&small_text, 2);
+    params_init(text, &rng, 1);
+    for (int k = 0; k < small.n_classes; k++) {
+        text->prompt_len[k] = 1 + k % 3;
+        for (int j = 1; j < text->prompt_len[k]; j++)
+            text->prompt_tokens[k * 3 + j] = 1 + (k + 2 * j) % 5;
+    }
+    for (int r = 0; r < GRAD_N_ROWS; r++) failures += gradcheck_row(r, m, text, label, tol, &rng);
     printf("# %d of %d layer checks failed\n", failures, GRAD_N_ROWS);
+    failures += check_cross_attention_mask(m, &rng);
     failures += check_fast_vs_plain(m, &rng);
+    model_free(text);
     model_free(m);
     return failures ? 1 : 0;
 }
@@ -1029,7 +1133,7 @@ static int run_refcheck(const char *path, size_t default_params) {
     if (!version) die(path, "not a reference file (bad magic)");
     int32_t h[14];
     memcpy(h, buf + 8, sizeof h);
-    Config c = {h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9]};
+    Config c = {h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9], 0, 0, 0};
     int B = h[10];
     if (config_check(&c) || B < 1 || B > 64) die(path, "bad config in header");
     size_t P = count_params(&c), n = (size_t)B * c.img_c * c.img_h * c.img_w;

@@ -302,8 +302,10 @@ def read_checkpoint(path):
     sched, T, step, rng_state, n_params, has_opt, batch = f[13:]
     if magic != b"DIFFUSNC":
         die(path, "not a diffusion.c checkpoint (bad magic)")
+    if version == 3:  # diffusion.c's text models (train --text): cross-attention, not mirrored yet
+        die(path, "a text model (checkpoint format 3): the mirror has no cross-attention yet")
     if version not in (1, 2):
-        die(path, "checkpoint format is not 1 or 2")
+        die(path, "checkpoint format is not 1, 2 or 3")
     if real_size not in (4, 8):
         die(path, "numbers are neither float nor double")
     bad = config_problem(cfg)

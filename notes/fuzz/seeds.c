@@ -113,17 +113,17 @@ int main(void) {
     idx_seed("seed-4x4-gz-allflags", 2, 4, 4, 1, 1, 2 | 4 | 8 | 16);
     idx_seed("seed-28x28-gz-name", 1, 28, 28, 1, 1, 8);
     image_seeds();
-    Config tiny = {1, 4, 4, 1, 1, 2, 2, 1, 2, 1};    // 4x4 gray, widths 1/1, 2 classes: conditional
-    Config tiny2 = {3, 8, 4, 2, 2, 2, 1, 2, 1, 0};   // RGB, 8x4 (not square), widths 2/2 in 2 groups, unconditional
+    Config tiny = {1, 4, 4, 1, 1, 2, 2, 1, 2, 1, 0, 0, 0};    // 4x4 gray, widths 1/1, 2 classes: conditional
+    Config tiny2 = {3, 8, 4, 2, 2, 2, 1, 2, 1, 0, 0, 0, 0};   // RGB, 8x4 (not square), widths 2/2 in 2 groups, unconditional
     ckpt_seed("seed-tiny-cond.ckpt", tiny, SCHEDULE_LINEAR, 10, 0);
     ckpt_seed("seed-tiny-cond-slim.ckpt", tiny, SCHEDULE_COSINE, 1000, 1);
     ckpt_seed("seed-tiny-rgb-8x4-uncond-sde-slim.ckpt", tiny2, SCHEDULE_SDE, 50, 1);
     ckpt_seed("seed-tiny-cond-v2-names.ckpt", tiny, SCHEDULE_LINEAR, 10, 0);
     // issue 24: the configs every buffer must be sized for (img_c > ch1, ch1 > ch2, widths of 1,
     // 28x28 where the weight gradient takes the padded path); the first overflowed workspace_create's
-    Config rgb_w1 = {3, 4, 4, 1, 1, 2, 1, 1, 1, 0}, rgb8_w1 = {3, 8, 8, 1, 1, 2, 1, 1, 1, 0};
-    Config rgb8_w12 = {3, 8, 8, 1, 2, 2, 1, 1, 1, 0}, gray8_w42 = {1, 8, 8, 4, 2, 2, 2, 2, 2, 1};
-    Config rgb4_w21 = {3, 4, 4, 2, 1, 2, 1, 1, 1, 0}, rgb28_w1 = {3, 28, 28, 1, 1, 2, 1, 1, 1, 0};
+    Config rgb_w1 = {3, 4, 4, 1, 1, 2, 1, 1, 1, 0, 0, 0, 0}, rgb8_w1 = {3, 8, 8, 1, 1, 2, 1, 1, 1, 0, 0, 0, 0};
+    Config rgb8_w12 = {3, 8, 8, 1, 2, 2, 1, 1, 1, 0, 0, 0, 0}, gray8_w42 = {1, 8, 8, 4, 2, 2, 2, 2, 2, 1, 0, 0, 0};
+    Config rgb4_w21 = {3, 4, 4, 2, 1, 2, 1, 1, 1, 0, 0, 0, 0}, rgb28_w1 = {3, 28, 28, 1, 1, 2, 1, 1, 1, 0, 0, 0, 0};
     ckpt_seed("crash-rgb-widths-1-workspace-overflow.ckpt", rgb_w1, SCHEDULE_LINEAR, 10, 0);
     ckpt_seed("corner-rgb-8x8-widths-1.ckpt", rgb8_w1, SCHEDULE_LINEAR, 10, 0);
     ckpt_seed("corner-rgb-8x8-ch1-1-ch2-2.ckpt", rgb8_w12, SCHEDULE_LINEAR, 10, 0);
