@@ -228,7 +228,7 @@ static AE *ae_create(const AEConfig *c, int max_batch, int grads) {
     free(tmp);
     // The convolution scratch of diffusion.c, sized as for a U-Net of these widths at this size
     // (every convolution here has at most max(ch1, ch2) channels in and out at full size).
-    Config wc = {c->img_c, c->size, c->size, c->ch1, c->ch2, 2, 2 * ZC, c->groups, 1, 0};
+    Config wc = {c->img_c, c->size, c->size, c->ch1, c->ch2, 2, 2 * ZC, c->groups, 1, 0, 0, 0, 0};
     workspace_create(&ae->ws, &wc);
     return ae;
 }
@@ -620,7 +620,8 @@ static int cmd_ae(const Options *o) {
         d = options_data(o, ae->cfg.img_c, ae->cfg.size, stderr, 1);
     }
     const AEConfig *c = &ae->cfg;
-    Config shown = {c->img_c, c->size, c->size, 0, 0, 0, 0, 0, 0, 0};  // for the progress line
+    // for the progress line
+    Config shown = {c->img_c, c->size, c->size, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
     size_t img = (size_t)c->img_c * c->size * c->size;
     real *x = xmalloc(B * img * sizeof(real));
     fprintf(stderr, "training the autoencoder (%zu parameters, widths %d/%d, %dx%dx%d -> %dx%dx%d"
@@ -787,7 +788,7 @@ static int cmd_latent_sample(const Options *o) {
             real *pics = xmalloc((size_t)F * img * sizeof(real));
             for (size_t i = 0; i < (size_t)F * nz; i++) traj[i] = (real)(traj[i] / ae->scale);
             ae_decode_all(ae, pics, traj, F);
-            Config ic = {ac->img_c, ac->size, ac->size, 0, 0, 0, 0, 0, 0, 0};
+            Config ic = {ac->img_c, ac->size, ac->size, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
             write_trajectory(o->trajectory, pics, frames, B, &ic);
             free(pics);
         }

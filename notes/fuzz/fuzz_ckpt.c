@@ -20,9 +20,9 @@ static void use_model(Model *m, const uint8_t *file, size_t size, int has_opt) {
     size_t P = m->n_params;
     CkptHeader h;
     memcpy(&h, file, sizeof h);
-    FUZZ_ASSERT(P == count_params(c) && size == checkpoint_bytes(&h, P) && h.has_optimizer == has_opt, "sizes");
+    FUZZ_ASSERT(P == count_params(c) && size == checkpoint_bytes(&h, c, P) && h.has_optimizer == has_opt, "sizes");
     for (int k = 0; c->cond && k < c->n_classes; k++) FUZZ_ASSERT(memchr(m->class_names[k], 0, sizeof(ClassName)), "name %d", k);
-    FUZZ_ASSERT(!memcmp(m->params, file + sizeof(CkptHeader), P * sizeof(real)), "params differ from the file");
+    FUZZ_ASSERT(!memcmp(m->params, file + sizeof(CkptHeader) + (c->text ? 16 : 0), P * sizeof(real)), "params differ from the file");
     double H = c->img_h, W = c->img_w, wide = c->ch1 + 2.0 * c->ch2;
     if (H * W * wide * wide * 9 + (H * W / 16) * (H * W / 16) * c->ch2 + (double)P > 3e7) return;  // too slow to fuzz
     size_t n = (size_t)c->img_c * c->img_h * c->img_w;
@@ -67,7 +67,7 @@ static void fuzz_ckpt(const uint8_t *data, size_t size) {
     if (h.batch < 1 || h.batch > 4096) h.batch = 1;
     Config c = config_from_ints(h.config);
     if (config_check(&c) || (h.has_optimizer != 0 && h.has_optimizer != 1)) return;
-    size_t P = count_params(&c), want = checkpoint_bytes(&h, P);
+    size_t P = count_params(&c), want = checkpoint_bytes(&h, &c, P);
     if (want > REPAIR_MAX_BYTES) return;
     h.n_params = P;
     uint8_t *buf = calloc(1, want);
