@@ -104,6 +104,7 @@ typedef struct Dataset Dataset;
 typedef struct Config Config;
 typedef struct ConvParams ConvParams;
 typedef struct ResBlockParams ResBlockParams;
+typedef struct AttnParams AttnParams;
 typedef struct GroupNormActs GroupNormActs;
 typedef struct Model Model;
 typedef struct TrainOptions TrainOptions;
@@ -139,6 +140,7 @@ static void groupnorm_silu_backward(real *dinp, real *dgamma, real *dbeta, Group
                                     const real *gamma, int B, int C, int N, int G);
 static ConvParams take_conv(Layout *L, const char *prefix, int cout, int cin, int K);
 static ResBlockParams take_resblock(Layout *L, const char *name, int cin, int cout, int temb);
+static AttnParams take_attention(Layout *L, const char *name, int C, int D);
 static real *take(Layout *L, const char *name, size_t n, int fan_in, TensorKind kind);
 static void layout_begin(Layout *L, real *base);  // an empty layout handing out base (or counting)
 static void last_shape(Layout *L, int rows, int cols);  // the last tensor is a (rows, cols) table
@@ -796,16 +798,11 @@ struct ResBlockParams {
     ConvParams conv2;     // (cout,cout,3,3)
     ConvParams skip;      // (cout,cin,1,1) when cin != cout, else NULL (identity)
 };
-typedef struct {
+// Self-attention's, and cross-attention's (whose k and v are Linear (C,D) on the token vectors)
+struct AttnParams {
     real *gn_g, *gn_b;         // (C)
     ConvParams q, k, v, proj;  // (C,C,1,1) each
-} AttnParams;
-typedef struct {
-    real *gn_g, *gn_b;  // (C)
-    ConvParams q;       // (C,C,1,1)
-    ConvParams k, v;    // (C,D): Linear on the token vectors
-    ConvParams proj;    // (C,C,1,1)
-} CrossAttnParams;
+};
 typedef struct {
     ConvParams time1, time2;  // (temb,tdim), (temb,temb)
     real *class_table;        // (n_classes+1, temb), NULL when unconditional
@@ -815,7 +812,7 @@ typedef struct {
     ResBlockParams m0, m1;    // middle, ch2->ch2 @H/4
     AttnParams attn;          // middle self-attention, ch2
     real *tok_table, *pos_table;  // text models: (vocab, ch2), (max_tokens, ch2); else NULL
-    CrossAttnParams xattn;        // text models: cross-attention after attn, ch2 (tokens of ch2)
+    AttnParams xattn;         // text models: cross-attention after attn, ch2 (tokens of ch2)
     ResBlockParams u0, u1, u2;  // up: 2ch2->ch2 @H/4, 2ch2->ch2 @H/2, ch2+ch1->ch1 @H
     ConvParams us0, us1;      // convs after the nearest-neighbour upsamplings (ch2->ch2)
     real *out_gn_g, *out_gn_b;  // (ch1)
@@ -842,20 +839,10 @@ static void params_layout(Params *P, Layout *L, real *base, const Config *c) {
     P->ds1 = take_conv(L, "ds1", ch2, ch2, 3);
     P->d2 = take_resblock(L, "d2", ch2, ch2, e);
     P->m0 = take_resblock(L, "m0", ch2, ch2, e);
-    P->attn.gn_g = take(L, "attn.gn.g", ch2, 0, KIND_GN_GAIN);
-    P->attn.gn_b = take(L, "attn.gn.b", ch2, 0, KIND_GN_SHIFT);
-    P->attn.q = take_conv(L, "attn.q", ch2, ch2, 1);
-    P->attn.k = take_conv(L, "attn.k", ch2, ch2, 1);
-    P->attn.v = take_conv(L, "attn.v", ch2, ch2, 1);
-    P->attn.proj = take_conv(L, "attn.proj", ch2, ch2, 1);
+    P->attn = take_attention(L, "attn", ch2, ch2);
     P->tok_table = P->pos_table = NULL;
     if (c->text) {
-        P->xattn.gn_g = take(L, "xattn.gn.g", ch2, 0, KIND_GN_GAIN);
-        P->xattn.gn_b = take(L, "xattn.gn.b", ch2, 0, KIND_GN_SHIFT);
-        P->xattn.q = take_conv(L, "xattn.q", ch2, ch2, 1);
-        P->xattn.k = take_conv(L, "xattn.k", ch2, ch2, 1);
-        P->xattn.v = take_conv(L, "xattn.v", ch2, ch2, 1);
-        P->xattn.proj = take_conv(L, "xattn.proj", ch2, ch2, 1);
+        P->xattn = take_attention(L, "xattn", ch2, ch2);  // tokens of ch2
         P->tok_table = take(L, "tok_table", (size_t)c->vocab * ch2, 0, KIND_TABLE);
         last_shape(L, c->vocab, ch2);
         P->pos_table = take(L, "pos_table", (size_t)c->max_tokens * ch2, 0, KIND_TABLE);
@@ -1064,7 +1051,7 @@ static void attention_backward(const AttnParams *p, const AttnParams *g, const A
 // A position can so ask "which word describes me?" and take that word's value: words the model
 // never saw together in one prompt can still each steer their part of the image.
 // a->in (B,C,N), e (B,L,D), len (B) -> a->out (B,C,N); scratch (N,L)
-static void cross_attention_forward(const CrossAttnParams *p, CrossAttnActs *a, const real *e,
+static void cross_attention_forward(const AttnParams *p, CrossAttnActs *a, const real *e,
                                     const int *len, real *scratch, int G, const Workspace *ws,
                                     int B) {
     int C = a->C, N = a->N, L = a->L;
@@ -1092,7 +1079,7 @@ static void cross_attention_forward(const CrossAttnParams *p, CrossAttnActs *a, 
 }
 // The forward read backwards; de (B,L,D) receives the gradient of the token vectors (+=).
 // scratch (2 N L)
-static void cross_attention_backward(const CrossAttnParams *p, const CrossAttnParams *g,
+static void cross_attention_backward(const AttnParams *p, const AttnParams *g,
                                      const CrossAttnActs *a, CrossAttnActs *d, const real *e,
                                      real *de, const int *len, real *scratch, int G,
                                      const Workspace *ws, int B) {
@@ -2223,6 +2210,17 @@ static ConvParams take_conv(Layout *L, const char *prefix, int cout, int cin, in
     return c;
 }
 
+// GroupNorm (C), q (C,C,1,1), k, v (C,D), proj (C,C,1,1), named name.gn.g, ...
+static AttnParams take_attention(Layout *L, const char *name, int C, int D) {
+    AttnParams a;
+    a.gn_g = take2(L, name, ".gn.g", C, 0, KIND_GN_GAIN);
+    a.gn_b = take2(L, name, ".gn.b", C, 0, KIND_GN_SHIFT);
+    a.q = take_conv2(L, name, ".q", C, C, 1);
+    a.k = take_conv2(L, name, ".k", C, D, 1);
+    a.v = take_conv2(L, name, ".v", C, D, 1);
+    a.proj = take_conv2(L, name, ".proj", C, C, 1);
+    return a;
+}
 static ResBlockParams take_resblock(Layout *L, const char *name, int cin, int cout, int temb) {
     ResBlockParams r = {.cin = cin, .cout = cout};
     r.gn1_g = take2(L, name, ".gn1.g", cin, 0, KIND_GN_GAIN);

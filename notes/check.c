@@ -766,9 +766,9 @@ static void gc_cross_attention(GradCase *g, int mode) {
         v += sizes[i];
         gv += sizes[i];
     }
-    CrossAttnParams P = {pv[0], pv[1], {pv[2], pv[3]}, {pv[4], pv[5]}, {pv[6], pv[7]},
+    AttnParams P = {pv[0], pv[1], {pv[2], pv[3]}, {pv[4], pv[5]}, {pv[6], pv[7]},
                          {pv[8], pv[9]}};
-    CrossAttnParams Pg = {pg[0], pg[1], {pg[2], pg[3]}, {pg[4], pg[5]}, {pg[6], pg[7]},
+    AttnParams Pg = {pg[0], pg[1], {pg[2], pg[3]}, {pg[4], pg[5]}, {pg[6], pg[7]},
                           {pg[8], pg[9]}};
     size_t per[9] = {n, 2 * B, 2 * B, n, (size_t)B * L * C, (size_t)B * L * C,
                      (size_t)B * N * L, n, n};  // gn.out, mean, rstd, q, k, v, p, o, out
