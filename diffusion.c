@@ -3083,7 +3083,7 @@ enum { MAX_PROMPT = 16, START_TOKEN = 0 };  // tokens per prompt, the start toke
 static int compare_names(const void *a, const void *b) { return strcmp(a, b); }
 // The vocabulary of the class names (n of them): the start token, then every word once, sorted.
 // Returns the vocabulary's size, *max_tokens the longest prompt (its start token included).
-static int build_vocabulary(ClassName *vocab, const ClassName *names, int n, int *max_tokens) {
+static int build_vocabulary(ClassName *vocab, ClassName *names, int n, int *max_tokens) {
     int V = 1;
     *max_tokens = 2;
     snprintf(vocab[0], sizeof(ClassName), "<start>");
