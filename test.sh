@@ -513,7 +513,7 @@ test_threads() {
 # ---- the course exercises: every grader PASSes its solution and FAILs its stub and wrong solutions -------------
 # notes/exercises/selftest.sh (two exercises at a time, builds shared; alone on a shared, loaded 2-vCPU machine it
 # took 1111 s of wall time, exercises 4 and 10 the longest at ~6 min each); one line per exercise.
-# The graders on every exercise's solution (three builds) and stub; their 38 wrong solutions, which prove the
+# The graders on every exercise's solution (three builds) and stub; their 46 wrong solutions, which prove the
 # graders rather than diffusion.c, run in CI (.ci/run: the full notes/exercises/selftest.sh).
 test_exercises() {
     SELFTEST_WRONG=0 notes/exercises/selftest.sh >"$TMP/exercises" 2>&1

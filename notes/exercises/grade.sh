@@ -30,7 +30,7 @@ root=$(cd "$here/../.." && pwd)
 EXERCISES_DIR=$here
 . "$here/lib.sh"
 usage() {
-    echo "usage: grade.sh N|NAME [STUDENT.c]   (N = 1..12 in lecture order, or a name such as ddpm-step;" >&2
+    echo "usage: grade.sh N|NAME [STUDENT.c]   (N = 1..13 in lecture order, or a name such as ddpm-step;" >&2
     echo "       the exercises were renumbered: see notes/exercises/README.md)" >&2
     exit 2
 }
@@ -531,6 +531,15 @@ reverse-sde)  # one Euler-Maruyama step of the reverse SDE; claim (h)
     run omp twice
     fast_stop
     run f law ;;
+cross-attention)  # forward against the plain reference, +=, then gradcheck's text rows and its mask check
+    three_builds "$harness"
+    for b in dd f; do run $b forward; run $b accumulate; done
+    run omp twice
+    fast_stop
+    for b in dd f; do
+        gradcheck $b 'cross-attention \(input, tokens, params\)' 'text encoder \(token, position tables\)' \
+            'whole text U-Net \(params\)'
+    done ;;
 esac
 
 finish

@@ -1,7 +1,7 @@
 # lib.sh: sourced by make_stub.sh, grade.sh and selftest.sh. The exercises are numbered in the order
 # of the lectures (README.md); each is also known by its name, and by its name before the renumbering.
 
-# exercise_dir ARG: the directory of exercise ARG, given as a number (1..12), a name (ddpm-step),
+# exercise_dir ARG: the directory of exercise ARG, given as a number (1..13), a name (ddpm-step),
 # or a directory name, old or new (03-ddpm-step, 09-ddpm-step). Prints nothing if there is none.
 exercise_dir() {
     local arg=${1%/} here_=${EXERCISES_DIR:?} d
@@ -36,5 +36,6 @@ exercise_regions() {
     ddim-steps) echo ddim_step ;;
     guidance) echo guided_eps ;;
     reverse-sde) echo sde_step ;;
+    cross-attention) echo cross_attention_forward cross_attention_backward ;;
     esac
 }

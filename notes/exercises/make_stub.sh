@@ -26,7 +26,7 @@ root=$(cd "$here/../.." && pwd)
 EXERCISES_DIR=$here
 . "$here/lib.sh"
 usage() {
-    echo "usage: make_stub.sh [--solution] N|NAME OUT.c [SOURCE.c]   (N = 1..12, see notes/exercises/README.md)" >&2
+    echo "usage: make_stub.sh [--solution] N|NAME OUT.c [SOURCE.c]   (N = 1..13, see notes/exercises/README.md)" >&2
     echo "       make_stub.sh --regions N|NAME   (the functions the student writes)" >&2
     echo "       make_stub.sh --transplant FUNCTION INTO.c OUT.c [SOURCE.c]   (the graders)" >&2
     exit 2
@@ -352,6 +352,27 @@ EOF
 // beta = beta(u), one_minus_alpha_bar = 1 - alpha_bar(u) (schedule_at); z (n) is scratch.
 EOF
     blank_body sde_step "$r" "$c" ;;
+cross-attention)
+    cat > "$r" <<'EOF'
+    // TODO (exercise @N@): the cross-attention of the comment above, for B images: the GroupNorm of
+    // a->in (into a->gn), q by a 1x1 convolution of it, k and v by linear maps of the token vectors
+    // e, each position's scores q_i . k_j / sqrt(C) and their softmax over its prompt's len[b]
+    // tokens (the padding slots j >= len[b] get p = 0), o, the projection, the residual. Layouts:
+    // q, o, out (B,C,N); k, v (B,L,C); p (B,N,L), kept for the backward; scratch (N,L).
+    // See notes/exercises/@DIR@/README.md.
+    (void)p, (void)e, (void)len, (void)scratch, (void)G, (void)ws;
+    memcpy(a->out, a->in, (size_t)B * a->C * a->N * sizeof(real));  // placeholder: the identity
+EOF
+    blank_body cross_attention_forward "$r"
+    cat > "$r" <<'EOF'
+    // TODO (exercise @N@): the forward read backwards, from d->out (dL/dout): add (+=) into d->in,
+    // de (B,L,D) and the parameters' gradients g. d->gn.out, d->q, d->k, d->v and d->o are yours
+    // (they start at 0); scratch holds 2 N L values.
+    // See notes/exercises/@DIR@/README.md.
+    (void)p, (void)g, (void)a, (void)d, (void)e, (void)de, (void)len, (void)scratch, (void)G;
+    (void)ws, (void)B;
+EOF
+    blank_body cross_attention_backward "$r" ;;
 *) usage ;;
 esac
 

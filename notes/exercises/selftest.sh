@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# selftest.sh [N...]: checks the graders themselves, and the stubs. For each exercise (default: all twelve):
+# selftest.sh [N...]: checks the graders themselves, and the stubs. For each exercise (default: all thirteen):
 #   - the solution must PASS: the stub with its TODO regions filled from diffusion.c (make_stub.sh --solution N;
 #     for exercise 8 the real code plus the two-head attention of 08-attention-heads/solution/);
 #   - the stub made by make_stub.sh must FAIL, and must not contain the answer: none of the expressions of
@@ -150,13 +150,13 @@ one_exercise() {
 }
 
 want=""
-for a in ${*:-1 2 3 4 5 6 7 8 9 10 11 12}; do
+for a in ${*:-1 2 3 4 5 6 7 8 9 10 11 12 13}; do
     d=$(exercise_dir "$a") || true
     [ -n "$d" ] || { echo "selftest.sh: no exercise $a" >&2; exit 2; }
     want="$want $(exercise_number "$d")"
 done
 # the longest first, so that JOBS workers finish together
-order=$(for n in 4 10 7 5 8 9 6 12 11 1 3 2; do [[ " $want " == *" $n "* ]] && echo "$n"; done)
+order=$(for n in 4 10 7 5 13 8 9 6 12 11 1 3 2; do [[ " $want " == *" $n "* ]] && echo "$n"; done)
 start=$SECONDS
 running=0
 for n in $order; do
