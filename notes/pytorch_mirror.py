@@ -8,6 +8,8 @@ to give a speed yardstick, and to take a model to where one machine's cores
 are not enough (notes/pytorch.md). Run with /usr/bin/python3 from anywhere:
 
   pytorch_mirror.py ref [--out data/unet_ref.bin]  reference forward/backward
+  pytorch_mirror.py ref --text                     the same for a text model (cross-attention):
+                                                   data/unet_text_ref.bin
   pytorch_mirror.py bench [--threads N] [--batch 64] [--reps 10]
   pytorch_mirror.py count                          default parameter count
   pytorch_mirror.py show --ckpt F                  a checkpoint's header, finite?
@@ -16,13 +18,14 @@ are not enough (notes/pytorch.md). Run with /usr/bin/python3 from anywhere:
                     step against diffusion.c's (B: notes/torch_bridge.c, built)
   torchrun --nproc_per_node N pytorch_mirror.py train --data fashion-mnist
       --ckpt model.ckpt [--resume] [--steps S | --minutes M] [--batch 64]
-      [--device cpu|cuda] [--log loss.csv] [--width 32] [--threads T]
+      [--device cpu|cuda] [--log loss.csv] [--width 32] [--threads T] [--text]
                     `./diffusion train` on N processes (DistributedDataParallel:
                     gloo on CPU, NCCL on CUDA); also runs without torchrun
 
 Checkpoints are diffusion.c's own files, read and written by the layout of
 checkpoint_save (every format version; version 1 is written back as 2, as
-diffusion.c does): ./diffusion sample, info, export, train --resume and the
+diffusion.c does; text models, `train --text`, are version 3 with their
+vocabulary): ./diffusion sample, info, export, train --resume and the
 browser page read what `train` and `copy` write.
 
 `ref` builds a REDUCED network (ch1=8, ch2=16, tdim=16, temb=32, groups=4),
@@ -45,6 +48,9 @@ Layout (little-endian):
   float32 m[P], v[P], ema[P]           (the optimizer's state before the step)
   float32 params[P], m[P], v[P], ema[P], grad_norm[1]   (after the step)
 The float32 params/x_t/eps are exactly the values the float64 run used.
+"DCREF003" (ref --text, REDUCED_TEXT): the same with int32 text, vocab, max_tokens after P, and
+after the labels each label's prompt (TEXT_PROMPTS): int32 tokens[(n_classes + 1) * max_tokens],
+int32 len[n_classes + 1] (label n_classes: the empty prompt, the start token alone).
 """
 import argparse, ctypes, gzip, math, os, re, signal, statistics, struct, subprocess, sys, time
 import warnings, zlib
@@ -412,7 +418,9 @@ def read_checkpoint(path):
 
 # ---- Prompts (diffusion.c PART II, ---- Prompts: name_words, build_vocabulary, set_prompt) ---
 def name_words(name):
-    """A name's words: split on spaces, '_', '-' and '/', ASCII lower-cased, at most 63 bytes."""
+    """A name's words (bytes, up to its NUL): split on spaces, '_', '-' and '/', ASCII
+    lower-cased, at most 63 bytes each."""
+    name = name.split(b"\0", 1)[0]
     return [w.lower()[:NAME_BYTES - 1] for w in re.split(rb"[ _\-/]", name) if w]
 
 
@@ -433,7 +441,7 @@ def class_prompts(path, cfg, names, vocab):
     index = {w.split(b"\0", 1)[0]: j for j, w in reversed(list(enumerate(vocab))) if j}
     tokens, lengths = np.zeros((K + 1, L), np.int64), np.ones(K + 1, np.int64)
     for k, raw in enumerate(names):
-        words = name_words(raw.split(b"\0", 1)[0])
+        words = name_words(raw)
         if len(words) > L - 1:
             die(path, f"'{name_of(raw)}' has more than {L - 1} words")
         for i, w in enumerate(words):
@@ -664,8 +672,9 @@ def train_update(model, ddp, ema, opt, xt, t, label, eps, step, clip=1.0, ema_ma
 
 def new_checkpoint(cfg, names, seed, sched, T, batch):
     """A new model as train makes one: PyTorch's default init is diffusion.c's distribution
-    (U(-1/sqrt(fan_in), 1/sqrt(fan_in)), GroupNorm 1 and 0, class rows N(0, 1)), and as there the
-    last convolution of every residual branch and the output start at zero."""
+    (U(-1/sqrt(fan_in), 1/sqrt(fan_in)), GroupNorm 1 and 0, class and token rows N(0, 1)), and as
+    there the last convolution of every residual branch, the attentions' proj and the output
+    start at zero. A text model (cfg text = 1) takes its vocabulary from the class names."""
     torch.manual_seed(seed)
     model = UNet(**cfg)
     flat = flatten(model)
@@ -675,8 +684,13 @@ def new_checkpoint(cfg, names, seed, sched, T, batch):
             flat[off:off + n] = 0
         off += n
     raw = [nm.encode()[:NAME_BYTES - 1].ljust(NAME_BYTES, b"\0") for nm in names]
-    return dict(version=2, real_size=4, config=cfg, schedule=sched, T=T, step=0, rng_state=seed,
-                batch=batch, names=raw, params=flat, ema=flat.copy(), adam_m=None, adam_v=None)
+    vocab, prompts = [], None
+    if cfg.get("text"):
+        vocab = [w.ljust(NAME_BYTES, b"\0") for w in build_vocabulary(raw)[0]]
+        prompts = class_prompts("--text", cfg, raw, vocab)
+    return dict(version=3 if vocab else 2, real_size=4, config=cfg, schedule=sched, T=T, step=0,
+                rng_state=seed, batch=batch, names=raw, vocab=vocab, prompts=prompts,
+                params=flat, ema=flat.copy(), adam_m=None, adam_v=None)
 
 
 def name_of(raw):
@@ -729,7 +743,12 @@ def cmd_train(a):
             die("--width", "must be a multiple of 8 (the GroupNorm groups)")
         cfg = dict(img_c=c, img_h=h, img_w=w, ch1=width, ch2=2 * width, tdim=width,
                    temb=4 * width, groups=8, n_classes=10 if labels is not None else 1,
-                   cond=int(labels is not None and not a.uncond))
+                   cond=int(labels is not None and not a.uncond), text=0, vocab=0, max_tokens=0)
+        if a.text:  # train --text: prompts are the words of the class names
+            if not cfg["cond"]:
+                die("--text", "needs class labels (and not --uncond): their names are the prompts")
+            vocab, longest = build_vocabulary([nm.encode() for nm in names])
+            cfg.update(text=1, vocab=len(vocab), max_tokens=longest)
         ck = new_checkpoint(cfg, names if cfg["cond"] else [], a.seed,
                             SCHEDULES.index(a.schedule), a.T, a.batch or 64)
     B = a.batch or ck["batch"]
@@ -1141,6 +1160,7 @@ def main():
     t.add_argument("--T", type=int, default=1000)
     t.add_argument("--width", type=int, default=0)
     t.add_argument("--uncond", action="store_true")
+    t.add_argument("--text", action="store_true", help="on the words of the class names")
     t.add_argument("--log", default=None)
     t.add_argument("--save-every", type=int, default=500)
     t.add_argument("--device", choices=("cpu", "cuda"), default=None)
