@@ -940,8 +940,8 @@ def cmd_agree(a):
         os.remove(out)
         same = all(theirs[k] == mine[k] for k in ("step", "rng_state", "batch", "config",
                                                   "schedule", "T", "names"))
-        # Tolerances. Loss and gradient norm: 1e-6, sums of float terms in another order
-        # (measured ~1e-8). Moments m, v after the step, against their largest value: 1e-5
+        # Tolerances. Loss and gradient norm: 1e-5, sums of float terms in another order
+        # (measured ~1e-8; the text model's norm 6e-7). Moments m, v after the step, against their largest value: 1e-5
         # (measured ~2e-7); without clipping m would be off by (norm - 1) / norm. Weights and EMA
         # after the step, in units of lr: 0.1 lr. A gradient at float-noise level (~1e-9, where
         # sums cancel) differs between the two programs by a factor of ~2, and Adam's m / sqrt(v)
@@ -950,8 +950,8 @@ def cmd_agree(a):
         # ~0.7 lr.
         lr = 2e-4
         dw = np.abs(theirs["params"] - mine["params"]) / lr
-        errs = [("loss", abs(c_loss - loss.item()) / abs(c_loss), 1e-6),
-                ("gradient norm", abs(c_norm - norm) / abs(c_norm), 1e-6),
+        errs = [("loss", abs(c_loss - loss.item()) / abs(c_loss), 1e-5),
+                ("gradient norm", abs(c_norm - norm) / abs(c_norm), 1e-5),
                 ("AdamW m", worst(theirs["adam_m"], mine["adam_m"]), 1e-5),
                 ("AdamW v", worst(theirs["adam_v"], mine["adam_v"]), 1e-5),
                 ("weights (lr)", dw.max(), 0.1),
