@@ -6,7 +6,8 @@
 #   make test   deps + ./test.sh
 #   make check  notes/check.c's claims: the lecture's claims, measured (notes/check.c includes diffusion.c)
 #   make gradcheck  every hand-written backward vs finite differences, float and -DDOUBLE builds
-#   make refcheck   the network's output, loss and gradients vs PyTorch's (data/unet_ref.bin)
+#   make refcheck   the network's output, loss and gradients vs PyTorch's (data/unet_ref.bin,
+#                   and the text model's data/unet_text_ref.bin)
 #   make bench  notes/bench.c (fast build), side by side with PyTorch when python3-torch is installed
 #   make fuzz   the fuzzers of notes/fuzz (long; see notes/fuzz/README.md)
 #   make latent notes/latent: latent diffusion (an autoencoder, then the U-Net on its latents), with

@@ -116,7 +116,7 @@ test_gradcheck() {
     run "gradcheck, float build (indicative tolerance 5e-2)" "$CHK" gradcheck
 }
 test_refcheck() {
-    run "refcheck: output, loss, every gradient, one AdamW step + EMA and the parameter count vs PyTorch (data/unet_ref.bin)" "$CHK" refcheck
+    run "refcheck: output, loss, every gradient, one AdamW step + EMA and the parameter count vs PyTorch, the class model (data/unet_ref.bin) and the text model with cross-attention (data/unet_text_ref.bin)" "$CHK" refcheck
 }
 test_claims() {
     run "notes/check claims: every claim of the lecture (Monte Carlo, $CHECK_SAMPLES samples per claim)" "$CHK" claims
@@ -664,11 +664,31 @@ test_torch() {
     "$D" export --ckpt "$X/v1.ckpt" --out "$X/v1_c.ckpt" >/dev/null 2>&1
     same_bytes "a version-1 checkpoint through PyTorch = ./diffusion export of it, byte for byte" \
         "$X/v1_c.ckpt" "$X/v1_py.ckpt" "$PY" $M copy --ckpt "$X/v1.ckpt" --out "$X/v1_py.ckpt"
+    # a text model (format 3: text settings, vocabulary): its cross-attention, token and position
+    # tables into PyTorch and back; slim = ./diffusion export; show lists its vocabulary
+    tiny --text --steps 20 --ckpt "$X/t20.ckpt" >/dev/null 2>&1
+    same_bytes "C -> PyTorch -> C, a text model (train --text, format 3, with AdamW state): the same bytes" \
+        "$X/t20.ckpt" "$X/t_rt.ckpt" "$PY" $M copy --ckpt "$X/t20.ckpt" --out "$X/t_rt.ckpt"
+    "$D" export --ckpt "$X/t20.ckpt" --out "$X/t_c.ckpt" >/dev/null 2>&1
+    same_bytes "a text model through PyTorch, --slim = ./diffusion export of it, byte for byte" \
+        "$X/t_c.ckpt" "$X/t_py.ckpt" "$PY" $M copy --slim --ckpt "$X/t20.ckpt" --out "$X/t_py.ckpt"
+    if "$PY" $M show --ckpt "$X/t20.ckpt" >"$TMP/log" 2>&1 && grep -q "format version 3," "$TMP/log" &&
+        grep -q "^vocabulary (13 tokens): <start>, ankle, bag, boot," "$TMP/log" &&
+        grep -q "Ankle boot \[0, 1, 3\]$" "$TMP/log"
+    then pass "torch: show describes a text model: format 3, its 13 tokens, each class's prompt"
+    else fail "torch: show describes a text model"; fi
+    # the mirror trains the text model on (its prompts, the empty one for hidden labels); C goes on
+    cp "$X/t20.ckpt" "$X/t_r.ckpt"
+    run "torch: the mirror resumes a text model for 5 steps; ./diffusion samples a prompt from it and resumes it" sh -c \
+        "'$PY' $M train --resume --ckpt '$X/t_r.ckpt' --steps 5 --threads 1 &&
+         '$D' sample --ckpt '$X/t_r.ckpt' --sampler ddim --steps 5 --n 2 --prompt 'ankle shirt' \
+             --out '$X/t_s.png' && '$D' train --resume --steps 1 --ckpt '$X/t_r.ckpt' &&
+         '$PY' $M show --ckpt '$X/t_r.ckpt' | grep -q 'step 26, batch 8,'"
     # eps_theta and one training step: diffusion.c's functions (torch_bridge.c) against the mirror
     if cc -O2 -Wall -Wextra notes/torch_bridge.c -lm -o "$X/bridge" 2>"$TMP/log" &&
         [ ! -s "$TMP/log" ]; then
         pass "torch: notes/torch_bridge.c builds, no warnings"
-        for ck in data/model.ckpt "$X/c20.ckpt"; do
+        for ck in data/model.ckpt "$X/c20.ckpt" "$X/t20.ckpt"; do
             if "$PY" $M agree --ckpt "$ck" --bridge "$X/bridge" --tmp "$X" >"$TMP/log" 2>&1; then
                 while IFS= read -r out; do pass "torch: $(basename "$ck"): $out"; done <"$TMP/log"
             else fail "torch: $(basename "$ck"): the mirror agrees with diffusion.c"; fi

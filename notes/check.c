@@ -5,6 +5,7 @@
 //   make check       notes/check claims      (a)-(h): the lecture's claims, measured
 //   make gradcheck   notes/check gradcheck   float, then -DDOUBLE (the 1e-6 proof)
 //   make refcheck    notes/check refcheck    against notes/pytorch_mirror.py's data/unet_ref.bin
+//                                            and data/unet_text_ref.bin (the text model)
 //
 // or by hand: cc -O2 notes/check.c -lm -o check && ./check claims. -DDIFFUSION_C='"path/x.c"'
 // checks another copy of diffusion.c (the exercise graders do).
@@ -1123,37 +1124,54 @@ static int refcheck_adamw(Model *m, const unsigned char *q, size_t P) {
     return failures;
 }
 
+// DCREF003 (a text model, `pytorch_mirror.py ref --text`): DCREF002 with the text settings
+// (text, vocab, max_tokens) after the header's 14 ints, and after the labels each label's prompt:
+// int32 tokens[(n_classes + 1) * max_tokens], int32 len[n_classes + 1] (label n_classes: empty).
 static int run_refcheck(const char *path, size_t default_params) {
     size_t len;
     unsigned char *buf = read_file(path, 64 << 20, &len);
-    int version = len < 64                   ? 0
+    int version = len < 128                  ? 0
                   : !memcmp(buf, "DCREF001", 8) ? 1
                   : !memcmp(buf, "DCREF002", 8) ? 2
+                  : !memcmp(buf, "DCREF003", 8) ? 3
                                                 : 0;
     if (!version) die(path, "not a reference file (bad magic)");
-    int32_t h[14];
-    memcpy(h, buf + 8, sizeof h);
-    Config c = {h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9], 0, 0, 0};
-    int B = h[10];
-    if (config_check(&c) || B < 1 || B > 64) die(path, "bad config in header");
+    int32_t h[17] = {0};
+    size_t nh = version == 3 ? 17 : 14;  // header ints
+    memcpy(h, buf + 8, nh * 4);
+    Config c = {h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9], h[14], h[15], h[16]};
+    int B = h[10], K = c.n_classes + 1, L = c.max_tokens;
+    if (config_check(&c) || B < 1 || B > 64 || c.text != (version == 3))
+        die(path, "bad config in header");
     size_t P = count_params(&c), n = (size_t)B * c.img_c * c.img_h * c.img_w;
     if ((size_t)h[13] != P) die(path, "header says %d parameters, the C layout has %zu", h[13], P);
     size_t nf = 2 * P + 3 * n + 1;  // floats: params, x, eps, output, loss, grads
-    size_t want = 8 + sizeof h + 2 * (size_t)B * 4 + nf * 4;
+    size_t prompts = c.text ? (size_t)K * (L + 1) * 4 : 0;  // tokens, lengths
+    size_t want = 8 + nh * 4 + 2 * (size_t)B * 4 + prompts + nf * 4;
     size_t adamw = 4 + 7 * 8 + (7 * P + 1) * 4;  // DCREF002: step, hyper, states, grad norm
-    if (version == 2) want += adamw;
+    if (version >= 2) want += adamw;
     if (len != want) die(path, "file is %zu bytes, expected %zu", len, want);
-    const unsigned char *q = buf + 8 + sizeof h;
+    const unsigned char *q = buf + 8 + nh * 4;
     int32_t tt[64], label[64];
     memcpy(tt, q, 4 * (size_t)B);
     memcpy(label, q + 4 * (size_t)B, 4 * (size_t)B);
+    q += 8 * (size_t)B;
+    Model *m = model_create(&c, B);
+    if (c.text) {  // the prompts, as set_class_prompts leaves them in the model
+        memcpy(m->prompt_tokens, q, (size_t)K * L * 4);
+        memcpy(m->prompt_len, q + (size_t)K * L * 4, (size_t)K * 4);
+        for (int k = 0; k < K * L; k++)
+            if (m->prompt_tokens[k] < 0 || m->prompt_tokens[k] >= c.vocab) die(path, "bad token");
+        for (int k = 0; k < K; k++)
+            if (m->prompt_len[k] < 1 || m->prompt_len[k] > L) die(path, "bad prompt length");
+        q += prompts;
+    }
     float *f = xmalloc(nf * sizeof(float));
-    memcpy(f, q + 8 * (size_t)B, nf * sizeof(float));
-    const unsigned char *q_adamw = q + 8 * (size_t)B + nf * 4;
+    memcpy(f, q, nf * sizeof(float));
+    const unsigned char *q_adamw = q + nf * 4;
     const float *ref_x = f + P, *ref_eps = ref_x + n, *ref_out = ref_eps + n;
     const float *ref_grads = ref_out + n + 1;
     double ref_loss = ref_out[n];
-    Model *m = model_create(&c, B);
     real *x = xmalloc(n * sizeof(real)), *eps = xmalloc(n * sizeof(real)), t[64];
     for (size_t i = 0; i < P; i++) m->params[i] = f[i];
     for (size_t i = 0; i < n; i++) x[i] = ref_x[i];
@@ -1163,8 +1181,9 @@ static int run_refcheck(const char *path, size_t default_params) {
         if (label[b] < 0 || label[b] > c.n_classes) die(path, "label %d out of range", label[b]);
     }
     double loss = model_loss_and_grad(m, x, t, label, eps, B);
-    printf("# PyTorch comparison (%s): %zu parameters in the test config; the default config has "
-           "%zu, PyTorch says %d\n", path, P, default_params, h[12]);
+    printf("# PyTorch comparison (%s): %zu parameters in the test config%s; the default config "
+           "has %zu, PyTorch says %d\n", path, P, c.text ? " (a text model: cross-attention)" : "",
+           default_params, h[12]);
     printf("%-34s %12s %12s  %s\n", "tensor", "max abs err", "max rel err", "result");
     double err, scale, loss_err = fabs(loss - ref_loss);
     max_errors(m->a.pred, ref_out, n, &err, &scale);
@@ -1191,7 +1210,7 @@ static int run_refcheck(const char *path, size_t default_params) {
     printf("# worst gradient error %.3e\n", worst_rel);
     for (size_t i = 0; i < P; i++) m->params[i] = f[i];  // the step starts from the reference's
     for (size_t i = 0; i < P; i++) m->grads[i] = ref_grads[i];
-    if (version == 2) failures += refcheck_adamw(m, q_adamw, P);
+    if (version >= 2) failures += refcheck_adamw(m, q_adamw, P);
     else printf("# %s has no optimizer step (format DCREF001): not checked\n", path);
     printf("# %d checks failed\n", failures);
     free_all(4, f, x, eps, buf);
@@ -1203,8 +1222,12 @@ static int run_refcheck(const char *path, size_t default_params) {
 
 static int cmd_claims(const Options *o) { return cmd_check_claims(o->seed); }
 static int cmd_gradcheck(const Options *o) { return run_gradcheck(o->seed); }
+// Without --ref (or with its default) both references: the class model's and the text model's.
 static int cmd_refcheck(const Options *o) {
-    return run_refcheck(o->ref, count_params(&DEFAULT_CONFIG));
+    int failed = run_refcheck(o->ref, count_params(&DEFAULT_CONFIG));
+    if (!strcmp(o->ref, "data/unet_ref.bin"))
+        failed |= run_refcheck("data/unet_text_ref.bin", count_params(&DEFAULT_CONFIG));
+    return failed;
 }
 static const Command check_commands[] = {
     {"claims", cmd_claims, " --seed ",
@@ -1218,7 +1241,7 @@ static const Command check_commands[] = {
     {"refcheck", cmd_refcheck, " --ref ",
      "refcheck [--ref data/unet_ref.bin]\n"
      "  Compares the network's output, loss and gradients with PyTorch's (notes/pytorch_mirror.py "
-     "ref)."},
+     "ref);\n  without --ref also the text model's (data/unet_text_ref.bin, ref --text)."},
 };
 
 #ifndef CHECK_NO_MAIN
