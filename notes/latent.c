@@ -36,8 +36,10 @@
 //
 // Every backward pass is written by hand from diffusion.c's layer pairs; `gradcheck` checks each
 // new piece and the whole loss against finite differences (float; -DDOUBLE to 1e-6).
+#ifndef LATENT_HAVE_DIFFUSION  // notes/fuzz/fuzz_ae.c includes diffusion.c itself, first
 #define DIFFUSION_NO_MAIN
 #include "../diffusion.c"
+#endif
 
 // ---- latent's own flags ---------------------------------------------------------------------
 // diffusion.c's parser knows diffusion.c's flags; main takes these out of argv before it runs
@@ -227,8 +229,10 @@ static AE *ae_create(const AEConfig *c, int max_batch, int grads) {
     }
     free(tmp);
     // The convolution scratch of diffusion.c, sized as for a U-Net of these widths at this size
-    // (every convolution here has at most max(ch1, ch2) channels in and out at full size).
-    Config wc = {c->img_c, c->size, c->size, c->ch1, c->ch2, 2, 2 * ZC, c->groups, 1, 0, 0, 0, 0};
+    // but with ch2 at least 2 ZC: dec_in reads ZC channels and enc_out writes 2 ZC, which widths
+    // under 4 did not cover (heap overflows: notes/fuzz/corpus/ae/crash-ae-*-workspace-*).
+    int wch2 = c->ch2 > 2 * ZC ? c->ch2 : 2 * ZC;
+    Config wc = {c->img_c, c->size, c->size, c->ch1, wch2, 2, 2 * ZC, c->groups, 1, 0, 0, 0, 0};
     workspace_create(&ae->ws, &wc);
     return ae;
 }

@@ -1,13 +1,14 @@
-// replay.c — runs the four fuzz harnesses on files, without libFuzzer, so that any C compiler with
+// replay.c — runs the five fuzz harnesses on files, without libFuzzer, so that any C compiler with
 // AddressSanitizer and UndefinedBehaviorSanitizer (gcc or clang) can check the corpus and every crash reproducer:
 //
 //     cc -g -O0 -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=all replay.c -lm -o replay
-//     ./replay TARGET FILE|DIR...     TARGET: idx, image, ckpt or args; a DIR stands for every file in it
+//     ./replay TARGET FILE|DIR...     TARGET: idx, image, ckpt, args or ae; a DIR stands for every file in it
 //
 // Prints "TARGET: N inputs OK" and exits 0, or stops at the first input that crashes (the sanitizer's report and
 // the harness's "running FILE" line name it) with a non-zero status.
 #define FUZZ_REPLAY
 #include "fuzz.h"
+#include "fuzz_ae.c"
 #include "fuzz_args.c"
 #include "fuzz_ckpt.c"
 #include "fuzz_idx.c"
@@ -34,11 +35,12 @@ static int run_file(Harness fn, const char *path) {
 
 int main(int argc, char **argv) {
     static const struct { const char *name; Harness fn; } targets[] = {
-        {"idx", fuzz_idx}, {"image", fuzz_image}, {"ckpt", fuzz_ckpt}, {"args", fuzz_args}};
+        {"idx", fuzz_idx}, {"image", fuzz_image}, {"ckpt", fuzz_ckpt}, {"args", fuzz_args},
+        {"ae", fuzz_ae}};
     Harness fn = NULL;
     for (size_t i = 0; argc >= 2 && i < sizeof targets / sizeof *targets; i++)
         if (!strcmp(argv[1], targets[i].name)) fn = targets[i].fn;
-    if (!fn) { fprintf(stderr, "usage: replay idx|image|ckpt|args FILE|DIR...\n"); return 2; }
+    if (!fn) { fprintf(stderr, "usage: replay idx|image|ckpt|args|ae FILE|DIR...\n"); return 2; }
     // The harnesses' own output (--help prints usage) goes nowhere; our one summary line goes to stdout.
     fflush(stdout);
     int out = dup(1), null = open("/dev/null", O_WRONLY);

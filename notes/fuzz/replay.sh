@@ -16,7 +16,7 @@ fi
 # A refused input leaves what the loader had allocated when die() jumped out (fuzz.h): leak checks are off.
 export ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1
 failed=0
-for t in idx image ckpt args; do
+for t in idx image ckpt args ae; do
     n=$(ls "corpus/$t" | wc -l)
     if "$work/replay" "$t" "corpus/$t" > /dev/null 2> "$work/$t.log"; then
         echo "$t: $n inputs OK"

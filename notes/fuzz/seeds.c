@@ -1,5 +1,5 @@
-// seeds.c — writes the seed corpus of the four fuzzers (corpus/<target>/seed-*), with diffusion.c's own writers
-// (checkpoint_save, stb_image_write) so that every seed is a file the program itself could have made:
+// seeds.c — writes the seed corpus of the five fuzzers (corpus/<target>/seed-*), with diffusion.c's own writers
+// (checkpoint_save, stb_image_write) and latent.c's ae_save, so that every seed is a file the programs could make:
 //
 //     make seeds          (cc seeds.c -lm, run in notes/fuzz)
 //
@@ -8,6 +8,10 @@
 // of the real 28x28 one (200 KB and up).
 #define FUZZ_REPLAY
 #include "fuzz.h"
+#define LATENT_HAVE_DIFFUSION  // notes/latent.c's ae_save writes the autoencoder seeds
+#define main latent_main
+#include "../latent.c"
+#undef main
 
 static void put(const char *path, const void *data, size_t n) {
     FILE *f = fopen(path, "wb");
@@ -100,6 +104,24 @@ static void ckpt_seed(const char *name, Config c, ScheduleKind sched, int T, int
     model_free(m);
 }
 
+// An autoencoder checkpoint of a toy config (8x8 or 12x12 images, widths 1 or 2: 5 to 15 KB),
+// written by latent.c's ae_save as `latent ae` writes its own; scale 0: saved before it was measured.
+static void ae_seed(const char *name, AEConfig c, double scale) {
+    AE *ae = ae_create(&c, 1, 0);
+    Rng rng = {11};
+    params_init(&ae->opt, &rng, 1);  // all random: no block starts as the identity
+    Model *m = &ae->opt;
+    for (size_t i = 0; i < m->n_params; i++) {
+        m->ema[i] = m->params[i] * (real)0.9;
+        m->adam_m[i] = m->params[i] * (real)1e-3, m->adam_v[i] = m->params[i] * m->params[i] * (real)1e-6;
+    }
+    ae->step = 3, ae->scale = scale, ae->shift = scale ? -0.1 : 0;
+    char path[256];
+    snprintf(path, sizeof path, "corpus/ae/%s", name);
+    ae_save(path, ae, &rng, 2, 1e-4);  // trained at batch 2, KL weight 1e-4
+    ae_free(ae);
+}
+
 static void args_seed(const char *name, const char *lines) {
     char path[256];
     snprintf(path, sizeof path, "corpus/args/%s", name);
@@ -130,6 +152,19 @@ int main(void) {
     ckpt_seed("corner-gray-8x8-ch1-4-ch2-2-cond.ckpt", gray8_w42, SCHEDULE_LINEAR, 10, 0);
     ckpt_seed("corner-rgb-4x4-ch1-2-ch2-1.ckpt", rgb4_w21, SCHEDULE_LINEAR, 10, 0);
     ckpt_seed("corner-rgb-28x28-widths-1.ckpt", rgb28_w1, SCHEDULE_LINEAR, 10, 0);
+    AEConfig gray8 = {1, 8, 1, 1, 1}, rgb8 = {3, 8, 1, 2, 1}, gray12 = {1, 12, 2, 2, 2};
+    // each overflowed ae_create's scratch, sized for widths that hold fewer than 2 ZC channels
+    ae_seed("crash-ae-widths-1-workspace-rows-overflow.ckpt", gray8, 1.03);
+    ae_seed("crash-ae-widths-2-workspace-weights-overflow.ckpt", gray12, 2);  // latents 3x3, 2 groups
+    ae_seed("seed-ae-gray-8x8-widths-1-no-scale.ckpt", gray8, 0);
+    ae_seed("seed-ae-rgb-8x8-widths-1-2.ckpt", rgb8, 0.5);  // ch1 != ch2: the 1x1 skips
+    // pad 1, CRC not updated: refused as it is; fuzz_ae.c's repair then fixes only the CRC
+    ae_seed("seed-ae-pad-odd-bad-crc.ckpt", gray8, 1.03);
+    FILE *f = fopen("corpus/ae/seed-ae-pad-odd-bad-crc.ckpt", "r+b");
+    int32_t pad = 1;
+    if (!f || fseek(f, offsetof(AECkptHeader, pad), SEEK_SET) || fwrite(&pad, 4, 1, f) != 1)
+        abort();
+    fclose(f);
     args_seed("seed-train", "train\n--data\nfashion-mnist\n--steps\n100\n--batch\n4\n--lr\n1e-3\n--seed\n7\n--schedule\ncosine\n"
                             "--T\n500\n--ckpt\nm.ckpt\n--resume\n--uncond\n--log\nl.csv\n--width\n8\n--threads\n2\n--minutes\n0.5");
     args_seed("seed-sample", "sample\n--ckpt\nm.ckpt\n--sampler\nddim\n--steps\n50\n--eta\n0.5\n--guidance\n3\n--label\n2\n"
