@@ -2,7 +2,8 @@
 // AddressSanitizer and UndefinedBehaviorSanitizer (gcc or clang) can check the corpus and every crash reproducer:
 //
 //     cc -g -O0 -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=all replay.c -lm -o replay
-//     ./replay TARGET FILE|DIR...     TARGET: idx, image, ckpt, args or ae; a DIR stands for every file in it
+//     ./replay TARGET FILE|DIR...     TARGET: idx, image, ckpt, args or ae;
+//                                     a DIR stands for every file in it
 //
 // Prints "TARGET: N inputs OK" and exits 0, or stops at the first input that crashes (the sanitizer's report and
 // the harness's "running FILE" line name it) with a non-zero status.

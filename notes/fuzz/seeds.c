@@ -1,5 +1,6 @@
-// seeds.c — writes the seed corpus of the five fuzzers (corpus/<target>/seed-*), with diffusion.c's own writers
-// (checkpoint_save, stb_image_write) and latent.c's ae_save, so that every seed is a file the programs could make:
+// seeds.c — writes the seed corpus of the five fuzzers (corpus/<target>/seed-*), with diffusion.c's
+// own writers (checkpoint_save, stb_image_write) and latent.c's ae_save, so that every seed is a
+// file the programs themselves could have made:
 //
 //     make seeds          (cc seeds.c -lm, run in notes/fuzz)
 //
@@ -105,7 +106,7 @@ static void ckpt_seed(const char *name, Config c, ScheduleKind sched, int T, int
 }
 
 // An autoencoder checkpoint of a toy config (8x8 or 12x12 images, widths 1 or 2: 5 to 15 KB),
-// written by latent.c's ae_save as `latent ae` writes its own; scale 0: saved before it was measured.
+// written by latent.c's ae_save as `latent ae` writes its own; scale 0: saved before measuring.
 static void ae_seed(const char *name, AEConfig c, double scale) {
     AE *ae = ae_create(&c, 1, 0);
     Rng rng = {11};
@@ -113,7 +114,8 @@ static void ae_seed(const char *name, AEConfig c, double scale) {
     Model *m = &ae->opt;
     for (size_t i = 0; i < m->n_params; i++) {
         m->ema[i] = m->params[i] * (real)0.9;
-        m->adam_m[i] = m->params[i] * (real)1e-3, m->adam_v[i] = m->params[i] * m->params[i] * (real)1e-6;
+        m->adam_m[i] = m->params[i] * (real)1e-3;
+        m->adam_v[i] = m->params[i] * m->params[i] * (real)1e-6;
     }
     ae->step = 3, ae->scale = scale, ae->shift = scale ? -0.1 : 0;
     char path[256];
@@ -155,7 +157,7 @@ int main(void) {
     AEConfig gray8 = {1, 8, 1, 1, 1}, rgb8 = {3, 8, 1, 2, 1}, gray12 = {1, 12, 2, 2, 2};
     // each overflowed ae_create's scratch, sized for widths that hold fewer than 2 ZC channels
     ae_seed("crash-ae-widths-1-workspace-rows-overflow.ckpt", gray8, 1.03);
-    ae_seed("crash-ae-widths-2-workspace-weights-overflow.ckpt", gray12, 2);  // latents 3x3, 2 groups
+    ae_seed("crash-ae-widths-2-workspace-weights-overflow.ckpt", gray12, 2);  // 3x3 latents
     ae_seed("seed-ae-gray-8x8-widths-1-no-scale.ckpt", gray8, 0);
     ae_seed("seed-ae-rgb-8x8-widths-1-2.ckpt", rgb8, 0.5);  // ch1 != ch2: the 1x1 skips
     // pad 1, CRC not updated: refused as it is; fuzz_ae.c's repair then fixes only the CRC
