@@ -46,11 +46,42 @@ static void draw_shape(unsigned char *px, int colour, int shape, Rng *rng) {
 }
 
 // What a 32x32 image shows: the pixels brighter than halfway between the darkest and the
-// brightest are the shape; its colour is the channel strongest over them, its shape the share of
-// its bounding box it fills (disc pi/4 = 0.79, square 1, triangle 1/2), or -1 if no shape shows.
+// brightest are the shape; its colour is the channel strongest over them. Its shape: a triangle
+// (apex up) fills the lower corners of its bounding box and not the upper ones (each corner: the
+// outer quarter of each side); else a square reaches further from its centre than a disc of the
+// same area: the 4th-farthest pixel (a square's corners; robust to 3 stray pixels) at ~0.66
+// sqrt(area) for the squares drawn here, ~0.54 for the discs, either way round, tilted or with
+// rounded corners. -1: no shape shows (too faint, too small, or not one piece: noise).
+// The size of the 4-connected piece of mask holding pixel i (its pixels set to 2 on the way).
+static int piece_size(unsigned char *mask, int i) {
+    int stack[32 * 32], n = 0, size = 0;
+    mask[i] = 2;
+    stack[n++] = i;
+    while (n) {
+        int j = stack[--n], x = j % 32, y = j / 32;
+        int next[4] = {x > 0 ? j - 1 : -1, x < 31 ? j + 1 : -1, y > 0 ? j - 32 : -1,
+                       y < 31 ? j + 32 : -1};
+        size++;
+        for (int k = 0; k < 4; k++)
+            if (next[k] >= 0 && mask[next[k]] == 1) {
+                mask[next[k]] = 2;
+                stack[n++] = next[k];
+            }
+    }
+    return size;
+}
+static double corner_fill(const unsigned char *mask, int x0, int x1, int y0, int y1, int right,
+                          int low) {
+    int w = (x1 - x0 + 4) / 4, h = (y1 - y0 + 4) / 4, n = 0;
+    int xs = right ? x1 - w + 1 : x0, ys = low ? y1 - h + 1 : y0;
+    for (int y = ys; y < ys + h; y++)
+        for (int x = xs; x < xs + w; x++) n += mask[y * 32 + x] != 0;
+    return n / (double)(w * h);
+}
 static void classify(const unsigned char *img, int *colour, int *shape) {
-    double lo = 255, hi = 0, sum[3] = {0};
+    double lo = 255, hi = 0, sum[3] = {0}, mx = 0, my = 0, far[4] = {0};
     int x0 = 32, x1 = -1, y0 = 32, y1 = -1, count = 0;
+    unsigned char mask[32 * 32];
     for (int i = 0; i < 32 * 32; i++) {
         int m = img[3 * i] > img[3 * i + 1] ? img[3 * i] : img[3 * i + 1];
         m = m > img[3 * i + 2] ? m : img[3 * i + 2];
@@ -62,19 +93,41 @@ static void classify(const unsigned char *img, int *colour, int *shape) {
             const unsigned char *p = img + (y * 32 + x) * 3;
             int m = p[0] > p[1] ? p[0] : p[1];
             m = m > p[2] ? m : p[2];
-            if (m < (lo + hi) / 2) continue;
+            mask[y * 32 + x] = m >= (lo + hi) / 2;
+            if (!mask[y * 32 + x]) continue;
             for (int ch = 0; ch < 3; ch++) sum[ch] += p[ch];
             count++;
+            mx += x;
+            my += y;
             x0 = x < x0 ? x : x0;
             x1 = x > x1 ? x : x1;
             y0 = y < y0 ? y : y0;
             y1 = y > y1 ? y : y1;
         }
     *colour = *shape = -1;
-    if (hi - lo < 60 || count < 12) return;  // no shape: noise, or a smudge
+    if (hi - lo < 60 || count < 12) return;  // too faint or too small
     *colour = sum[0] >= sum[1] && sum[0] >= sum[2] ? 0 : sum[1] >= sum[2] ? 1 : 2;
-    double fill = count / (double)((x1 - x0 + 1) * (y1 - y0 + 1));
-    *shape = fill > 0.9 ? 1 : fill > 0.65 ? 0 : fill > 0.35 ? 2 : -1;
+    double top = corner_fill(mask, x0, x1, y0, y1, 0, 0) + corner_fill(mask, x0, x1, y0, y1, 1, 0);
+    double low = corner_fill(mask, x0, x1, y0, y1, 0, 1) + corner_fill(mask, x0, x1, y0, y1, 1, 1);
+    mx /= count;
+    my /= count;
+    for (int i = 0; i < 32 * 32; i++) {  // far[0] >= far[1] >= far[2] >= far[3]: the farthest
+        double d = mask[i] ? hypot(i % 32 - mx, i / 32 - my) : 0;
+        for (int k = 0; k < 4; k++)
+            if (d > far[k]) {
+                double t = far[k];
+                far[k] = d;
+                d = t;
+            }
+    }
+    int largest = 0;
+    for (int i = 0; i < 32 * 32; i++) {
+        int size = mask[i] == 1 ? piece_size(mask, i) : 0;
+        largest = size > largest ? size : largest;
+    }
+    if (largest < 0.9 * count) return;  // scattered: noise
+    if ((low - top) / 2 > 0.4) *shape = 2;
+    else *shape = far[3] / sqrt(count) > 0.6 ? 1 : 0;
 }
 
 static int cmd_make_data(const Options *o) {
@@ -95,7 +148,8 @@ static int cmd_make_data(const Options *o) {
                 int colour, shape;
                 classify(px, &colour, &shape);  // the measure, on the truth
                 right += colour == c && shape == s;
-                snprintf(path, sizeof path, "%s/%s_%s/%04d.png", o->image, COLOURS[c], SHAPES[s], i);
+                snprintf(path, sizeof path, "%s/%s_%s/%04d.png", o->image, COLOURS[c], SHAPES[s],
+                         i);
                 if (!stbi_write_png(path, 32, 32, 3, px, 32 * 3)) die(path, "cannot write");
             }
         }
@@ -140,7 +194,8 @@ static int cmd_measure(const Options *o) {
         for (int s = -1; s < 3; s++) printf(" %9d", counts[c + 1][s + 1]);
     }
     printf("\n");
-    if (o->label) printf("%s: %d of %d (%.0f%%) show both words\n", o->label, hits, n, 100.0 * hits / n);
+    if (o->label)
+        printf("%s: %d of %d (%.0f%%) show both words\n", o->label, hits, n, 100.0 * hits / n);
     stbi_image_free(grid);
     return 0;
 }

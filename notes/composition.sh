@@ -15,7 +15,7 @@ cc -O3 -Wall $(echo 'int main(void){return 0;}' | cc -march=native -fopenmp -x c
     --lr 1e-3 --ckpt "$work/text.ckpt" --log "$work/text.csv"
 : >"$work/results.txt"
 for pair in blue_triangle red_square red_disc red_triangle green_disc green_square green_triangle blue_disc blue_square; do
-    ./diffusion sample --ckpt "$work/text.ckpt" --prompt "${pair/_/ }" --sampler dpm2m --steps 20 --guidance 2 \
+    ./diffusion sample --ckpt "$work/text.ckpt" --prompt "${pair/_/ }" --sampler ddim --steps 100 --eta 1 --guidance 2 \
         --n 49 --seed 1 --out "$work/$pair.png" >/dev/null
     "$work/composition" measure "$work/$pair.png" --label "$pair" | tail -1 | tee -a "$work/results.txt"
 done
