@@ -45,13 +45,6 @@ static void draw_shape(unsigned char *px, int colour, int shape, Rng *rng) {
         }
 }
 
-// What a 32x32 image shows: the pixels brighter than halfway between the darkest and the
-// brightest are the shape; its colour is the channel strongest over them. Its shape: a triangle
-// (apex up) fills the lower corners of its bounding box and not the upper ones (each corner: the
-// outer quarter of each side); else a square reaches further from its centre than a disc of the
-// same area: the 4th-farthest pixel (a square's corners; robust to 3 stray pixels) at ~0.66
-// sqrt(area) for the squares drawn here, ~0.54 for the discs, either way round, tilted or with
-// rounded corners. -1: no shape shows (too faint, too small, or not one piece: noise).
 // The size of the 4-connected piece of mask holding pixel i (its pixels set to 2 on the way).
 static int piece_size(unsigned char *mask, int i) {
     int stack[32 * 32], n = 0, size = 0;
@@ -70,17 +63,25 @@ static int piece_size(unsigned char *mask, int i) {
     }
     return size;
 }
-static double corner_fill(const unsigned char *mask, int x0, int x1, int y0, int y1, int right,
-                          int low) {
-    int w = (x1 - x0 + 4) / 4, h = (y1 - y0 + 4) / 4, n = 0;
-    int xs = right ? x1 - w + 1 : x0, ys = low ? y1 - h + 1 : y0;
-    for (int y = ys; y < ys + h; y++)
-        for (int x = xs; x < xs + w; x++) n += mask[y * 32 + x] != 0;
-    return n / (double)(w * h);
+// Whether the point (dx, dy) from a shape's centroid lies in the template of `shape` with area A,
+// turned by angle a: the disc, the square, and the triangle as make-data draws it (apex up, base
+// 1.1 x its height; the centroid 2/3 of the way down from the apex).
+static int in_template(int shape, double dx, double dy, double A, double a) {
+    double u = dx * cos(a) + dy * sin(a), v = -dx * sin(a) + dy * cos(a);
+    if (shape == 0) return u * u + v * v <= A / PI;
+    if (shape == 1) return fabs(u) <= sqrt(A) / 2 && fabs(v) <= sqrt(A) / 2;
+    double h = sqrt(A / 0.55), top = -2 * h / 3;  // area = 0.55 h^2
+    return v >= top && v <= h / 3 && fabs(u) <= 0.55 * (v - top);
 }
+
+// What a 32x32 image shows: the pixels brighter than halfway between the darkest and the
+// brightest are the shape (if they are one piece); its colour is the channel strongest over them;
+// its shape the template (disc, square or triangle of the same area, on its centroid, the square
+// and triangle turned every 5 degrees) that overlaps it best (intersection over union): a drawn
+// square with rounded corners or a tilt is still nearer a square than a disc. -1: no shape shows.
 static void classify(const unsigned char *img, int *colour, int *shape) {
-    double lo = 255, hi = 0, sum[3] = {0}, mx = 0, my = 0, far[4] = {0};
-    int x0 = 32, x1 = -1, y0 = 32, y1 = -1, count = 0;
+    double lo = 255, hi = 0, sum[3] = {0}, mx = 0, my = 0;
+    int count = 0;
     unsigned char mask[32 * 32];
     for (int i = 0; i < 32 * 32; i++) {
         int m = img[3 * i] > img[3 * i + 1] ? img[3 * i] : img[3 * i + 1];
@@ -88,46 +89,42 @@ static void classify(const unsigned char *img, int *colour, int *shape) {
         lo = m < lo ? m : lo;
         hi = m > hi ? m : hi;
     }
-    for (int y = 0; y < 32; y++)
-        for (int x = 0; x < 32; x++) {
-            const unsigned char *p = img + (y * 32 + x) * 3;
-            int m = p[0] > p[1] ? p[0] : p[1];
-            m = m > p[2] ? m : p[2];
-            mask[y * 32 + x] = m >= (lo + hi) / 2;
-            if (!mask[y * 32 + x]) continue;
-            for (int ch = 0; ch < 3; ch++) sum[ch] += p[ch];
-            count++;
-            mx += x;
-            my += y;
-            x0 = x < x0 ? x : x0;
-            x1 = x > x1 ? x : x1;
-            y0 = y < y0 ? y : y0;
-            y1 = y > y1 ? y : y1;
-        }
+    for (int i = 0; i < 32 * 32; i++) {
+        const unsigned char *p = img + i * 3;
+        int m = p[0] > p[1] ? p[0] : p[1];
+        m = m > p[2] ? m : p[2];
+        mask[i] = m >= (lo + hi) / 2;
+        if (!mask[i]) continue;
+        for (int ch = 0; ch < 3; ch++) sum[ch] += p[ch];
+        count++;
+        mx += i % 32;
+        my += i / 32;
+    }
     *colour = *shape = -1;
     if (hi - lo < 60 || count < 12) return;  // too faint or too small
-    *colour = sum[0] >= sum[1] && sum[0] >= sum[2] ? 0 : sum[1] >= sum[2] ? 1 : 2;
-    double top = corner_fill(mask, x0, x1, y0, y1, 0, 0) + corner_fill(mask, x0, x1, y0, y1, 1, 0);
-    double low = corner_fill(mask, x0, x1, y0, y1, 0, 1) + corner_fill(mask, x0, x1, y0, y1, 1, 1);
-    mx /= count;
-    my /= count;
-    for (int i = 0; i < 32 * 32; i++) {  // far[0] >= far[1] >= far[2] >= far[3]: the farthest
-        double d = mask[i] ? hypot(i % 32 - mx, i / 32 - my) : 0;
-        for (int k = 0; k < 4; k++)
-            if (d > far[k]) {
-                double t = far[k];
-                far[k] = d;
-                d = t;
-            }
-    }
     int largest = 0;
     for (int i = 0; i < 32 * 32; i++) {
         int size = mask[i] == 1 ? piece_size(mask, i) : 0;
         largest = size > largest ? size : largest;
     }
-    if (largest < 0.9 * count) return;  // scattered: noise
-    if ((low - top) / 2 > 0.4) *shape = 2;
-    else *shape = far[3] / sqrt(count) > 0.6 ? 1 : 0;
+    if (largest < 0.9 * count) return;  // in pieces: noise
+    *colour = sum[0] >= sum[1] && sum[0] >= sum[2] ? 0 : sum[1] >= sum[2] ? 1 : 2;
+    mx /= count;
+    my /= count;
+    double best = -1;
+    for (int s = 0; s < 3; s++)
+        for (int deg = 0; deg < (s == 0 ? 1 : s == 1 ? 90 : 360); deg += 5) {
+            int both = 0, either = 0;
+            for (int i = 0; i < 32 * 32; i++) {
+                int t = in_template(s, i % 32 - mx, i / 32 - my, count, deg * PI / 180);
+                both += t && mask[i];
+                either += t || mask[i];
+            }
+            if ((double)both / either > best) {
+                best = (double)both / either;
+                *shape = s;
+            }
+        }
 }
 
 static int cmd_make_data(const Options *o) {
