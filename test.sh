@@ -1164,6 +1164,11 @@ test_text() {
     run "export a text model; its slim copy samples the prompt" "$D" export --ckpt "$T" --out "$TMP/slim.ckpt"
     "$D" sample --ckpt "$TMP/slim.ckpt" --sampler ddim --steps 5 --n 4 --seed 5 --label 9 --out "$TMP/s9.png" >/dev/null 2>&1
     cmp -s "$TMP/s9.png" "$TMP/l9.png" && pass "exported text model: the same samples" || fail "exported text model: the same samples"
+    # the composition test's program (notes/text.md): builds, and its measure reads its own drawings right
+    if cc -O2 -Wall -Wextra notes/composition.c -lm -o "$TMP/composition" 2>"$TMP/log" && [ ! -s "$TMP/log" ] &&
+        "$TMP/composition" make-data "$TMP/shapes" --n 20 >"$TMP/log" 2>&1 && grep -q "reads 140 of the 140 right" "$TMP/log"
+    then pass "notes/composition.c: no warnings; measure reads 140 of its 140 drawn shapes right"
+    else fail "notes/composition.c: no warnings; measure reads every drawn shape right"; fi
 }
 
 # ---- the runner -----------------------------------------------------------------------------------------------
