@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # notes/composition.sh [STEPS] — issue 26's composition test, the reason for words: a text model trained
-# STEPS (default 1500) at batch 32 on 7 of the 9 colour x shape pairs (notes/composition.c make-data), then asked for every
+# STEPS (default 3000) at batch 32 on 7 of the 9 colour x shape pairs (notes/composition.c make-data), then asked for every
 # pair, the two it never saw included; notes/composition measure counts the samples that show both words.
 # Writes into $WORK (default /tmp/composition): the data, text.ckpt, one grid per prompt, results.txt.
 set -eu
 cd "$(dirname "$0")/.."
-steps=${1:-1500} work=${WORK:-/tmp/composition}
+steps=${1:-3000} work=${WORK:-/tmp/composition}
 mkdir -p "$work"
 make -s fast
 cc -O3 -Wall $(echo 'int main(void){return 0;}' | cc -march=native -fopenmp -x c - -o /dev/null 2>/dev/null \
