@@ -1040,9 +1040,9 @@ test_32bit() {
     else echo "SKIP  32-bit build: needs gcc-multilib or gcc-i686-linux-gnu with libc6-dev-i386-cross"; return; fi
     local flags="-O2 -Wall -Wextra -msse2 -mfpmath=sse -static"
     build_quiet "32-bit x86 ($CC)" "$B" $CC $flags || return
-    # Lean: where this kernel runs 32-bit programs only under qemu-i386 (10-100x slower: gradcheck's doubles took
-    # 7 minutes), the byte-for-byte agreement below with the 64-bit build (20 training steps, a DDIM sample) stands
-    # for the claims and checks the 64-bit build runs; the companion's 32-bit builds are proved to compile.
+    # Lean: the byte-for-byte agreement below with the 64-bit build (20 training steps, a DDIM sample) stands for
+    # the claims and gradcheck, which the 64-bit build runs (where this kernel runs 32-bit programs only under
+    # qemu-i386, gradcheck's doubles took 7 minutes); the companion's 32-bit builds are proved to compile.
     SRC=notes/check.c build_quiet "32-bit x86 notes/check.c" "$B.check" $CC $flags
     SRC=notes/check.c build_quiet "32-bit x86 notes/check.c -DDOUBLE" "$B.double" $CC $flags -DDOUBLE
     if ! "$B" info >/dev/null 2>&1; then

@@ -5,9 +5,9 @@
 // one? A class model cannot even be asked. A companion of diffusion.c (it includes the file whole,
 // without its main); notes/composition.sh runs the whole experiment.
 //   notes/composition make-data DIR [--n 200] [--seed 1]   DIR/<colour>_<shape>/*.png
-//   notes/composition measure GRID.png [--want colour_shape]
+//   notes/composition measure GRID.png [--label colour_shape]
 //       reads a grid of 32x32 samples as `./diffusion sample` writes it (scale 3, 2-pixel gaps) and
-//       says, for each sample, its colour and shape; with --want, the share that show both.
+//       says, for each sample, its colour and shape; with --label, the share that show both.
 #define DIFFUSION_NO_MAIN
 #include "../diffusion.c"
 
