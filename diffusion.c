@@ -151,8 +151,9 @@ static void params_init(Model *m, Rng *rng, int test);
 static TrainRun *train_begin(const TrainOptions *o, Model *m, const Dataset *d, const Schedule *s,
                              int64_t step, int B);
 static int train_goes_on(const TrainRun *r, int64_t step);
+static double train_fraction(const TrainRun *r, int64_t step);  // of the run: 0 .. 1
 static void train_record(TrainRun *r, const Model *m, int64_t step, double loss, double gnorm,
-                         const Rng *rng);
+                         double lr, const Rng *rng);
 static void train_end(TrainRun *r, const Model *m, int64_t step, const Rng *rng);
 static void sample_watch(const SampleOptions *o, int i, int S, const real *x, const real *x0_hat,
                          size_t n, int progress);
@@ -765,6 +766,14 @@ static double mse_forward(const real *pred, const real *eps, size_t n) {
 static void mse_backward(real *dpred, const real *pred, const real *eps, size_t n) {
     for (size_t i = 0; i < n; i++) dpred[i] += (real)(2.0 * (pred[i] - eps[i]) / (double)n);
 }
+// Optional (train --min-snr G; Hang et al. 2023): by eq. 2, ||eps - eps_theta||^2 = SNR_t
+// ||x_0 - x0_hat||^2 with SNR_t = alpha_bar_t / (1 - alpha_bar_t), so the plain loss weights the
+// nearly clean t's most (SNR_1 ~ 10^4). Weighting image b's term by min(SNR_t, G) / SNR_t caps
+// that weight at G and leaves the noisy t's, where the samples take shape, their full weight.
+static real min_snr_weight(const Schedule *s, int t, double G) {
+    double snr = s->alpha_bar[t] / s->one_minus_alpha_bar[t];
+    return (real)(fmin(snr, G) / snr);
+}
 
 // ---- The U-Net: configuration, parameters, activations --------------------------------------
 // Default sizes: 28x28x1 input, widths 32 at 28x28 and 64 at 14x14 and 7x7, a 32-dim sinusoid
@@ -1248,14 +1257,19 @@ static void unet_backward(Model *m, const int *label, int B) {
     linear_backward(NULL, g->time1.w, g->time1.b, d->t1, a->sin_emb, p->time1.w, B, c->tdim, e);
 }
 
-// One loss evaluation with gradients: forward, L = mse(pred, eps), backward. Returns L.
+// One loss evaluation with gradients: forward, L = mse(pred, eps), backward. Returns L. weight (B)
+// or NULL: image b's share of L and of its gradient times weight[b] (min-SNR).
 static double model_loss_and_grad(Model *m, const real *xt, const real *t, const int *label,
-                                  const real *eps, int B) {
+                                  const real *eps, const real *weight, int B) {
     unet_forward(m, xt, t, label, B);
-    size_t n = (size_t)B * m->cfg.img_c * m->cfg.img_h * m->cfg.img_w;
+    size_t n = (size_t)B * m->cfg.img_c * m->cfg.img_h * m->cfg.img_w, per = n / B;
     double loss = mse_forward(m->a.pred, eps, n);
     memset(m->dacts, 0, m->n_acts * sizeof(real));
     mse_backward(m->da.pred, m->a.pred, eps, n);
+    for (int b = 0; weight && b < B; b++) {
+        loss += (weight[b] - 1) * mse_forward(m->a.pred + b * per, eps + b * per, per) / B;
+        for (size_t i = 0; i < per; i++) m->da.pred[b * per + i] *= weight[b];
+    }
     unet_backward(m, label, B);
     return loss;
 }
@@ -1267,8 +1281,10 @@ static double model_loss_and_grad(Model *m, const real *xt, const real *t, const
 // directly, outside the adaptive step.
 typedef struct {
     double lr, beta1, beta2, eps, weight_decay, clip, ema_decay;
+    double min_snr;  // G of the min-SNR weighting (0: none, every t weighs 1)
+    int cosine;      // 1: lr decays as (1 + cos(pi f)) / 2 over the fraction f of the run done
 } TrainHyper;
-static const TrainHyper DEFAULT_HYPER = {2e-4, 0.9, 0.999, 1e-8, 0.0, 1.0, 0.999};
+static const TrainHyper DEFAULT_HYPER = {2e-4, 0.9, 0.999, 1e-8, 0.0, 1.0, 0.999, 0, 0};
 
 // Scales the gradient so that its global L2 norm is at most h->clip (one bad batch cannot throw
 // the weights far), takes AdamW step number `step` (1, 2, ...) and updates the EMA. Returns the
@@ -1328,17 +1344,21 @@ static void train(const TrainOptions *o, Model *m, const Dataset *d, ScheduleKin
     real *x0 = xmalloc(n * sizeof(real)), *eps = xmalloc(n * sizeof(real));  // (B,C,H,W)
     real *xt = xmalloc(n * sizeof(real)), *tr = xmalloc(B * sizeof(real));   // (B,C,H,W), (B)
     int *t = xmalloc(B * sizeof(int)), *label = xmalloc(B * sizeof(int));    // (B), (B)
+    real *w = o->hyper.min_snr > 0 ? xmalloc(B * sizeof(real)) : NULL;       // (B) or none
     TrainRun *r = train_begin(o, m, d, &s, step, B);
     while (train_goes_on(r, step)) {
         draw_training_batch(x0, t, eps, xt, label, d, &s, B, &rng);  // Step 3
         drop_labels(label, B, m->cfg.n_classes, &rng);
         for (int b = 0; b < B; b++) tr[b] = (real)t[b];  // the network reads t as a number
-        double loss = model_loss_and_grad(m, xt, tr, label, eps, B);  // Step 4: forward, backward
-        double gnorm = adamw_step(m, &o->hyper, ++step);
-        train_record(r, m, step, loss, gnorm, &rng);  // the log, progress line, checkpoints
+        for (int b = 0; w && b < B; b++) w[b] = min_snr_weight(&s, t[b], o->hyper.min_snr);
+        double loss = model_loss_and_grad(m, xt, tr, label, eps, w, B);  // Step 4
+        TrainHyper h = o->hyper;
+        if (h.cosine) h.lr *= 0.5 * (1 + cos(PI * train_fraction(r, step)));
+        double gnorm = adamw_step(m, &h, ++step);
+        train_record(r, m, step, loss, gnorm, h.lr, &rng);  // the log, progress, checkpoints
     }
     train_end(r, m, step, &rng);
-    free_all(6, x0, eps, xt, tr, t, label);
+    free_all(7, x0, eps, xt, tr, t, label, w);
     schedule_free(&s);
 }
 
@@ -3313,10 +3333,17 @@ static int train_goes_on(const TrainRun *r, int64_t step) {
     return !r->o->minutes || now_seconds() - r->t_start < 60 * r->o->minutes;
 }
 
+// The fraction of this invocation's run done after `step`: of o->steps, or of o->minutes.
+static double train_fraction(const TrainRun *r, int64_t step) {
+    if (r->o->steps) return (double)(step - r->first) / r->o->steps;
+    if (!r->o->minutes) return 0;
+    return fmin(1, (now_seconds() - r->t_start) / (60 * r->o->minutes));
+}
+
 // After step `step`: stop on a non-finite loss (the last checkpoint stays as it was), else the
 // log's line, the progress line (0.5 s on a terminal, 10 s in a log) and a checkpoint when due.
 static void train_record(TrainRun *r, const Model *m, int64_t step, double loss, double gnorm,
-                         const Rng *rng) {
+                         double lr, const Rng *rng) {
     const TrainOptions *o = r->o;
     if (!isfinite(loss))
         die("train", "loss is %g at step %" PRId64 ": stopping; the last checkpoint (%s, step "
@@ -3324,7 +3351,7 @@ static void train_record(TrainRun *r, const Model *m, int64_t step, double loss,
     r->smooth = r->smooth < 0 ? loss : 0.98 * r->smooth + 0.02 * loss;
     double elapsed = now_seconds() - r->t_start;
     if (r->log)
-        fprintf(r->log, "%" PRId64 ",%.6f,%g,%.4f,%.3f\n", step, loss, o->hyper.lr, gnorm, elapsed);
+        fprintf(r->log, "%" PRId64 ",%.6f,%g,%.4f,%.3f\n", step, loss, lr, gnorm, elapsed);
     if (elapsed - r->t_print >= (r->tty ? 0.5 : 10) || (o->steps && step - r->first == o->steps)) {
         r->t_print = elapsed;
         train_progress(o, &m->cfg, step - r->first, r->smooth, r->B, elapsed, r->tty);
@@ -3411,7 +3438,8 @@ static void write_image_grid(const char *path, const real *imgs, int n, int cols
 typedef struct {
     ScheduleKind schedule;
     int T, index, batch, n, uncond, resume, clip_x0, threads, steps_given, width, guided, text;
-    int channels, size;  // 0: chosen from the data
+    int channels, size, cosine_lr;  // channels, size 0: chosen from the data
+    double min_snr;
     int64_t steps;
     long max_data_mb;
     uint64_t seed;
@@ -3547,6 +3575,8 @@ static int cmd_train(const Options *o) {
     if (o->text && o->uncond) die_usage("--text", "prompts are conditions: not with --uncond");
     remove_stale_tmp(t.ckpt);
     t.hyper.lr = o->lr;
+    t.hyper.min_snr = o->min_snr;
+    t.hyper.cosine = o->cosine_lr;
     int B = o->batch ? o->batch : 64;
     CkptInfo ck = {.schedule = o->schedule, .T = o->T, .rng = {o->seed}};  // or the checkpoint's
     Dataset d;
@@ -3751,12 +3781,14 @@ static const Command commands[] = {
      "  Prints the data (count, shape, classes; headers only) and the network train makes for it:\n"
      "  layers (tensor shapes, parameters, output shapes) and memory."},
     {"train", cmd_train, " --data --steps --minutes --batch --lr --seed --schedule --T --ckpt "
-     "--resume --uncond --log --width --threads --channels --size --max-data-mb --text ",
+     "--resume --uncond --log --width --threads --channels --size --max-data-mb --text --min-snr "
+     "--cosine-lr ",
      "train [--data fashion-mnist|DIR|FILE] [--channels 1|3] [--size S] [--max-data-mb 1024]\n"
      "      [--steps N | --minutes M] [--batch 64] [--lr 2e-4] [--seed S] "
      "[--schedule linear|cosine|sde] [--T 1000]\n"
      "      [--ckpt model.ckpt] [--resume] [--uncond] [--text] [--log loss.csv] [--width 32] "
      "[--threads N]\n"
+     "      [--min-snr G] [--cosine-lr]\n"
      "  Trains eps_theta (Steps 3 and 4) with AdamW; Ctrl-C saves and stops. Default: 10 minutes.\n"
      "  DIR: PNG/JPEGs, or DIR/<class>/*.png for a class-conditional model. Channels: 3 if any\n"
      "  image has colour; size: the images' common size (at most 64), else 32; Fashion-MNIST 28.\n"
@@ -3812,6 +3844,7 @@ static void parse_flag(Options *o, int argc, char **argv, int *i) {
     else if (!strcmp(a, "--resume")) o->resume = 1;
     else if (!strcmp(a, "--clip-x0")) o->clip_x0 = 1;
     else if (!strcmp(a, "--text")) o->text = 1;
+    else if (!strcmp(a, "--cosine-lr")) o->cosine_lr = 1;
     else {
         const char *v = flag_value(argc, argv, i);
         if (!strcmp(a, "--schedule")) o->schedule = parse_schedule(v);
@@ -3837,6 +3870,7 @@ static void parse_flag(Options *o, int argc, char **argv, int *i) {
         else if (!strcmp(a, "--width")) o->width = (int)parse_int(a, v, 8, 256);
         else if (!strcmp(a, "--minutes")) o->minutes = parse_double(a, v, 1e-3, 1e6);
         else if (!strcmp(a, "--lr")) o->lr = parse_double(a, v, 1e-12, 1);
+        else if (!strcmp(a, "--min-snr")) o->min_snr = parse_double(a, v, 1e-3, 1e6);
         else if (!strcmp(a, "--eta")) o->eta = parse_double(a, v, 0, 1);
         else if (!strcmp(a, "--guidance")) o->guidance = parse_double(a, v, -100, 100);
         o->steps_given |= !strcmp(a, "--steps");

@@ -184,6 +184,7 @@ test_bad_input() {
     expect_error "absurd T" "not an integer in 1..100000" "$S" schedule --T 1000000000000
     expect_error "T not a number" "not an integer" "$S" schedule --T 12abc
     expect_error "unknown schedule" "unknown schedule 'quadratic'" "$S" schedule --schedule quadratic
+    expect_error "--min-snr 0" "--min-snr" "$S" train --min-snr 0 --steps 1
     expect_error "unknown sampler" "unknown sampler" "$S" sample --sampler euler
     expect_error "forward without --out" "required" "$S" forward
     expect_error "checkpoint that is not one" "not a diffusion.c checkpoint" "$S" sample --ckpt "$B/text.png"
@@ -265,6 +266,17 @@ test_training() {
     tiny --steps 12 --ckpt "$TMP/r.ckpt" >/dev/null 2>&1
     "$D" train --resume --steps 8 --ckpt "$TMP/r.ckpt" >/dev/null 2>&1  # seed, batch, width: from the checkpoint
     cmp -s "$TMP/b1.ckpt" "$TMP/r.ckpt" && pass "12 steps + resume 8 = 20 steps, bit for bit" || fail "12 steps + resume 8 = 20 steps, bit for bit"
+    # --cosine-lr: step k (1..N) of N runs at lr (1 + cos(pi (k - 1) / N)) / 2, as the log's lr column says;
+    # --min-snr G larger than every SNR_t (SNR_1 ~ 10^4 on the linear schedule) weighs every t 1: the plain run's bytes
+    tiny --steps 8 --lr 1e-3 --cosine-lr --ckpt "$TMP/cos.ckpt" --log "$TMP/cos.csv" >/dev/null 2>&1
+    awk -F, 'NR > 1 { want = 1e-3 * (1 + cos(3.141592653589793 * ($1 - 1) / 8)) / 2; if ($3 - want > 1e-9 || want - $3 > 1e-9) bad++; n++ }
+             END { exit !(n == 8 && !bad) }' "$TMP/cos.csv" &&
+        pass "--cosine-lr: the log's lr column is lr (1 + cos(pi (k - 1) / N)) / 2 at each of 8 steps" || fail "--cosine-lr: the lr column"
+    tiny --steps 20 --min-snr 1e6 --ckpt "$TMP/snr.ckpt" >/dev/null 2>&1
+    cmp -s "$TMP/b1.ckpt" "$TMP/snr.ckpt" && pass "--min-snr 1e6 (above every SNR_t): the plain run's checkpoint bytes" ||
+        fail "--min-snr 1e6 (above every SNR_t): the plain run's checkpoint bytes"
+    tiny --steps 20 --min-snr 5 --ckpt "$TMP/snr5.ckpt" >/dev/null 2>&1
+    ! cmp -s "$TMP/b1.ckpt" "$TMP/snr5.ckpt" && pass "--min-snr 5: another run than the plain one" || fail "--min-snr 5: another run than the plain one"
     # corrupted and truncated checkpoints are refused
     cp "$TMP/b1.ckpt" "$TMP/c.ckpt"; printf '\xff' | dd of="$TMP/c.ckpt" bs=1 seek=5000 conv=notrunc 2>/dev/null
     expect_error "a corrupted checkpoint (one byte)" "CRC-32 mismatch" "$D" sample --ckpt "$TMP/c.ckpt" --n 1
@@ -684,6 +696,15 @@ test_torch() {
          '$D' sample --ckpt '$X/t_r.ckpt' --sampler ddim --steps 5 --n 2 --prompt 'ankle shirt' \
              --out '$X/t_s.png' && '$D' train --resume --steps 1 --ckpt '$X/t_r.ckpt' &&
          '$PY' $M show --ckpt '$X/t_r.ckpt' | grep -q 'step 26, batch 8,'"
+    # the mirror's --min-snr and --cosine-lr (train's): 4 steps, finite, the lr column as C's (test_training)
+    cp "$X/c20.ckpt" "$X/snr.ckpt"
+    if "$PY" $M train --resume --ckpt "$X/snr.ckpt" --steps 4 --threads 1 --lr 1e-3 --min-snr 5 --cosine-lr \
+        --log "$X/snr.csv" >"$TMP/log" 2>&1 &&
+        awk -F, '{ want = 1e-3 * (1 + cos(3.141592653589793 * (NR - 1) / 4)) / 2  # resumed: no header
+                          if ($3 - want > 1e-9 || want - $3 > 1e-9 || !($2 > 0 && $2 < 10)) bad++; n++ }
+                 END { exit !(n == 4 && !bad) }' "$X/snr.csv"
+    then pass "torch: the mirror's train --min-snr 5 --cosine-lr: 4 finite steps, lr (1 + cos(pi (k - 1) / N)) / 2"
+    else fail "torch: the mirror's train --min-snr 5 --cosine-lr"; fi
     # eps_theta and one training step: diffusion.c's functions (torch_bridge.c) against the mirror
     if cc -O2 -Wall -Wextra notes/torch_bridge.c -lm -o "$X/bridge" 2>"$TMP/log" &&
         [ ! -s "$TMP/log" ]; then

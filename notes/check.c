@@ -1015,6 +1015,37 @@ static int check_cross_attention_mask(Model *m, Rng *rng) {
     return !gradcheck_report("cross-attention: padding ignored", worst, worst, 0);
 }
 
+// The min-SNR weighting (train --min-snr): the loss of a batch of 2 with weights w is
+// (w_0 L_0 + w_1 L_1) / 2, and so its gradient, where L_b is image b's loss alone (the network
+// treats images independently). Then min_snr_weight: 1 where SNR_t <= G, G / SNR_t above.
+// Returns 1 on failure.
+static int check_min_snr(Model *m, int *label, Rng *rng) {
+    size_t n = (size_t)m->cfg.img_c * m->cfg.img_h * m->cfg.img_w, P = m->n_params;
+    real *x = random_array(2 * n, rng), *eps = random_array(2 * n, rng), t[2] = {1, 38};
+    real w[2] = {0.3f, 1.7f}, *g = xmalloc(2 * P * sizeof(real));
+    double L[2], tol = sizeof(real) == sizeof(double) ? 1e-12 : 1e-5;
+    for (int b = 0; b < 2; b++) {
+        L[b] = model_loss_and_grad(m, x + b * n, t + b, label + b, eps + b * n, NULL, 1);
+        memcpy(g + b * P, m->grads, P * sizeof(real));
+    }
+    double loss = model_loss_and_grad(m, x, t, label, eps, w, 2), scale = 0, worst = 0;
+    double want = (w[0] * L[0] + w[1] * L[1]) / 2;
+    for (size_t i = 0; i < P; i++) {
+        double gi = (w[0] * g[i] + w[1] * g[P + i]) / 2;
+        worst = worse(worst, fabs(m->grads[i] - gi));
+        scale = fmax(scale, fabs(gi));
+    }
+    worst = worse(worst / scale, fabs(loss - want) / want);
+    Schedule s = schedule_make(SCHEDULE_LINEAR, 1000);
+    for (int k = 1; k <= 1000; k++) {
+        double snr = s.alpha_bar[k] / s.one_minus_alpha_bar[k], G = 5;
+        worst = worse(worst, fabs(min_snr_weight(&s, k, G) - (snr > G ? G / snr : 1)));
+    }
+    schedule_free(&s);
+    free_all(3, x, eps, g);
+    return !gradcheck_report("min-SNR weights (loss, grads)", worst, worst, tol);
+}
+
 // Every layer alone, then a ResBlock, attention and the whole (small) network; then PART II's
 // fast formulations against the plain ones.
 static int run_gradcheck(uint64_t seed) {
@@ -1046,6 +1077,7 @@ static int run_gradcheck(uint64_t seed) {
     for (int r = 0; r < GRAD_N_ROWS; r++) failures += gradcheck_row(r, m, text, label, tol, &rng);
     printf("# %d of %d layer checks failed\n", failures, GRAD_N_ROWS);
     failures += check_cross_attention_mask(m, &rng);
+    failures += check_min_snr(m, label, &rng);
     failures += check_fast_vs_plain(m, &rng);
     model_free(text);
     model_free(m);
@@ -1082,7 +1114,7 @@ static int refcheck_adamw(Model *m, const unsigned char *q, size_t P) {
     double hy[7];
     memcpy(&step, q, 4);
     memcpy(hy, q + 4, sizeof hy);
-    TrainHyper h = {hy[0], hy[1], hy[2], hy[3], hy[4], hy[5], hy[6]};
+    TrainHyper h = {hy[0], hy[1], hy[2], hy[3], hy[4], hy[5], hy[6], 0, 0};
     float *f = xmalloc((7 * P + 1) * sizeof(float));
     memcpy(f, q + 4 + sizeof hy, (7 * P + 1) * sizeof(float));
     const float *m0 = f, *v0 = f + P, *ema0 = f + 2 * P, *p1 = f + 3 * P, *m1 = f + 4 * P;
@@ -1180,7 +1212,7 @@ static int run_refcheck(const char *path, size_t default_params) {
         t[b] = (real)tt[b];
         if (label[b] < 0 || label[b] > c.n_classes) die(path, "label %d out of range", label[b]);
     }
-    double loss = model_loss_and_grad(m, x, t, label, eps, B);
+    double loss = model_loss_and_grad(m, x, t, label, eps, NULL, B);
     printf("# PyTorch comparison (%s): %zu parameters in the test config%s; the default config "
            "has %zu, PyTorch says %d\n", path, P, c.text ? " (a text model: cross-attention)" : "",
            default_params, h[12]);

@@ -648,12 +648,17 @@ def draw_batch(gen, pixels, labels, n_classes, sab, somab, T, b, dtype, hide=0.1
     return xt, t, torch.where(drop, torch.full_like(label, n_classes), label), eps
 
 
-def train_update(model, ddp, ema, opt, xt, t, label, eps, step, clip=1.0, ema_max=0.999):
+def train_update(model, ddp, ema, opt, xt, t, label, eps, step, clip=1.0, ema_max=0.999,
+                 weight=None):
     """Step 4 once, as train_step and adamw_step do: L = mean (eps - eps_theta)^2, the gradient
     (averaged over the processes by DDP), clipped to global norm 1, an AdamW step, and the EMA
-    with diffusion.c's warm-up. `step` is the step being taken (1, 2, ...). Returns (L, norm)."""
+    with diffusion.c's warm-up. `step` is the step being taken (1, 2, ...). weight (b,) or None:
+    each image's term times its min-SNR weight, as model_loss_and_grad. Returns (L, norm)."""
     opt.zero_grad(set_to_none=True)
-    loss = F.mse_loss(ddp(xt, t, label), eps)
+    if weight is None:
+        loss = F.mse_loss(ddp(xt, t, label), eps)
+    else:
+        loss = (weight * ((ddp(xt, t, label) - eps) ** 2).flatten(1).mean(1)).mean()
     loss.backward()
     params = model.flat_order()
     # By hand rather than clip_grad_norm_, whose factor clip / (norm + 1e-6) is not C's.
@@ -782,8 +787,17 @@ def cmd_train(a):
         gen.manual_seed(splitmix_draw(ck["rng_state"], done * world + rank + 1))
         xt, t, label, eps = draw_batch(gen, pixels, labels, cfg["n_classes"], sab, somab, T, b,
                                        dtype)
+        weight = None
+        if a.min_snr:  # min_snr_weight: min(SNR_t, G) / SNR_t, SNR_t = alpha_bar / (1 - alpha_bar)
+            snr = sab[t] ** 2 / somab[t] ** 2
+            weight = (torch.clamp(snr, max=a.min_snr) / snr).to(dtype)
+        if a.cosine_lr:  # lr (1 + cos(pi f)) / 2 at the fraction f of the run done, as train
+            f = (done / a.steps if a.steps
+                 else min(1.0, (time.perf_counter() - start) / (60 * minutes)))
+            for g in opt.param_groups:
+                g["lr"] = a.lr * 0.5 * (1 + math.cos(math.pi * f))
         loss, norm = train_update(model, ddp, ema if rank == 0 else None, opt, xt, t, label, eps,
-                                  step + 1)
+                                  step + 1, weight=weight)
         step, done = step + 1, done + 1
         now = time.perf_counter()
         want = stop_requested or (a.steps and done >= a.steps) or (
@@ -800,7 +814,8 @@ def cmd_train(a):
                          f"({a.ckpt}, step {last_saved}) is untouched")
         smooth = loss if smooth is None else 0.98 * smooth + 0.02 * loss
         if log:
-            log.write(f"{step},{loss:.6f},{a.lr:g},{norm:.4f},{now - start:.3f}\n")
+            lr = opt.param_groups[0]["lr"]
+            log.write(f"{step},{loss:.6f},{lr:g},{norm:.4f},{now - start:.3f}\n")
         if now - last_print >= 10 or stop:
             last_print = now
             say(f"step {done}  loss {smooth:.4f}  {done * B / (now - start):.1f} img/s")
@@ -1155,6 +1170,8 @@ def main():
     t.add_argument("--minutes", type=float, default=0, help="wall-clock budget (default 10)")
     t.add_argument("--batch", type=int, default=0, help="global batch (default: the ckpt's, 64)")
     t.add_argument("--lr", type=float, default=2e-4)
+    t.add_argument("--min-snr", type=float, default=0, help="min-SNR weighting, G (0: none)")
+    t.add_argument("--cosine-lr", action="store_true", help="lr decays as (1 + cos(pi f)) / 2")
     t.add_argument("--seed", type=int, default=1)
     t.add_argument("--schedule", choices=SCHEDULES, default="linear")
     t.add_argument("--T", type=int, default=1000)

@@ -81,7 +81,7 @@ int main(int argc, char **argv) {
     } else {
         if (!ck.has_optimizer) die(ckpt, "has no optimizer state: no training step from it");
         // train_step's last two lines, on the given batch instead of a drawn one
-        double loss = model_loss_and_grad(m, xt, tr, label, eps, B);
+        double loss = model_loss_and_grad(m, xt, tr, label, eps, NULL, B);
         double gnorm = adamw_step(m, &DEFAULT_HYPER, ck.step + 1);
         checkpoint_save(out, m, ck.schedule, ck.T, ck.step + 1, &ck.rng, ck.batch, 0);
         printf("loss %.9g grad_norm %.9g\n", loss, gnorm);
