@@ -31,7 +31,7 @@ static void use_model(Model *m, const uint8_t *file, size_t size, int has_opt) {
     rng_normal_fill(&rng, x, n), rng_normal_fill(&rng, eps, n);
     real t = 500;
     int label = c->n_classes;  // "no label": valid for conditional and unconditional models
-    model_loss_and_grad(m, x, &t, &label, eps, 1);
+    model_loss_and_grad(m, x, &t, &label, eps, NULL, 1);
     adamw_step(m, &DEFAULT_HYPER, 1);
     write_image_grid("/dev/null", m->a.pred, 1, 1, c->img_c, c->img_h, c->img_w, 1);
     free(x), free(eps);
