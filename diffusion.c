@@ -1263,11 +1263,11 @@ static double model_loss_and_grad(Model *m, const real *xt, const real *t, const
                                   const real *eps, const real *weight, int B) {
     unet_forward(m, xt, t, label, B);
     size_t n = (size_t)B * m->cfg.img_c * m->cfg.img_h * m->cfg.img_w, per = n / B;
-    double loss = mse_forward(m->a.pred, eps, n);
+    double loss = weight ? 0 : mse_forward(m->a.pred, eps, n);
     memset(m->dacts, 0, m->n_acts * sizeof(real));
     mse_backward(m->da.pred, m->a.pred, eps, n);
-    for (int b = 0; weight && b < B; b++) {
-        loss += (weight[b] - 1) * mse_forward(m->a.pred + b * per, eps + b * per, per) / B;
+    for (int b = 0; weight && b < B; b++) {  // L = (1/B) sum_b weight[b] mse(pred_b, eps_b)
+        loss += weight[b] * mse_forward(m->a.pred + b * per, eps + b * per, per) / B;
         for (size_t i = 0; i < per; i++) m->da.pred[b * per + i] *= weight[b];
     }
     unet_backward(m, label, B);
@@ -3438,8 +3438,9 @@ static void write_image_grid(const char *path, const real *imgs, int n, int cols
 typedef struct {
     ScheduleKind schedule;
     int T, index, batch, n, uncond, resume, clip_x0, threads, steps_given, width, guided, text;
-    int channels, size, cosine_lr;  // channels, size 0: chosen from the data
-    double min_snr;
+    int channels, size;  // 0: chosen from the data
+    int cosine_lr;       // train --cosine-lr
+    double min_snr;      // train --min-snr G (0: none)
     int64_t steps;
     long max_data_mb;
     uint64_t seed;

@@ -231,8 +231,8 @@ static int run_bench(int reps, int threads) {
            "vector ISA %s, OpenMP %s\n", m->n_params, B, threads, sizeof(real) == 4 ? "float" :
            "double", vector_isa(), threads > 1 || m->ws->threads > 1 ? "on" : "off/1");
     printf("# compiler %s, flags: %s\n", COMPILER_VERSION, BUILD_FLAGS);
-    printf("# gemm micro-kernel: %d rows x %d columns (%d x 2 vectors of %d bytes), K slices of "
-           "<= %d, column blocks of %d\n", MR, NR, MR, VEC_BYTES, KC, NC);
+    printf("# gemm micro-kernel: %d rows x %d columns (%d x %d vectors of %d bytes), K slices of "
+           "<= %d, column blocks of %d\n", MR, NR, MR, NR / VL, VEC_BYTES, KC, NC);
     printf("# FLOPs per image: forward %.1f M, training step ~3x = %.1f M (backward = weight + "
            "input gradients)\n", fwd_flops / 1e6, train_flops / 1e6);
     printf("# peak of this build's vectors (12 independent multiply-add chains): %.1f GFLOP/s on "
