@@ -1149,6 +1149,15 @@ PYTHON
     expect_error "latent: ./diffusion sample refuses a latent model" "a latent model" "$D" sample --ckpt "$M"
     expect_error "latent: ./diffusion train --resume refuses a latent model" "a latent model" "$D" train --resume --ckpt "$M" --steps 1
     expect_error "latent: a float autoencoder in a double build" "written by a float build" "$L.double" recon --ae "$A" --data "$TMP/img"
+    # notes/colour_set.py, the speed table's 64x64 sets, small: colour, then --grey (Fashion-MNIST enlarged)
+    if [ -f /usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz ]; then
+        "$PY" notes/colour_set.py "$TMP/col" --n 20 --side 16 >/dev/null 2>&1
+        "$PY" notes/colour_set.py "$TMP/grey" --n 20 --side 16 --grey >/dev/null 2>&1
+        { "$D" info --data "$TMP/col"; "$D" info --data "$TMP/grey"; } >"$TMP/log" 2>&1
+        grep -q '20 images, .* as 3x16x16 (RGB' "$TMP/log" && grep -q '20 images, .* as 1x16x16 (gray' "$TMP/log" \
+            && pass "notes/colour_set.py: 20 images in class folders, read as RGB 3x16x16 and with --grey as gray" \
+            || fail "notes/colour_set.py: 20 images in class folders, read as RGB 3x16x16 and with --grey as gray"
+    else echo "SKIP  notes/colour_set.py: Debian's dataset-fashion-mnist not installed"; fi
     # Ctrl-C during the autoencoder's training: exit 0, saved with its scale factor, usable
     "$L" ae --data "$TMP/img" --width 8 --batch 8 --minutes 5 --ckpt "$TMP/i.ckpt" >"$TMP/log" 2>&1 &
     local pid=$! i

@@ -712,6 +712,8 @@ static int cmd_latent_train(const Options *o) {
                       .save_every = 500};
     if (!o->steps && !o->minutes) t.minutes = 10;
     t.hyper.lr = o->lr;
+    t.hyper.min_snr = o->min_snr;
+    t.hyper.cosine = o->cosine_lr;
     remove_stale_tmp(t.ckpt);
     int B = o->batch ? o->batch : 64;
     AE *ae = ae_load_for_use(LF.ae, 64);
@@ -1020,10 +1022,11 @@ static const Command latent_commands[] = {
      "  Trains the autoencoder (L1 + KL-weighted; S x S x C -> S/4 x S/4 x 4), then measures the\n"
      "  latents' scale factor. Ctrl-C saves and stops. Default: 10 minutes."},
     {"train", cmd_latent_train, " --data --steps --minutes --batch --lr --seed --schedule --T "
-     "--ckpt --resume --uncond --log --width --threads --size --max-data-mb ",
+     "--ckpt --resume --uncond --log --width --threads --size --max-data-mb --min-snr --cosine-lr ",
      "train --ae ae.ckpt [--data fashion-mnist|DIR|FILE] [--steps N | --minutes M] [--batch 64]\n"
      "      [--lr 2e-4] [--schedule S] [--T 1000] [--ckpt ldm.ckpt] [--resume] [--uncond] "
      "[--width 32] [--log ldm.csv]\n"
+     "      [--min-snr G] [--cosine-lr]\n"
      "  Encodes the data once, then diffusion.c's train on the latents (class-conditional when\n"
      "  the data has classes)."},
     {"sample", cmd_latent_sample, " --ckpt --sampler --steps --eta --guidance --label --n --seed "
