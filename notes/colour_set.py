@@ -4,9 +4,11 @@ usage: /usr/bin/python3 notes/colour_set.py OUT_DIR [--n 2000] [--side 64] [--se
 Each image is a Fashion-MNIST training image (Debian's dataset-fashion-mnist), enlarged bilinearly to side x side,
 its garment painted in one random colour on a background of another: RGB, 3 channels that vary together but not
 alike, in 10 class folders named as the classes. --grey: the enlarged grey image itself (Fashion-MNIST at side x
-side). Deterministic for a given seed. Writes PNGs with zlib alone."""
-import argparse, gzip, os, struct, sys, zlib
+side). Deterministic for a given seed. Writes PNGs with zlib alone (latent_to28.write_png)."""
+import argparse, gzip, os, sys
 import numpy as np
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from latent_to28 import write_png  # noqa: E402  (gray or RGB, zlib alone)
 
 DATA = "/usr/share/datasets/fashion-mnist"
 CLASSES = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle-boot"]
@@ -26,18 +28,6 @@ def bilinear(n_in, n_out):
         j = min(int(p), n_in - 2)
         m[i, j], m[i, j + 1] = 1 - (p - j), p - j
     return m
-
-
-def chunk(kind, data):
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-def write_png(path, rgb):
-    h, w, c = rgb.shape
-    raw = b"".join(b"\0" + row.tobytes() for row in rgb)
-    with open(path, "wb") as f:
-        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2 if c == 3 else 0, 0, 0, 0))
-                + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
 
 
 def main():
@@ -61,12 +51,12 @@ def main():
         os.makedirs(os.path.join(a.out, name), exist_ok=True)
     for i in range(a.n):
         grey = up @ (images[i] / 255.0) @ up.T                       # (side, side) in [0, 1]
-        fg, bg = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)      # garment and background colours
         if a.grey:
-            fg, bg = np.full(3, 255.0), np.zeros(3)
-        rgb = grey[:, :, None] * fg + (1 - grey[:, :, None]) * bg    # (side, side, 3)
-        rgb = rgb[:, :, :1] if a.grey else rgb
-        write_png(os.path.join(a.out, CLASSES[labels[i]], f"{i:05d}.png"), np.round(rgb).astype(np.uint8))
+            img = 255 * grey                                         # (side, side)
+        else:
+            fg, bg = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)  # garment and background colours
+            img = grey[:, :, None] * fg + (1 - grey[:, :, None]) * bg  # (side, side, 3)
+        write_png(os.path.join(a.out, CLASSES[labels[i]], f"{i:05d}.png"), np.round(img))
     print(f"colour_set.py: {a.n} images {a.side}x{a.side}x{1 if a.grey else 3} in 10 class folders under {a.out}")
 
 

@@ -25,12 +25,13 @@ def area_matrix(n_in, n_out):
 
 
 def write_png(path, img):
-    h, w = img.shape
+    """img: (h, w) gray or (h, w, 3) RGB, values 0..255 (notes/colour_set.py writes with it too)."""
+    h, w = img.shape[:2]
     raw = b"".join(b"\0" + row.tobytes() for row in img.astype(np.uint8))
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
     with open(path, "wb") as f:
-        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2 if img.ndim == 3 else 0, 0, 0, 0))
                 + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
 
 
