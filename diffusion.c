@@ -1884,6 +1884,8 @@ struct Workspace {
     long *rows;        // (threads, rows_size): conv2d_image_padded's row offsets
     real *flipped;     // (weight_size)
     real *partial;     // (DW_SLOTS, weight_size)
+    real *wino_u;      // (2 weight_size): the filter transform of conv2d_winograd
+    int winograd;      // 1: 3x3 stride-1 convolutions by Winograd where it pays (--conv direct: 0)
 };
 static int thread_id(void) {
 #ifdef _OPENMP
@@ -2010,6 +2012,144 @@ static void conv2d_weight_grad(real *dweight, real *dbias, const real *dout, con
     }
 }
 
+// ---- Winograd F(2x2, 3x3): a 3x3 convolution with 16 multiplies per 2x2 outputs, not 36 ---------
+// Lavin & Gray 2016: Y = A^T [(G g G^T) .* (B^T d B)] A for each 4x4 input tile d (stride 2) and
+// 3x3 filter g; summed over the input channels, the elementwise products become 16 matrix products,
+// one per position xi of the 4x4 tile: M_xi (OC, T) = U_xi (OC, C) . V_xi (C, T). Its sums differ
+// from the direct ones by rounding only (notes/speed.md, Winograd: 6e-7 relative).
+// Used for 3x3 stride-1 convolutions of even size with C, OC >= 32 (where notes/winograd.c
+// measured a gain), on groups of images whose tiles make products ~256 columns wide. Returns the
+// images per group, or 0: the direct convolution.
+static int winograd_group(const Workspace *ws, int C, int H, int W, int OC, int K, int stride) {
+    if (!ws->winograd || K != 3 || stride != 1 || C < 32 || OC < 32 || H % 2 || W % 2) return 0;
+    size_t T = (size_t)H / 2 * (W / 2 + 1), planes = (size_t)12 * (H / 2 + 2) * (W / 2 + 1);
+    int G = T >= 256 ? 1 : 256 / T;
+    while (G > 0 && (16 * C * T * G + planes > ws->col_size || 16 * OC * T * G + 4 * T > ws->col_size))
+        G--;  // V and M must fit the thread's col and dcol
+    return G;
+}
+// weight (OC,C,3,3) -> U (16,OC,C): G g G^T with G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1]
+static void winograd_filter(real *U, const real *weight, int OC, int C) {
+    for (int o = 0; o < OC; o++)
+        for (int c = 0; c < C; c++) {
+            const real *g = weight + ((size_t)o * C + c) * 9;
+            real t[4][3], u[4][4];
+            for (int j = 0; j < 3; j++) {  // G g
+                t[0][j] = g[j];
+                t[1][j] = (real)0.5 * (g[j] + g[3 + j] + g[6 + j]);
+                t[2][j] = (real)0.5 * (g[j] - g[3 + j] + g[6 + j]);
+                t[3][j] = g[6 + j];
+            }
+            for (int i = 0; i < 4; i++) {  // (G g) G^T
+                u[i][0] = t[i][0];
+                u[i][1] = (real)0.5 * (t[i][0] + t[i][1] + t[i][2]);
+                u[i][2] = (real)0.5 * (t[i][0] - t[i][1] + t[i][2]);
+                u[i][3] = t[i][2];
+            }
+            for (int xi = 0; xi < 16; xi++) U[((size_t)xi * OC + o) * C + c] = u[xi / 4][xi % 4];
+        }
+}
+// B^T applied to the rows d0, d1, d2, d3 of n values, as (a0, a0', a1, a1') = (d0, d2, d1, d3):
+// r0 = d0 - d2, r1 = d1 + d2, r2 = d2 - d1, r3 = d1 - d3. restrict: GCC vectorizes only when it
+// knows that the arrays do not overlap.
+static void winograd_combine(real *restrict r0, real *restrict r1, real *restrict r2,
+                             real *restrict r3, const real *d0, const real *d2, const real *d1,
+                             const real *d3, int n) {
+    for (int f = 0; f < n; f++) {
+        r0[f] = d0[f] - d2[f];
+        r1[f] = d1[f] + d2[f];
+        r2[f] = d2[f] - d1[f];
+        r3[f] = d1[f] - d3[f];
+    }
+}
+// G images inp (G,C,H,W) -> V (16,C,G T), T = (H/2) n tiles an image, n = W/2 + 1 (a row of tiles
+// has one extra, thrown away): B^T d B for every tile d of the image zero-padded by 1, B^T = [1 0 -1 0;
+// 0 1 1 0; 0 -1 1 0; 0 1 0 -1]. The padded channel p is kept as its four phase planes q_ab[i][j] =
+// p[2i + a][2j + b], (H/2 + 2, n) each: tile (ty, tx) reads rows ty, ty + 1 and columns tx, tx + 1
+// of them, so that every loop runs over a whole plane and vectorizes. xp: 12 planes of scratch.
+static void winograd_input(real *V, const real *inp, int G, int C, int H, int W, real *xp) {
+    int n = W / 2 + 1, T = H / 2 * n;
+    size_t P = (size_t)(H / 2 + 2) * n, NT = (size_t)G * T, plane = C * NT;
+    real *q = xp, *t = xp + 4 * P;  // q: planes ab = 00, 01, 10, 11; t: 8 planes of B^T d
+    for (int gc = 0; gc < G * C; gc++) {  // image g = gc / C, channel c = gc % C
+        int c = gc % C;
+        memset(q, 0, 4 * P * sizeof(real));
+        for (int y = 0; y < H; y++) {  // p[y + 1][x + 1] = inp[y][x]
+            const real *in = inp + ((size_t)gc * H + y) * W;
+            real *row = q + (size_t)((y + 1) % 2) * 2 * P + (size_t)((y + 1) / 2) * n;
+            for (int j = 0; j < W / 2; j++) row[P + j] = in[2 * j];  // b = 1: even x
+            for (int j = 0; j < W / 2; j++) row[j + 1] = in[2 * j + 1];
+        }
+        for (int b = 0; b < 2; b++) {  // B^T d: rows ty, ty + 1 of planes a = 0, 1
+            real *tb = t + (size_t)b * 4 * P;
+            winograd_combine(tb, tb + P, tb + 2 * P, tb + 3 * P, q + b * P, q + b * P + n,
+                             q + (2 + b) * P, q + (2 + b) * P + n, T + 1);
+        }
+        for (int i = 0; i < 4; i++) {  // (B^T d) B: columns tx, tx + 1 of the b = 0 and 1 rows
+            const real *e = t + (size_t)i * P, *o = t + (size_t)(4 + i) * P;
+            real *v = V + ((size_t)(4 * i) * C + c) * NT + (size_t)(gc / C) * T;
+            winograd_combine(v, v + plane, v + 2 * plane, v + 3 * plane, e, e + 1, o, o + 1, T);
+        }
+    }
+}
+// A^T m A, A^T = [1 1 1 0; 0 1 -1 -1], for T tiles: m_xi (plane apart) -> the tiles' outputs
+// (i, k) in y_ik (restrict: as winograd_combine).
+static void winograd_untile(real *restrict y00, real *restrict y01, real *restrict y10,
+                            real *restrict y11, const real *m, size_t plane, int T) {
+    for (int f = 0; f < T; f++) {
+        const real *mf = m + f;  // (as m[j plane + f], GCC 12 would not vectorize the loop)
+        real a[2][4];            // A^T m
+        for (int j = 0; j < 4; j++) {
+            real m0 = mf[j * plane], m1 = mf[(4 + j) * plane];
+            real m2 = mf[(8 + j) * plane], m3 = mf[(12 + j) * plane];
+            a[0][j] = m0 + m1 + m2;
+            a[1][j] = m1 - m2 - m3;
+        }
+        y00[f] = a[0][0] + a[0][1] + a[0][2];  // (A^T m) A
+        y01[f] = a[0][1] - a[0][2] - a[0][3];
+        y10[f] = a[1][0] + a[1][1] + a[1][2];
+        y11[f] = a[1][1] - a[1][2] - a[1][3];
+    }
+}
+// M (16,OC,G T) -> out (G,OC,H,W) = or += A^T m A for every tile: over all the tiles of a channel
+// at once (vectorizes), then each tile's four outputs put in place: output (2 ty + i, 2 tx + k) is
+// ys[(2 i + k) T + ty n + tx]. ys: 4 T of scratch.
+static void winograd_output(real *out, const real *M, int G, int OC, int H, int W, real *ys,
+                            int accumulate) {
+    int n = W / 2 + 1, T = H / 2 * n;
+    size_t NT = (size_t)G * T, plane = OC * NT;
+    for (int go = 0; go < G * OC; go++) {  // image go / OC, channel go % OC
+        const real *m = M + (size_t)(go % OC) * NT + (size_t)(go / OC) * T;
+        winograd_untile(ys, ys + T, ys + 2 * T, ys + 3 * T, m, plane, T);
+        real *dst = out + (size_t)go * H * W;
+        if (!accumulate) memset(dst, 0, (size_t)H * W * sizeof(real));
+        for (int y = 0; y < H; y++, dst += W) {  // row y: the even outputs of ye, the odd of yo
+            const real *ye = ys + (size_t)(y % 2) * 2 * T + (size_t)(y / 2) * n, *yo = ye + T;
+            for (int j = 0; j < W / 2; j++) {
+                dst[2 * j] += ye[j];
+                dst[2 * j + 1] += yo[j];
+            }
+        }
+    }
+}
+// B images: out (B,OC,H,W) = [out +] the convolution of inp (B,C,H,W) whose filters U =
+// winograd_filter gave, G images at a time (winograd_group), the groups in parallel.
+static void conv2d_winograd(real *out, const real *inp, const real *U, int B, int C, int H, int W,
+                            int OC, int G, int accumulate, const Workspace *ws) {
+    int NT = G * (H / 2) * (W / 2 + 1);
+#pragma omp parallel for schedule(static)
+    for (int b = 0; b < B; b += G) {
+        int g = B - b < G ? B - b : G, nt = NT / G * g;
+        real *V = thread_col(ws), *M = thread_dcol(ws);  // V (16,C,nt), M (16,OC,nt)
+        winograd_input(V, inp + (size_t)b * C * H * W, g, C, H, W, V + (size_t)16 * C * nt);
+        for (int xi = 0; xi < 16; xi++)
+            gemm(OC, nt, C, U + (size_t)xi * OC * C, C, 1, V + (size_t)xi * C * nt, nt, 1,
+                 M + (size_t)xi * OC * nt, nt, 0);
+        winograd_output(out + (size_t)b * OC * H * W, M, g, OC, H, W, M + (size_t)16 * OC * nt,
+                        accumulate);
+    }
+}
+
 // The input gradient of a stride-1 convolution is a convolution of dout with the kernel turned by
 // 180 degrees, channel axes swapped: flipped[c][o][ky][kx] = W[o][c][K-1-ky][K-1-kx], dinp +=
 // flipped . col(dout), inner size OC K^2 rather than W^T . dout's thin OC (notes/backprop.md).
@@ -2021,6 +2161,12 @@ static void conv2d_input_grad_flipped(real *dinp, const real *dout, const real *
             for (int k = 0; k < KK; k++)
                 ws->flipped[((size_t)c * OC + o) * KK + k] =
                     weight[((size_t)o * C + c) * KK + KK - 1 - k];
+    int G = winograd_group(ws, OC, H, W, C, K, 1);
+    if (G) {
+        winograd_filter(ws->wino_u, ws->flipped, C, OC);
+        conv2d_winograd(dinp, dout, ws->wino_u, B, OC, H, W, C, G, 1, ws);
+        return;
+    }
 #pragma omp parallel for schedule(static)
     for (int b = 0; b < B; b++) {
         const real *dy = dout + (size_t)b * OC * N;
@@ -2048,10 +2194,15 @@ static void conv2d_image(real *y, const real *x, const real *weight, int C, int 
 static void conv2d_images(real *out, const real *inp, const real *weight, const real *bias, int B,
                           int C, int H, int W, int OC, int K, int stride, const Workspace *ws) {
     int N = conv_out_size(H, K, stride) * conv_out_size(W, K, stride);
+    int G = winograd_group(ws, C, H, W, OC, K, stride);
+    if (G) {
+        winograd_filter(ws->wino_u, weight, OC, C);
+        conv2d_winograd(out, inp, ws->wino_u, B, C, H, W, OC, G, 0, ws);
+    }
 #pragma omp parallel for schedule(static)
     for (int b = 0; b < B; b++) {
         real *y = out + (size_t)b * OC * N;
-        conv2d_image(y, inp + (size_t)b * C * H * W, weight, C, H, W, OC, K, stride, ws);
+        if (!G) conv2d_image(y, inp + (size_t)b * C * H * W, weight, C, H, W, OC, K, stride, ws);
         for (int o = 0; o < OC; o++)
             for (int p = 0; p < N; p++) y[o * N + p] += bias[o];
     }
@@ -2388,6 +2539,8 @@ static void workspace_create(Workspace *ws, const Config *c) {
     ws->rows = xcalloc(ws->threads * ws->rows_size, sizeof(long));
     ws->flipped = xcalloc(ws->weight_size, sizeof(real));
     ws->partial = xcalloc((size_t)DW_SLOTS * ws->weight_size, sizeof(real));
+    ws->wino_u = xcalloc(2 * ws->weight_size, sizeof(real));  // 16 OC C <= 2 (9 OC C)
+    ws->winograd = 1;
 }
 
 static Model *model_create(const Config *c, int max_batch) {
@@ -2436,9 +2589,9 @@ static Model *model_create(const Config *c, int max_batch) {
 static void model_free(Model *m) {
     if (!m) return;
     free_all(5, m->prompt_tokens, m->prompt_len, m->tokens, m->token_len, m->vocab_words);
-    free_all(17, m->params, m->grads, m->adam_m, m->adam_v, m->ema, m->acts, m->dacts, m->ws->col,
-             m->ws->dcol, m->ws->rows, m->ws->flipped, m->ws->partial, m->scratch, m->class_names,
-             m->ws, m->layout, m);
+    free_all(18, m->params, m->grads, m->adam_m, m->adam_v, m->ema, m->acts, m->dacts, m->ws->col,
+             m->ws->dcol, m->ws->rows, m->ws->flipped, m->ws->partial, m->ws->wino_u, m->scratch,
+             m->class_names, m->ws, m->layout, m);
 }
 
 // Initialisation (Step 4 says why): weights, biases U(-1/sqrt(fan_in), 1/sqrt(fan_in)), GroupNorm
@@ -3442,6 +3595,7 @@ typedef struct {
     int T, index, batch, n, uncond, resume, clip_x0, threads, steps_given, width, guided, text;
     int channels, size;  // 0: chosen from the data
     int cosine_lr;       // train --cosine-lr
+    int conv_direct;     // --conv direct: no Winograd (the 3x3 convolutions' sums as before)
     double min_snr;      // train --min-snr G (0: none)
     int64_t steps;
     long max_data_mb;
@@ -3626,6 +3780,7 @@ static int cmd_train(const Options *o) {
             die(t.data, "its classes differ from the %d of %s (%s, ...)", c->n_classes, t.ckpt,
                 c->cond ? m->class_names[0] : "");
     }
+    m->ws->winograd = !o->conv_direct;
     train(&t, m, &d, ck.schedule, ck.T, ck.step, ck.rng, B);
     model_free(m);
     dataset_free(&d);
@@ -3694,6 +3849,7 @@ static int cmd_sample(const Options *o) {
     CkptInfo ck;
     Rng rng = {o->seed};
     Model *m = checkpoint_load(path, o->guided ? 2 * chunk : chunk, &ck);
+    m->ws->winograd = !o->conv_direct;
     if (m->cfg.img_c == 4)  // latents need their decoder
         die_usage(path, "4 channels: a latent model; sample it with notes/latent sample --ae");
     ScheduleKind sk = ck.schedule;
@@ -3785,23 +3941,24 @@ static const Command commands[] = {
      "  layers (tensor shapes, parameters, output shapes) and memory."},
     {"train", cmd_train, " --data --steps --minutes --batch --lr --seed --schedule --T --ckpt "
      "--resume --uncond --log --width --threads --channels --size --max-data-mb --text --min-snr "
-     "--cosine-lr ",
+     "--cosine-lr --conv ",
      "train [--data fashion-mnist|DIR|FILE] [--channels 1|3] [--size S] [--max-data-mb 1024]\n"
      "      [--steps N | --minutes M] [--batch 64] [--lr 2e-4] [--seed S] "
      "[--schedule linear|cosine|sde] [--T 1000]\n"
      "      [--ckpt model.ckpt] [--resume] [--uncond] [--text] [--log loss.csv] [--width 32] "
      "[--threads N]\n"
-     "      [--min-snr G] [--cosine-lr]\n"
+     "      [--min-snr G] [--cosine-lr] [--conv winograd|direct]\n"
      "  Trains eps_theta (Steps 3 and 4) with AdamW; Ctrl-C saves and stops. Default: 10 minutes.\n"
      "  DIR: PNG/JPEGs, or DIR/<class>/*.png for a class-conditional model. Channels: 3 if any\n"
      "  image has colour; size: the images' common size (at most 64), else 32; Fashion-MNIST 28.\n"
      "  --text: conditioned on the words of the class names by cross-attention (sample --prompt)."},
     {"sample", cmd_sample, " --ckpt --sampler --steps --eta --guidance --label --n --seed --out "
-     "--trajectory --clip-x0 --batch --threads --prompt ",
+     "--trajectory --clip-x0 --batch --threads --prompt --conv ",
      "sample [--ckpt data/model.ckpt] [--sampler ddpm|ddim|sde|dpm2m] [--steps S] [--eta E] "
      "[--guidance W] [--label C|NAME | --prompt WORDS]\n"
      "       [--n N] [--seed S] [--out samples.png] [--trajectory traj.png] [--clip-x0] "
-     "[--batch 64]\n"
+     "[--batch 64] [--threads N]\n"
+     "       [--conv winograd|direct]\n"
      "  Generates images from noise (Step 5). Without --label, a class-conditional model gives one "
      "row per class.\n"
      "  DDPM (the default) scores best; --sampler dpm2m (20 steps) is 50x faster and nearly as\n"
@@ -3840,6 +3997,12 @@ static ScheduleKind parse_schedule(const char *s) {
     return SCHEDULE_LINEAR;
 }
 
+static int parse_conv(const char *s) {  // --conv: 1 for direct
+    if (strcmp(s, "winograd") && strcmp(s, "direct"))
+        die_usage("--conv", "unknown method '%s' (winograd or direct)", s);
+    return !strcmp(s, "direct");
+}
+
 // One flag (argv[*i]) into o; flags with a value advance *i.
 static void parse_flag(Options *o, int argc, char **argv, int *i) {
     const char *a = argv[*i];
@@ -3870,6 +4033,7 @@ static void parse_flag(Options *o, int argc, char **argv, int *i) {
         else if (!strcmp(a, "--max-data-mb")) o->max_data_mb = (long)parse_int(a, v, 1, 1000000000);
         else if (!strcmp(a, "--steps")) o->steps = parse_int(a, v, 1, 1000000000);
         else if (!strcmp(a, "--threads")) o->threads = (int)parse_int(a, v, 1, 1024);
+        else if (!strcmp(a, "--conv")) o->conv_direct = parse_conv(v);
         else if (!strcmp(a, "--width")) o->width = (int)parse_int(a, v, 8, 256);
         else if (!strcmp(a, "--minutes")) o->minutes = parse_double(a, v, 1e-3, 1e6);
         else if (!strcmp(a, "--lr")) o->lr = parse_double(a, v, 1e-12, 1);

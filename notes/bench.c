@@ -197,11 +197,12 @@ static void bench_profile(Model *m, int B, int reps, double peak, double train_s
            "everything else", "", "", 100 * (1 - shared));
 }
 
-static int run_bench(int reps, int threads) {
+static int run_bench(int reps, int threads, int winograd) {
     const Config *c = &DEFAULT_CONFIG;
     int B = 64;
     Rng rng = {1};
     Model *m = model_create(c, B);
+    m->ws->winograd = winograd;
     params_init(m, &rng, 1);
     size_t n = (size_t)B * c->img_c * c->img_h * c->img_w;
     real *x = random_array(n, &rng), *eps = random_array(n, &rng), t[64];
@@ -232,7 +233,8 @@ static int run_bench(int reps, int threads) {
            "double", vector_isa(), threads > 1 || m->ws->threads > 1 ? "on" : "off/1");
     printf("# compiler %s, flags: %s\n", COMPILER_VERSION, BUILD_FLAGS);
     printf("# gemm micro-kernel: %d rows x %d columns (%d x %d vectors of %d bytes), K slices of "
-           "<= %d, column blocks of %d\n", MR, NR, MR, NR / VL, VEC_BYTES, KC, NC);
+           "<= %d, column blocks of %d; 3x3 convolutions: %s\n", MR, NR, MR, NR / VL, VEC_BYTES, KC,
+           NC, winograd ? "Winograd where it pays (C, OC >= 32, even size)" : "direct");
     printf("# FLOPs per image: forward %.1f M, training step ~3x = %.1f M (backward = weight + "
            "input gradients)\n", fwd_flops / 1e6, train_flops / 1e6);
     printf("# peak of this build's vectors (12 independent multiply-add chains): %.1f GFLOP/s on "
@@ -260,11 +262,11 @@ static int cmd_bench(const Options *o) {
 #ifdef _OPENMP
     threads = omp_get_max_threads();
 #endif
-    return run_bench(o->steps_given ? (int)o->steps : 7, threads);
+    return run_bench(o->steps_given ? (int)o->steps : 7, threads, !o->conv_direct);
 }
 static const Command bench_commands[] = {
-    {"bench", cmd_bench, " --threads --steps ",
-     "bench [--threads N] [--steps REPS]\n"
+    {"bench", cmd_bench, " --threads --steps --conv ",
+     "bench [--threads N] [--steps REPS] [--conv winograd|direct]\n"
      "  Speed of the default network at batch 64: training and sampling images/s, GFLOP/s against "
      "the FMA peak, memory."},
 };

@@ -936,6 +936,50 @@ static int check_padded_conv(Model *m, Rng *rng, double tol) {
     return !(worst <= tol);
 }
 
+// Winograd F(2x2, 3x3) against the direct convolution, forward and input gradient, on the default
+// network's workspace: 5 images (groups of 4 and 1 at 14x14), C = 64 -> OC = 64 at 14x14 (both by
+// Winograd) and 96 -> 32 at 28x28 (one image a group; its input gradient, 32 -> 96, is direct).
+// They differ by rounding only: the largest gap over the largest |direct value| (as notes/speed.md
+// measures it); the direct path must not be Winograd in disguise (the gap is not 0 in float).
+// Returns the failures.
+static int check_winograd(Rng *rng, double tol) {
+    Model *m = model_create(&DEFAULT_CONFIG, 1);
+    static const int shapes[][3] = {{64, 64, 14}, {96, 32, 28}};  // C, OC, side
+    double worst = 0;
+    int used = 1;
+    for (int i = 0; i < 2; i++) {
+        int B = 5, C = shapes[i][0], OC = shapes[i][1], H = shapes[i][2], W = H;
+        size_t nx = (size_t)B * C * H * W, ny = (size_t)B * OC * H * W;
+        real *x = random_array(nx, rng), *w = random_array((size_t)OC * C * 9, rng);
+        real *bias = random_array(OC, rng), *dy = random_array(ny, rng);
+        real *y[2] = {xcalloc(ny, sizeof(real)), xcalloc(ny, sizeof(real))};
+        real *dx[2] = {random_array(nx, rng), xmalloc(nx * sizeof(real))};
+        memcpy(dx[1], dx[0], nx * sizeof(real));  // the input gradient adds to what is there
+        used &= winograd_group(m->ws, C, H, W, OC, 3, 1) > 0;
+        for (int k = 0; k < 2; k++) {  // k = 0: direct, 1: Winograd
+            m->ws->winograd = k;
+            conv2d_forward(y[k], x, w, bias, B, C, H, W, OC, 3, 1, m->ws);
+            conv2d_input_grad(dx[k], dy, w, B, C, H, W, OC, 3, 1, m->ws);
+        }
+        double gap_y = 0, gap_dx = 0, top_y = 0, top_dx = 0;  // largest |gap|, largest |direct|
+        for (size_t k = 0; k < ny; k++) {
+            gap_y = worse(gap_y, fabs(y[0][k] - y[1][k]));
+            top_y = fmax(top_y, fabs(y[0][k]));
+        }
+        for (size_t k = 0; k < nx; k++) {
+            gap_dx = worse(gap_dx, fabs(dx[0][k] - dx[1][k]));
+            top_dx = fmax(top_dx, fabs(dx[0][k]));
+        }
+        worst = worse(worse(worst, gap_y / top_y), gap_dx / top_dx);
+        free_all(8, x, w, bias, dy, y[0], y[1], dx[0], dx[1]);
+    }
+    model_free(m);
+    int ok = used && worst <= tol && (sizeof(real) == sizeof(double) || worst > 0);
+    printf("%-34s %12.3e %12s  %s\n", "winograd vs direct (out, dinp)", worst, "",
+           ok ? "PASS" : "FAIL");
+    return !ok;
+}
+
 // The fast formulations of PART II against the plain ones of Step 4, which they equal: gemm vs
 // matmul_reference, im2col vs im2col_reference (on shapes down to 1 pixel, all padding), the
 // flipped-kernel input gradient vs col2im(W^T . dout), exp_real vs exp. Returns the failures.
@@ -986,6 +1030,7 @@ static int check_fast_vs_plain(Model *m, Rng *rng) {
     fails += !(worst <= tol);
     free_all(4, w, dy, d1, d2);
     fails += check_padded_conv(m, rng, tol);
+    fails += check_winograd(rng, tol);
     if (sizeof(real) == sizeof(double)) return fails;  // the double build's exp_real is exp
     worst = 0;
     for (double x = -87; x <= 88; x += 1.0 / 4096) {
