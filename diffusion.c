@@ -2012,11 +2012,11 @@ static void conv2d_weight_grad(real *dweight, real *dbias, const real *dout, con
     }
 }
 
-// ---- Winograd F(2x2, 3x3): a 3x3 convolution with 16 multiplies per 2x2 outputs, not 36 ---------
-// Lavin & Gray 2016: Y = A^T [(G g G^T) .* (B^T d B)] A for each 4x4 input tile d (stride 2) and
-// 3x3 filter g; summed over the input channels, the elementwise products become 16 matrix products,
-// one per position xi of the 4x4 tile: M_xi (OC, T) = U_xi (OC, C) . V_xi (C, T). Its sums differ
-// from the direct ones by rounding only (notes/speed.md, Winograd: 6e-7 relative).
+// Winograd F(2x2, 3x3), a 3x3 convolution with 16 multiplies per 2x2 outputs instead of 36 (Lavin &
+// Gray 2016): Y = A^T [(G g G^T) .* (B^T d B)] A for each 4x4 input tile d (stride 2) and 3x3 filter
+// g; summed over the input channels, the elementwise products become 16 matrix products, one per
+// position xi of the 4x4 tile: M_xi (OC, T) = U_xi (OC, C) . V_xi (C, T). Its sums differ from the
+// direct ones by rounding only (notes/backprop.md, Winograd: 7e-7 of the largest value).
 // Used for 3x3 stride-1 convolutions of even size with C, OC >= 32 (where notes/winograd.c
 // measured a gain), on groups of images whose tiles make products ~256 columns wide. Returns the
 // images per group, or 0: the direct convolution.
@@ -2024,7 +2024,8 @@ static int winograd_group(const Workspace *ws, int C, int H, int W, int OC, int 
     if (!ws->winograd || K != 3 || stride != 1 || C < 32 || OC < 32 || H % 2 || W % 2) return 0;
     size_t T = (size_t)H / 2 * (W / 2 + 1), planes = (size_t)12 * (H / 2 + 2) * (W / 2 + 1);
     int G = T >= 256 ? 1 : 256 / T;
-    while (G > 0 && (16 * C * T * G + planes > ws->col_size || 16 * OC * T * G + 4 * T > ws->col_size))
+    while (G > 0 && (16 * C * T * G + planes > ws->col_size ||
+                     16 * OC * T * G + 4 * T > ws->col_size))
         G--;  // V and M must fit the thread's col and dcol
     return G;
 }
@@ -2063,10 +2064,11 @@ static void winograd_combine(real *restrict r0, real *restrict r1, real *restric
     }
 }
 // G images inp (G,C,H,W) -> V (16,C,G T), T = (H/2) n tiles an image, n = W/2 + 1 (a row of tiles
-// has one extra, thrown away): B^T d B for every tile d of the image zero-padded by 1, B^T = [1 0 -1 0;
-// 0 1 1 0; 0 -1 1 0; 0 1 0 -1]. The padded channel p is kept as its four phase planes q_ab[i][j] =
-// p[2i + a][2j + b], (H/2 + 2, n) each: tile (ty, tx) reads rows ty, ty + 1 and columns tx, tx + 1
-// of them, so that every loop runs over a whole plane and vectorizes. xp: 12 planes of scratch.
+// has one extra, thrown away): B^T d B for every tile d of the image zero-padded by 1,
+// B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]. The padded channel p is kept as its four phase
+// planes q_ab[i][j] = p[2i + a][2j + b], (H/2 + 2, n) each: tile (ty, tx) reads rows ty, ty + 1
+// and columns tx, tx + 1 of them, so that every loop runs over a whole plane and vectorizes.
+// xp: 12 planes of scratch.
 static void winograd_input(real *V, const real *inp, int G, int C, int H, int W, real *xp) {
     int n = W / 2 + 1, T = H / 2 * n;
     size_t P = (size_t)(H / 2 + 2) * n, NT = (size_t)G * T, plane = C * NT;

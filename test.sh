@@ -186,6 +186,7 @@ test_bad_input() {
     expect_error "unknown schedule" "unknown schedule 'quadratic'" "$S" schedule --schedule quadratic
     expect_error "--min-snr 0" "--min-snr" "$S" train --min-snr 0 --steps 1
     expect_error "unknown sampler" "unknown sampler" "$S" sample --sampler euler
+    expect_error "unknown --conv" "--conv: unknown method 'fft' (winograd or direct)" "$S" sample --conv fft
     expect_error "forward without --out" "required" "$S" forward
     expect_error "checkpoint that is not one" "not a diffusion.c checkpoint" "$S" sample --ckpt "$B/text.png"
     expect_error "missing checkpoint" "cannot open" "$S" sample --ckpt "$B/none.ckpt"
@@ -520,6 +521,15 @@ test_threads() {
     "$TMP/omp" train --width 8 --batch 8 --steps 10 --threads 1 --ckpt "$TMP/t1.ckpt" >/dev/null 2>&1
     "$TMP/omp" train --width 8 --batch 8 --steps 10 --threads 2 --ckpt "$TMP/t2.ckpt" >/dev/null 2>&1
     cmp -s "$TMP/t1.ckpt" "$TMP/t2.ckpt" && pass "1 and 2 threads: identical weights after 10 steps (to the last bit)" || fail "1 and 2 threads: identical weights"
+    # The default width's 3x3 convolutions (C, OC >= 32) go by Winograd on groups of images (width 8 above: none):
+    # 2 threads split the groups, not the sums. --conv direct: the other path, so other bytes.
+    local w="--batch 6 --steps 3 --seed 5"
+    "$TMP/omp" train $w --threads 1 --ckpt "$TMP/w1.ckpt" >/dev/null 2>&1
+    "$TMP/omp" train $w --threads 2 --ckpt "$TMP/w2.ckpt" >/dev/null 2>&1
+    "$TMP/omp" train $w --threads 2 --conv direct --ckpt "$TMP/wd.ckpt" >/dev/null 2>&1
+    [ -s "$TMP/w1.ckpt" ] && cmp -s "$TMP/w1.ckpt" "$TMP/w2.ckpt" && [ -s "$TMP/wd.ckpt" ] && ! cmp -s "$TMP/w1.ckpt" "$TMP/wd.ckpt" &&
+        pass "Winograd (default width): 1 and 2 threads identical after 3 steps; --conv direct differs" ||
+        fail "Winograd (default width): 1 and 2 threads identical; --conv direct differs"
 }
 
 # ---- the course exercises: every grader PASSes its solution and FAILs its stub and wrong solutions -------------

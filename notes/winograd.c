@@ -37,8 +37,8 @@ int main(int argc, char **argv) {
     double total[2][2] = {{0, 0}, {0, 0}}, worst = 0;  // [forward, input grad][direct, Winograd]
     printf("batch %d, 1 thread, ms (best of %d); ratio = direct / Winograd; rule: diffusion.c's "
            "winograd_group\n", B, reps);
-    printf("shape          x   forward: direct  winograd  ratio   input grad: direct  winograd  ratio"
-           "  rule  max err\n");
+    printf("shape          x   forward: direct  winograd  ratio   input grad: direct  winograd  "
+           "ratio  rule  max err\n");
     for (int r = 0; r < BENCH_N_CONVS; r++) {
         int C = BENCH_CONVS[r].C, OC = BENCH_CONVS[r].OC, H = BENCH_CONVS[r].side, W = H;
         if (BENCH_CONVS[r].K != 3 || BENCH_CONVS[r].stride != 1 || C < 32 || OC < 32 || H % 2)
