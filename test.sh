@@ -505,14 +505,15 @@ test_sanitized() {
                "export --ckpt $TMP/z.ckpt --out $TMP/zs.ckpt" "forward --data $FASHION --index 5 --out $TMP/zf.png" \
                "train --data $TMP/img/colour --width 8 --batch 4 --steps 2 --ckpt $TMP/zc.ckpt" \
                "sample --ckpt $TMP/zc.ckpt --sampler ddim --steps 2 --label red --n 2 --out $TMP/zc.png" \
-               "info --data $TMP/img/mixed" "check refcheck" "check gradcheck"; do
+               "info --data $TMP/img/mixed" "sample --sampler ddim --steps 2 --n 5 --batch 5 --out $TMP/zw.png" \
+               "check refcheck" "check gradcheck"; do
         local prog=$S
         if [ "${cmd%% *}" = check ]; then prog=$ASAN.check; cmd=${cmd#check }; fi
         if ! "$prog" $cmd >"$TMP/out" 2>"$TMP/err" || grep -qE "Sanitizer|runtime error|leak" "$TMP/err"; then
             ok=0; { echo "$cmd"; tail -5 "$TMP/err"; } >>"$TMP/log"
         fi
     done
-    [ $ok = 1 ] && pass "ASan + LeakSanitizer + UBSan: train, resume, sample, export, forward, own images, refcheck, gradcheck: no error, no leak" || fail "ASan + LeakSanitizer + UBSan: main paths"
+    [ $ok = 1 ] && pass "ASan + LeakSanitizer + UBSan: train, resume, sample, export, forward, own images, the shipped model (Winograd), refcheck, gradcheck: no error, no leak" || fail "ASan + LeakSanitizer + UBSan: main paths"
 }
 
 # ---- threads: results do not depend on the thread count ------------------------------------------------------
