@@ -2013,10 +2013,10 @@ static void conv2d_weight_grad(real *dweight, real *dbias, const real *dout, con
 }
 
 // Winograd F(2x2, 3x3), a 3x3 convolution with 16 multiplies per 2x2 outputs instead of 36 (Lavin &
-// Gray 2016): Y = A^T [(G g G^T) .* (B^T d B)] A for each 4x4 input tile d (stride 2) and 3x3 filter
-// g; summed over the input channels, the elementwise products become 16 matrix products, one per
-// position xi of the 4x4 tile: M_xi (OC, T) = U_xi (OC, C) . V_xi (C, T). Its sums differ from the
-// direct ones by rounding only (notes/backprop.md, Winograd: 7e-7 of the largest value).
+// Gray 2016): Y = A^T [(G g G^T) .* (B^T d B)] A for each 4x4 input tile d (stride 2) and 3x3
+// filter g; summed over the input channels, the elementwise products become 16 matrix products, one
+// per position xi of the 4x4 tile: M_xi (OC, T) = U_xi (OC, C) . V_xi (C, T). Its sums differ from
+// the direct ones by rounding only (notes/backprop.md, Winograd: 7e-7 of the largest value).
 // Used for 3x3 stride-1 convolutions of even size with C, OC >= 32 (where notes/winograd.c
 // measured a gain), on groups of images whose tiles make products ~256 columns wide. Returns the
 // images per group, or 0: the direct convolution.
