@@ -2050,9 +2050,10 @@ static void winograd_filter(real *U, const real *weight, int OC, int C) {
             for (int xi = 0; xi < 16; xi++) U[((size_t)xi * OC + o) * C + c] = u[xi / 4][xi % 4];
         }
 }
-// B^T applied to the rows d0, d1, d2, d3 of n values, as (a0, a0', a1, a1') = (d0, d2, d1, d3):
-// r0 = d0 - d2, r1 = d1 + d2, r2 = d2 - d1, r3 = d1 - d3. restrict: GCC vectorizes only when it
-// knows that the arrays do not overlap.
+// B^T applied to four rows d0, d1, d2, d3 of n values: r0 = d0 - d2, r1 = d1 + d2, r2 = d2 - d1,
+// r3 = d1 - d3. They come in the order d0, d2, d1, d3, as the phase planes hold them: rows (or
+// columns) i and i + 1 of the even plane, then of the odd one. restrict: GCC vectorizes only when
+// it knows that the arrays do not overlap.
 static void winograd_combine(real *restrict r0, real *restrict r1, real *restrict r2,
                              real *restrict r3, const real *d0, const real *d2, const real *d1,
                              const real *d3, int n) {

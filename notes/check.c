@@ -937,11 +937,10 @@ static int check_padded_conv(Model *m, Rng *rng, double tol) {
 }
 
 // Winograd F(2x2, 3x3) against the direct convolution, forward and input gradient, on the default
-// network's workspace: 5 images (groups of 4 and 1 at 14x14), C = 64 -> OC = 64 at 14x14 (both by
-// Winograd) and 96 -> 32 at 28x28 (one image a group; its input gradient, 32 -> 96, is direct).
-// They differ by rounding only: the largest gap over the largest |direct value| (as notes/speed.md
-// measures it); the direct path must not be Winograd in disguise (the gap is not 0 in float).
-// Returns the failures.
+// network's workspace: 5 images, C = 64 -> OC = 64 at 14x14 (groups of 4 and 1) and 96 -> 32 at
+// 28x28 (one image a group). They differ by rounding only: the largest gap over the largest
+// |direct value| (as notes/winograd.c measures it); the direct path must not be Winograd in
+// disguise (the gap is not 0 in float). Returns the failures.
 static int check_winograd(Rng *rng, double tol) {
     Model *m = model_create(&DEFAULT_CONFIG, 1);
     static const int shapes[][3] = {{64, 64, 14}, {96, 32, 28}};  // C, OC, side
@@ -982,7 +981,8 @@ static int check_winograd(Rng *rng, double tol) {
 
 // The fast formulations of PART II against the plain ones of Step 4, which they equal: gemm vs
 // matmul_reference, im2col vs im2col_reference (on shapes down to 1 pixel, all padding), the
-// flipped-kernel input gradient vs col2im(W^T . dout), exp_real vs exp. Returns the failures.
+// flipped-kernel input gradient vs col2im(W^T . dout), Winograd vs the direct convolution, exp_real
+// vs exp. Returns the failures.
 static int check_fast_vs_plain(Model *m, Rng *rng) {
     int fails = 0, bad = 0;
     double worst = 0, tol = sizeof(real) == sizeof(double) ? 1e-12 : 1e-5;  // rounding
