@@ -1965,53 +1965,6 @@ static void conv2d_image_padded(real *out, const real *inp, const real *weight, 
         memcpy(out + (size_t)i * W, grid + (size_t)i * Wp, W * sizeof(real));
 }
 
-// dW += sum_b dout_b . col_b^T. Image b adds its term into slot b % DW_SLOTS; the slots run in
-// parallel and are summed in the order 0, 1, 2, ...: every sum has the same order whatever the
-// number of threads, so the result does not depend on it. db += sum_b sum_p dout_b (NULL: none).
-static void conv2d_weight_grad(real *dweight, real *dbias, const real *dout, const real *inp, int B,
-                               int C, int H, int W, int OC, int K, int stride,
-                               const Workspace *ws) {
-    int N = conv_out_size(H, K, stride) * conv_out_size(W, K, stride), CKK = C * K * K;
-    int slots = B < DW_SLOTS ? B : DW_SLOTS;
-#pragma omp parallel for schedule(static)
-    for (int o = 0; o < (dbias ? OC : 0); o++)
-        for (int b = 0; b < B; b++) dbias[o] += (real)lane_sum(dout + ((size_t)b * OC + o) * N, N);
-#pragma omp parallel for schedule(static)
-    for (int slot = 0; slot < slots; slot++)
-        for (int b = slot; b < B; b += slots) {
-            const real *x = inp + (size_t)b * C * H * W, *cols = x, *dy = dout + (size_t)b * OC * N;
-            // dW_b = dout . col^T, computed transposed, dW_b^T (CKK, OC) = col . dout^T: then gemm
-            // reads the big operand (col) in place, and copies only the small one (dout^T).
-            real *slot_sum = ws->partial + (size_t)slot * ws->weight_size;
-            // col's rows in the padded image, dout on the grid, when its extra columns cost little
-            if (stride == 1 && K > 1 && W >= 8 * K) {
-                int Wp = W + K / 2 * 2, Np = H * Wp;
-                real *xp = thread_col(ws), *grid = thread_dcol(ws);
-                long *rows = thread_rows(ws);
-                pad_image(xp, rows, x, C, H, W, K);
-                to_grid(grid, dy, OC, H, W, Wp);  // zeros where the grid's outputs are thrown away
-                gemm_rows(CKK, OC, Np, xp, 0, 1, rows, grid, 1, Np, NULL, slot_sum, OC, b >= slots);
-                continue;
-            }
-            if (K > 1) {
-                real *col = thread_col(ws);
-                im2col(col, x, C, H, W, K, stride);
-                cols = col;
-            }
-            gemm(CKK, OC, N, cols, N, 1, dy, 1, N, slot_sum, OC, b >= slots);
-        }
-    // dW += the slots' sum in the order 0, 1, ... (into slot 0), transposed back to (OC, CKK).
-#pragma omp parallel for schedule(static)
-    for (int k = 0; k < CKK; k++) {
-        real *sum = ws->partial + (size_t)k * OC;
-        for (int s = 1; s < slots; s++) {
-            const real *p = ws->partial + (size_t)s * ws->weight_size + (size_t)k * OC;
-            for (int o = 0; o < OC; o++) sum[o] += p[o];
-        }
-        for (int o = 0; o < OC; o++) dweight[(size_t)o * CKK + k] += sum[o];
-    }
-}
-
 // Winograd F(2x2, 3x3), a 3x3 convolution with 16 multiplies per 2x2 outputs instead of 36 (Lavin &
 // Gray 2016): Y = A^T [(G g G^T) .* (B^T d B)] A for each 4x4 input tile d (stride 2) and 3x3
 // filter g; summed over the input channels, the elementwise products become 16 matrix products, one
@@ -2025,7 +1978,7 @@ static int winograd_group(const Workspace *ws, int C, int H, int W, int OC, int 
     size_t T = (size_t)H / 2 * (W / 2 + 1), planes = (size_t)12 * (H / 2 + 2) * (W / 2 + 1);
     int G = T >= 256 ? 1 : 256 / T;
     while (G > 0 && (16 * C * T * G + planes > ws->col_size ||
-                     16 * OC * T * G + 4 * T > ws->col_size))
+                     16 * OC * T * G + 12 * T > ws->col_size))
         G--;  // V and M must fit the thread's col and dcol
     return G;
 }
@@ -2150,6 +2103,149 @@ static void conv2d_winograd(real *out, const real *inp, const real *U, int B, in
                  M + (size_t)xi * OC * nt, nt, 0);
         winograd_output(out + (size_t)b * OC * H * W, M, g, OC, H, W, M + (size_t)16 * OC * nt,
                         accumulate);
+    }
+}
+
+// The weight gradient by Winograd. M_xi = U_xi . V_xi gives dU_xi = dM_xi . V_xi^T, and dM is
+// winograd_output's backward: dm = A dy A^T for each tile's 2x2 output gradient dy; then the
+// filter transform's backward, dW = G^T dU G (notes/backprop.md, Winograd).
+// d0, d1 (n values each) -> r = A (d0, d1): r0 = d0, r1 = d0 + d1, r2 = d0 - d1, r3 = -d1,
+// A^T = [1 1 1 0; 0 1 -1 -1] (restrict: as winograd_combine).
+static void winograd_spread(real *restrict r0, real *restrict r1, real *restrict r2,
+                            real *restrict r3, const real *d0, const real *d1, int n) {
+    for (int f = 0; f < n; f++) {
+        r0[f] = d0[f];
+        r1[f] = d0[f] + d1[f];
+        r2[f] = d0[f] - d1[f];
+        r3[f] = -d1[f];
+    }
+}
+// dout (G,OC,H,W) -> dM (16,OC,G T), T = (H/2) n, n = W/2 + 1: A dy A^T for every tile (zero for
+// the extra tile of a row, whose outputs were thrown away). dout's channel is kept as its four
+// phase planes e_ab[ty][tx] = dy[2 ty + a][2 tx + b], as winograd_input's. e: 12 T of scratch.
+static void winograd_output_grad(real *dM, const real *dout, int G, int OC, int H, int W,
+                                 real *e) {
+    int n = W / 2 + 1, T = H / 2 * n;
+    size_t NT = (size_t)G * T, plane = (size_t)OC * NT;
+    real *t = e + 4 * T;  // A dy: row i of column b at t + (2 i + b) T
+    for (int go = 0; go < G * OC; go++) {  // image go / OC, channel go % OC
+        for (int ty = 0; ty < H / 2; ty++)
+            for (int ab = 0; ab < 4; ab++) {  // plane ab, row ty: dy row 2 ty + a, columns b + 2 j
+                const real *d = dout + ((size_t)go * H + 2 * ty + ab / 2) * W + ab % 2;
+                real *row = e + (size_t)ab * T + (size_t)ty * n;
+                for (int j = 0; j < W / 2; j++) row[j] = d[2 * j];
+                row[W / 2] = 0;  // the extra tile
+            }
+        for (int b = 0; b < 2; b++)  // A dy: along the rows a of column b
+            winograd_spread(t + b * T, t + (2 + b) * T, t + (4 + b) * T, t + (6 + b) * T,
+                            e + b * T, e + (2 + b) * T, T);
+        for (int i = 0; i < 4; i++) {  // (A dy) A^T: along the columns of row i, into dM_{4i+j}
+            real *m = dM + (size_t)4 * i * plane + (size_t)(go % OC) * NT + (size_t)(go / OC) * T;
+            winograd_spread(m, m + plane, m + 2 * plane, m + 3 * plane, t + 2 * i * T,
+                            t + (2 * i + 1) * T, T);
+        }
+    }
+}
+// dU^T (16,C,OC) -> dweight (OC,C,3,3) += G^T dU G, G as in winograd_filter
+static void winograd_filter_grad(real *dweight, const real *dU, int OC, int C) {
+    static const real G[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+    for (int o = 0; o < OC; o++)
+        for (int c = 0; c < C; c++) {
+            real t[3][4], *dw = dweight + ((size_t)o * C + c) * 9;
+            for (int a = 0; a < 3; a++)  // G^T dU
+                for (int j = 0; j < 4; j++) {
+                    t[a][j] = 0;
+                    for (int i = 0; i < 4; i++)
+                        t[a][j] += G[i][a] * dU[((size_t)(4 * i + j) * C + c) * OC + o];
+                }
+            for (int a = 0; a < 3; a++)  // (G^T dU) G
+                for (int b = 0; b < 3; b++)
+                    dw[3 * a + b] += t[a][0] * G[0][b] + t[a][1] * G[1][b] + t[a][2] * G[2][b] +
+                                     t[a][3] * G[3][b];
+        }
+}
+// The weight gradient goes by Winograd only from C = 64 (where notes/winograd.c measured a gain:
+// 1.3x at 28x28, none with 32 channels) and when dU fits a slot. Returns the group, or 0.
+static int winograd_weight_group(const Workspace *ws, int C, int H, int W, int OC, int K,
+                                 int stride) {
+    if (C < 64 || (size_t)16 * C * OC > ws->weight_size) return 0;
+    return winograd_group(ws, C, H, W, OC, K, stride);
+}
+// dweight += the weight gradient of conv2d_winograd's convolution, G images at a time: group i adds
+// its dU into slot i % DW_SLOTS, as conv2d_weight_grad's images do (the same order on any number
+// of threads). dU^T_xi (C, OC) = V_xi . dM_xi^T: gemm reads V in place and packs dM^T.
+static void conv2d_weight_grad_winograd(real *dweight, const real *dout, const real *inp, int B,
+                                        int C, int H, int W, int OC, int G, const Workspace *ws) {
+    int NT = G * (H / 2) * (W / 2 + 1), groups = (B + G - 1) / G;
+    int slots = groups < DW_SLOTS ? groups : DW_SLOTS;
+    size_t CO = (size_t)C * OC;
+#pragma omp parallel for schedule(static)
+    for (int slot = 0; slot < slots; slot++)
+        for (int i = slot; i < groups; i += slots) {
+            int b = i * G, g = B - b < G ? B - b : G, nt = NT / G * g;
+            real *V = thread_col(ws), *dM = thread_dcol(ws);  // V (16,C,nt), dM (16,OC,nt)
+            real *dU = ws->partial + (size_t)slot * ws->weight_size;
+            winograd_input(V, inp + (size_t)b * C * H * W, g, C, H, W, V + (size_t)16 * C * nt);
+            winograd_output_grad(dM, dout + (size_t)b * OC * H * W, g, OC, H, W,
+                                 dM + (size_t)16 * OC * nt);
+            for (int xi = 0; xi < 16; xi++)
+                gemm(C, OC, nt, V + (size_t)xi * C * nt, nt, 1, dM + (size_t)xi * OC * nt, 1, nt,
+                     dU + xi * CO, OC, i >= slots);
+        }
+#pragma omp parallel for schedule(static)
+    for (size_t k = 0; k < 16 * CO; k++)  // the slots' sum in the order 0, 1, ... (into slot 0)
+        for (int s = 1; s < slots; s++) ws->partial[k] += ws->partial[s * ws->weight_size + k];
+    winograd_filter_grad(dweight, ws->partial, OC, C);
+}
+
+// dW += sum_b dout_b . col_b^T. Image b adds its term into slot b % DW_SLOTS; the slots run in
+// parallel and are summed in the order 0, 1, 2, ...: every sum has the same order whatever the
+// number of threads, so the result does not depend on it. db += sum_b sum_p dout_b (NULL: none).
+static void conv2d_weight_grad(real *dweight, real *dbias, const real *dout, const real *inp, int B,
+                               int C, int H, int W, int OC, int K, int stride,
+                               const Workspace *ws) {
+    int N = conv_out_size(H, K, stride) * conv_out_size(W, K, stride), CKK = C * K * K;
+    int slots = B < DW_SLOTS ? B : DW_SLOTS, G = winograd_weight_group(ws, C, H, W, OC, K, stride);
+#pragma omp parallel for schedule(static)
+    for (int o = 0; o < (dbias ? OC : 0); o++)
+        for (int b = 0; b < B; b++) dbias[o] += (real)lane_sum(dout + ((size_t)b * OC + o) * N, N);
+    if (G) {
+        conv2d_weight_grad_winograd(dweight, dout, inp, B, C, H, W, OC, G, ws);
+        return;
+    }
+#pragma omp parallel for schedule(static)
+    for (int slot = 0; slot < slots; slot++)
+        for (int b = slot; b < B; b += slots) {
+            const real *x = inp + (size_t)b * C * H * W, *cols = x, *dy = dout + (size_t)b * OC * N;
+            // dW_b = dout . col^T, computed transposed, dW_b^T (CKK, OC) = col . dout^T: then gemm
+            // reads the big operand (col) in place, and copies only the small one (dout^T).
+            real *slot_sum = ws->partial + (size_t)slot * ws->weight_size;
+            // col's rows in the padded image, dout on the grid, when its extra columns cost little
+            if (stride == 1 && K > 1 && W >= 8 * K) {
+                int Wp = W + K / 2 * 2, Np = H * Wp;
+                real *xp = thread_col(ws), *grid = thread_dcol(ws);
+                long *rows = thread_rows(ws);
+                pad_image(xp, rows, x, C, H, W, K);
+                to_grid(grid, dy, OC, H, W, Wp);  // zeros where the grid's outputs are thrown away
+                gemm_rows(CKK, OC, Np, xp, 0, 1, rows, grid, 1, Np, NULL, slot_sum, OC, b >= slots);
+                continue;
+            }
+            if (K > 1) {
+                real *col = thread_col(ws);
+                im2col(col, x, C, H, W, K, stride);
+                cols = col;
+            }
+            gemm(CKK, OC, N, cols, N, 1, dy, 1, N, slot_sum, OC, b >= slots);
+        }
+    // dW += the slots' sum in the order 0, 1, ... (into slot 0), transposed back to (OC, CKK).
+#pragma omp parallel for schedule(static)
+    for (int k = 0; k < CKK; k++) {
+        real *sum = ws->partial + (size_t)k * OC;
+        for (int s = 1; s < slots; s++) {
+            const real *p = ws->partial + (size_t)s * ws->weight_size + (size_t)k * OC;
+            for (int o = 0; o < OC; o++) sum[o] += p[o];
+        }
+        for (int o = 0; o < OC; o++) dweight[(size_t)o * CKK + k] += sum[o];
     }
 }
 

@@ -936,7 +936,16 @@ static int check_padded_conv(Model *m, Rng *rng, double tol) {
     return !(worst <= tol);
 }
 
-// Winograd F(2x2, 3x3) against the direct convolution, forward and input gradient, on the default
+// The largest |a - b| over the largest |a| (a: the direct convolution's).
+static double relative_gap(const real *a, const real *b, size_t n) {
+    double gap = 0, top = 0;
+    for (size_t k = 0; k < n; k++) {
+        gap = worse(gap, fabs(a[k] - b[k]));
+        top = fmax(top, fabs(a[k]));
+    }
+    return gap / top;
+}
+// Winograd F(2x2, 3x3) against the direct convolution, forward and both gradients, on the default
 // network's workspace: 5 images, C = 64 -> OC = 64 at 14x14 (groups of 4 and 1) and 96 -> 32 at
 // 28x28 (one image a group). They differ by rounding only: the largest gap over the largest
 // |direct value| (as notes/winograd.c measures it); the direct path must not be Winograd in
@@ -953,28 +962,25 @@ static int check_winograd(Rng *rng, double tol) {
         real *bias = random_array(OC, rng), *dy = random_array(ny, rng);
         real *y[2] = {xcalloc(ny, sizeof(real)), xcalloc(ny, sizeof(real))};
         real *dx[2] = {random_array(nx, rng), xmalloc(nx * sizeof(real))};
-        memcpy(dx[1], dx[0], nx * sizeof(real));  // the input gradient adds to what is there
+        size_t nw = (size_t)OC * C * 9;
+        real *dw[2] = {random_array(nw, rng), xmalloc(nw * sizeof(real))};
+        memcpy(dx[1], dx[0], nx * sizeof(real));  // the gradients add to what is there
+        memcpy(dw[1], dw[0], nw * sizeof(real));
         used &= winograd_group(m->ws, C, H, W, OC, 3, 1) > 0;
         for (int k = 0; k < 2; k++) {  // k = 0: direct, 1: Winograd
             m->ws->winograd = k;
             conv2d_forward(y[k], x, w, bias, B, C, H, W, OC, 3, 1, m->ws);
             conv2d_input_grad(dx[k], dy, w, B, C, H, W, OC, 3, 1, m->ws);
+            conv2d_weight_grad(dw[k], NULL, dy, x, B, C, H, W, OC, 3, 1, m->ws);
         }
-        double gap_y = 0, gap_dx = 0, top_y = 0, top_dx = 0;  // largest |gap|, largest |direct|
-        for (size_t k = 0; k < ny; k++) {
-            gap_y = worse(gap_y, fabs(y[0][k] - y[1][k]));
-            top_y = fmax(top_y, fabs(y[0][k]));
-        }
-        for (size_t k = 0; k < nx; k++) {
-            gap_dx = worse(gap_dx, fabs(dx[0][k] - dx[1][k]));
-            top_dx = fmax(top_dx, fabs(dx[0][k]));
-        }
-        worst = worse(worse(worst, gap_y / top_y), gap_dx / top_dx);
-        free_all(8, x, w, bias, dy, y[0], y[1], dx[0], dx[1]);
+        worst = worse(worst, relative_gap(y[0], y[1], ny));
+        worst = worse(worst, relative_gap(dx[0], dx[1], nx));
+        worst = worse(worst, relative_gap(dw[0], dw[1], nw));
+        free_all(10, x, w, bias, dy, y[0], y[1], dx[0], dx[1], dw[0], dw[1]);
     }
     model_free(m);
     int ok = used && worst <= tol && (sizeof(real) == sizeof(double) || worst > 0);
-    printf("%-34s %12.3e %12s  %s\n", "winograd vs direct (out, dinp)", worst, "",
+    printf("%-34s %12.3e %12s  %s\n", "winograd vs direct (out, dinp, dW)", worst, "",
            ok ? "PASS" : "FAIL");
     return !ok;
 }
