@@ -2067,31 +2067,37 @@ static void winograd_untile(real *restrict y00, real *restrict y01, real *restri
         y11[f] = a[1][1] - a[1][2] - a[1][3];
     }
 }
-// M (16,OC,G T) -> out (G,OC,H,W) = or += A^T m A for every tile: over all the tiles of a channel
-// at once (vectorizes), then each tile's four outputs put in place: output (2 ty + i, 2 tx + k) is
-// ys[(2 i + k) T + ty n + tx]. ys: 4 T of scratch.
-static void winograd_output(real *out, const real *M, int G, int OC, int H, int W, real *ys,
-                            int accumulate) {
+// M (16,OC,G T) -> out (G,OC,H,W) = A^T m A + bias, or with bias NULL out += A^T m A, for every
+// tile: over all the tiles of a channel at once (vectorizes), then each tile's four outputs put in
+// place: output (2 ty + i, 2 tx + k) is ys[(2 i + k) T + ty n + tx]. ys: 4 T of scratch.
+static void winograd_output(real *out, const real *M, const real *bias, int G, int OC, int H,
+                            int W, real *ys) {
     int n = W / 2 + 1, T = H / 2 * n;
     size_t NT = (size_t)G * T, plane = OC * NT;
     for (int go = 0; go < G * OC; go++) {  // image go / OC, channel go % OC
         const real *m = M + (size_t)(go % OC) * NT + (size_t)(go / OC) * T;
         winograd_untile(ys, ys + T, ys + 2 * T, ys + 3 * T, m, plane, T);
         real *dst = out + (size_t)go * H * W;
-        if (!accumulate) memset(dst, 0, (size_t)H * W * sizeof(real));
         for (int y = 0; y < H; y++, dst += W) {  // row y: the even outputs of ye, the odd of yo
             const real *ye = ys + (size_t)(y % 2) * 2 * T + (size_t)(y / 2) * n, *yo = ye + T;
-            for (int j = 0; j < W / 2; j++) {
-                dst[2 * j] += ye[j];
-                dst[2 * j + 1] += yo[j];
-            }
+            if (bias)
+                for (int j = 0; j < W / 2; j++) {
+                    dst[2 * j] = ye[j] + bias[go % OC];
+                    dst[2 * j + 1] = yo[j] + bias[go % OC];
+                }
+            else
+                for (int j = 0; j < W / 2; j++) {
+                    dst[2 * j] += ye[j];
+                    dst[2 * j + 1] += yo[j];
+                }
         }
     }
 }
-// B images: out (B,OC,H,W) = [out +] the convolution of inp (B,C,H,W) whose filters U =
-// winograd_filter gave, G images at a time (winograd_group), the groups in parallel.
-static void conv2d_winograd(real *out, const real *inp, const real *U, int B, int C, int H, int W,
-                            int OC, int G, int accumulate, const Workspace *ws) {
+// B images: out (B,OC,H,W) = the convolution of inp (B,C,H,W) whose filters U = winograd_filter
+// gave, + bias (OC); with bias NULL, out += the convolution. G images at a time (winograd_group),
+// the groups in parallel.
+static void conv2d_winograd(real *out, const real *inp, const real *U, const real *bias, int B,
+                            int C, int H, int W, int OC, int G, const Workspace *ws) {
     int NT = G * (H / 2) * (W / 2 + 1);
 #pragma omp parallel for schedule(static)
     for (int b = 0; b < B; b += G) {
@@ -2101,8 +2107,8 @@ static void conv2d_winograd(real *out, const real *inp, const real *U, int B, in
         for (int xi = 0; xi < 16; xi++)
             gemm(OC, nt, C, U + (size_t)xi * OC * C, C, 1, V + (size_t)xi * C * nt, nt, 1,
                  M + (size_t)xi * OC * nt, nt, 0);
-        winograd_output(out + (size_t)b * OC * H * W, M, g, OC, H, W, M + (size_t)16 * OC * nt,
-                        accumulate);
+        winograd_output(out + (size_t)b * OC * H * W, M, bias, g, OC, H, W,
+                        M + (size_t)16 * OC * nt);
     }
 }
 
@@ -2263,7 +2269,7 @@ static void conv2d_input_grad_flipped(real *dinp, const real *dout, const real *
     int G = winograd_group(ws, OC, H, W, C, K, 1);
     if (G) {
         winograd_filter(ws->wino_u, ws->flipped, C, OC);
-        conv2d_winograd(dinp, dout, ws->wino_u, B, OC, H, W, C, G, 1, ws);
+        conv2d_winograd(dinp, dout, ws->wino_u, NULL, B, OC, H, W, C, G, ws);
         return;
     }
 #pragma omp parallel for schedule(static)
@@ -2294,14 +2300,15 @@ static void conv2d_images(real *out, const real *inp, const real *weight, const 
                           int C, int H, int W, int OC, int K, int stride, const Workspace *ws) {
     int N = conv_out_size(H, K, stride) * conv_out_size(W, K, stride);
     int G = winograd_group(ws, C, H, W, OC, K, stride);
-    if (G) {
+    if (G) {  // the bias added as the outputs are put in place
         winograd_filter(ws->wino_u, weight, OC, C);
-        conv2d_winograd(out, inp, ws->wino_u, B, C, H, W, OC, G, 0, ws);
+        conv2d_winograd(out, inp, ws->wino_u, bias, B, C, H, W, OC, G, ws);
+        return;
     }
 #pragma omp parallel for schedule(static)
     for (int b = 0; b < B; b++) {
         real *y = out + (size_t)b * OC * N;
-        if (!G) conv2d_image(y, inp + (size_t)b * C * H * W, weight, C, H, W, OC, K, stride, ws);
+        conv2d_image(y, inp + (size_t)b * C * H * W, weight, C, H, W, OC, K, stride, ws);
         for (int o = 0; o < OC; o++)
             for (int p = 0; p < N; p++) y[o * N + p] += bias[o];
     }

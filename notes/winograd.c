@@ -23,13 +23,14 @@ static double cpu_seconds(void) {
     return t.tv_sec + 1e-9 * t.tv_nsec;
 }
 
-// out (B,OC,H,W) = the forward (dinp NULL) or dinp += the input gradient, by Winograd whatever
-// winograd_group's rule says (flipped: the input gradient's kernel, as conv2d_input_grad makes it)
-static void winograd_anyway(real *out, const real *inp, const real *w, int B, int C, int H, int W,
-                            int OC, int accumulate, const Workspace *ws) {
+// out (B,OC,H,W) = the forward (+ bias), or with bias NULL out += the input gradient, by Winograd
+// whatever winograd_group's rule says (flipped: the input gradient's kernel, as conv2d_input_grad
+// makes it)
+static void winograd_anyway(real *out, const real *inp, const real *w, const real *bias, int B,
+                            int C, int H, int W, int OC, const Workspace *ws) {
     int T = H / 2 * (W / 2 + 1), G = T >= 256 ? 1 : 256 / T;
     winograd_filter(ws->wino_u, w, OC, C);
-    conv2d_winograd(out, inp, ws->wino_u, B, C, H, W, OC, G, accumulate, ws);
+    conv2d_winograd(out, inp, ws->wino_u, bias, B, C, H, W, OC, G, ws);
 }
 
 int main(int argc, char **argv) {
@@ -64,13 +65,13 @@ int main(int argc, char **argv) {
             m->ws->winograd = 0;
             for (int rep = 0; rep < reps; rep++) {
                 double t0 = cpu_seconds();
-                if (k) winograd_anyway(y[k], x, w, B, C, H, W, OC, 0, m->ws);
+                if (k) winograd_anyway(y[k], x, w, bias, B, C, H, W, OC, m->ws);
                 else conv2d_forward(y[k], x, w, bias, B, C, H, W, OC, 3, 1, m->ws);
                 double t1 = cpu_seconds();
                 memset(dx[k], 0, nx * sizeof(real));
                 memset(dw[k], 0, nw * sizeof(real));
                 double t2 = cpu_seconds();
-                if (k) winograd_anyway(dx[k], dy, flipped, B, OC, H, W, C, 1, m->ws);
+                if (k) winograd_anyway(dx[k], dy, flipped, NULL, B, OC, H, W, C, m->ws);
                 else conv2d_input_grad(dx[k], dy, w, B, C, H, W, OC, 3, 1, m->ws);
                 double t3 = cpu_seconds();
                 if (k && room) conv2d_weight_grad_winograd(dw[k], dy, x, B, C, H, W, OC, G, m->ws);
