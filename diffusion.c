@@ -1968,21 +1968,24 @@ static void conv2d_image_padded(real *out, const real *inp, const real *weight, 
 // Winograd F(2x2, 3x3), a 3x3 convolution with 16 multiplies per 2x2 outputs instead of 36 (Lavin &
 // Gray 2016): Y = A^T [(G g G^T) .* (B^T d B)] A for each 4x4 input tile d (stride 2) and 3x3
 // filter g; summed over the input channels, the elementwise products become 16 matrix products, one
-// per position xi of the 4x4 tile: M_xi (OC, T) = U_xi (OC, C) . V_xi (C, T). Its sums differ from
+// per position xi of the 4x4 tile: M_xi (T, OC) = V_xi (T, C) . U_xi (C, OC). Its sums differ from
 // the direct ones by rounding only (notes/backprop.md, Winograd: 7e-7 of the largest value).
-// Used for 3x3 stride-1 convolutions of even size with C, OC >= 32 (where notes/winograd.c
-// measured a gain), on groups of images whose tiles make products ~256 columns wide. Returns the
-// images per group, or 0: the direct convolution.
+// The transforms run with the channels last (an image (H, W, C)), so that every one is a loop
+// over the C (or OC) channels of a tile, whatever the image size. Used for 3x3 stride-1
+// convolutions with C, OC >= 32 (where notes/winograd.c measured a gain), on groups of images
+// whose tiles make products ~256 rows long. Returns the images per group, or 0: the direct
+// convolution.
 static int winograd_group(const Workspace *ws, int C, int H, int W, int OC, int K, int stride) {
-    if (!ws->winograd || K != 3 || stride != 1 || C < 32 || OC < 32 || H % 2 || W % 2) return 0;
-    size_t T = (size_t)H / 2 * (W / 2 + 1), planes = (size_t)12 * (H / 2 + 2) * (W / 2 + 1);
+    if (!ws->winograd || K != 3 || stride != 1 || C < 32 || OC < 32) return 0;
+    size_t th = (H + 1) / 2, tw = (W + 1) / 2, T = th * tw;  // tiles of an image
+    size_t in = (2 * th + 2) * (2 * tw + 2) * C, out = 4 * T * OC;  // an image, channels last
     int G = T >= 256 ? 1 : 256 / T;
-    while (G > 0 && (16 * C * T * G + planes > ws->col_size ||
-                     16 * OC * T * G + 12 * T > ws->col_size))
-        G--;  // V and M must fit the thread's col and dcol
+    while (G > 0 && (16 * C * T * G + G * in + 16 * C > ws->col_size ||
+                     16 * OC * T * G + G * out + 8 * OC > ws->col_size))
+        G--;  // V and M, and the images channels last, must fit the thread's col and dcol
     return G;
 }
-// weight (OC,C,3,3) -> U (16,OC,C): G g G^T with G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1]
+// weight (OC,C,3,3) -> U (16,C,OC): G g G^T with G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1]
 static void winograd_filter(real *U, const real *weight, int OC, int C) {
     for (int o = 0; o < OC; o++)
         for (int c = 0; c < C; c++) {
@@ -2000,15 +2003,14 @@ static void winograd_filter(real *U, const real *weight, int OC, int C) {
                 u[i][2] = (real)0.5 * (t[i][0] - t[i][1] + t[i][2]);
                 u[i][3] = t[i][2];
             }
-            for (int xi = 0; xi < 16; xi++) U[((size_t)xi * OC + o) * C + c] = u[xi / 4][xi % 4];
+            for (int xi = 0; xi < 16; xi++) U[((size_t)xi * C + c) * OC + o] = u[xi / 4][xi % 4];
         }
 }
-// B^T applied to four rows d0, d1, d2, d3 of n values: r0 = d0 - d2, r1 = d1 + d2, r2 = d2 - d1,
-// r3 = d1 - d3. They come in the order d0, d2, d1, d3, as the phase planes hold them: rows (or
-// columns) i and i + 1 of the even plane, then of the odd one. restrict: GCC vectorizes only when
-// it knows that the arrays do not overlap.
+// B^T applied to four rows d0..d3 of n values (a tile's channels): r0 = d0 - d2, r1 = d1 + d2,
+// r2 = d2 - d1, r3 = d1 - d3, B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]. restrict: GCC
+// vectorizes only when it knows that the arrays do not overlap.
 static void winograd_combine(real *restrict r0, real *restrict r1, real *restrict r2,
-                             real *restrict r3, const real *d0, const real *d2, const real *d1,
+                             real *restrict r3, const real *d0, const real *d1, const real *d2,
                              const real *d3, int n) {
     for (int f = 0; f < n; f++) {
         r0[f] = d0[f] - d2[f];
@@ -2017,42 +2019,45 @@ static void winograd_combine(real *restrict r0, real *restrict r1, real *restric
         r3[f] = d1[f] - d3[f];
     }
 }
-// G images inp (G,C,H,W) -> V (16,C,G T), T = (H/2) n tiles an image, n = W/2 + 1 (a row of tiles
-// has one extra, thrown away): B^T d B for every tile d of the image zero-padded by 1,
-// B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]. The padded channel p is kept as its four phase
-// planes q_ab[i][j] = p[2i + a][2j + b], (H/2 + 2, n) each: tile (ty, tx) reads rows ty, ty + 1
-// and columns tx, tx + 1 of them, so that every loop runs over a whole plane and vectorizes.
-// xp: 12 planes of scratch.
+// x (G,C,H,W) -> xt (G,H',W',C), channels last, at rows and columns from `at` on (the rest of xt
+// as it was): the transposition the transforms need.
+static void channels_last(real *xt, const real *x, int G, int C, int H, int W, int Hp, int Wp,
+                          int at) {
+    for (int g = 0; g < G; g++)
+        for (int y = 0; y < H; y++)
+            for (int px = 0; px < W; px++) {
+                real *dst = xt + (((size_t)g * Hp + y + at) * Wp + px + at) * C;
+                const real *src = x + ((size_t)g * C * H + y) * W + px;
+                for (int c = 0; c < C; c++) dst[c] = src[(size_t)c * H * W];
+            }
+}
+// G images inp (G,C,H,W) -> V (16,G T,C), T = th tw tiles an image (th = ceil(H/2), tw =
+// ceil(W/2)): B^T d B for every tile d of the image zero-padded (1 before, 1 or 2 after) and put
+// channels last in xp ((G, 2 th + 2, 2 tw + 2, C) and 16 C of scratch).
 static void winograd_input(real *V, const real *inp, int G, int C, int H, int W, real *xp) {
-    int n = W / 2 + 1, T = H / 2 * n;
-    size_t P = (size_t)(H / 2 + 2) * n, NT = (size_t)G * T, plane = C * NT;
-    real *q = xp, *t = xp + 4 * P;  // q: planes ab = 00, 01, 10, 11; t: 8 planes of B^T d
-    for (int gc = 0; gc < G * C; gc++) {  // image g = gc / C, channel c = gc % C
-        int c = gc % C;
-        memset(q, 0, 4 * P * sizeof(real));
-        for (int y = 0; y < H; y++) {  // p[y + 1][x + 1] = inp[y][x]
-            const real *in = inp + ((size_t)gc * H + y) * W;
-            real *row = q + (size_t)((y + 1) % 2) * 2 * P + (size_t)((y + 1) / 2) * n;
-            for (int j = 0; j < W / 2; j++) row[P + j] = in[2 * j];  // b = 1: even x
-            for (int j = 0; j < W / 2; j++) row[j + 1] = in[2 * j + 1];
-        }
-        for (int b = 0; b < 2; b++) {  // B^T d: rows ty, ty + 1 of planes a = 0, 1
-            real *tb = t + (size_t)b * 4 * P;
-            winograd_combine(tb, tb + P, tb + 2 * P, tb + 3 * P, q + b * P, q + b * P + n,
-                             q + (2 + b) * P, q + (2 + b) * P + n, T + 1);
-        }
-        for (int i = 0; i < 4; i++) {  // (B^T d) B: columns tx, tx + 1 of the b = 0 and 1 rows
-            const real *e = t + (size_t)i * P, *o = t + (size_t)(4 + i) * P;
-            real *v = V + ((size_t)(4 * i) * C + c) * NT + (size_t)(gc / C) * T;
-            winograd_combine(v, v + plane, v + 2 * plane, v + 3 * plane, e, e + 1, o, o + 1, T);
+    int th = (H + 1) / 2, tw = (W + 1) / 2, Hp = 2 * th + 2, Wp = 2 * tw + 2;
+    size_t NT = (size_t)G * th * tw, plane = NT * C, rs = (size_t)Wp * C;
+    real *t = xp + (size_t)G * Hp * Wp * C;  // B^T d: row k, column j at t + (4 k + j) C
+    memset(xp, 0, (size_t)G * Hp * Wp * C * sizeof(real));
+    channels_last(xp, inp, G, C, H, W, Hp, Wp, 1);
+    for (size_t f = 0; f < NT; f++) {  // tile f: image f / (th tw), row ty, column tx
+        int ty = f / tw % th, tx = f % tw;
+        const real *d = xp + ((f / tw / th * Hp + 2 * ty) * Wp + 2 * tx) * C;  // d_ij at i rs + j C
+        for (int j = 0; j < 4; j++)  // B^T d: along the rows
+            winograd_combine(t + j * C, t + (4 + j) * C, t + (8 + j) * C, t + (12 + j) * C,
+                             d + j * C, d + rs + j * C, d + 2 * rs + j * C, d + 3 * rs + j * C, C);
+        for (int k = 0; k < 4; k++) {  // (B^T d) B: along the columns, into V_{4k..4k+3}
+            real *v = V + 4 * k * plane + f * C;
+            winograd_combine(v, v + plane, v + 2 * plane, v + 3 * plane, t + 4 * k * C,
+                             t + (4 * k + 1) * C, t + (4 * k + 2) * C, t + (4 * k + 3) * C, C);
         }
     }
 }
-// A^T m A, A^T = [1 1 1 0; 0 1 -1 -1], for T tiles: m_xi (plane apart) -> the tiles' outputs
-// (i, k) in y_ik (restrict: as winograd_combine).
+// A^T m A, A^T = [1 1 1 0; 0 1 -1 -1], for n channels of a tile: m_xi (plane apart) -> the
+// tile's outputs (i, k) in y_ik (restrict: as winograd_combine).
 static void winograd_untile(real *restrict y00, real *restrict y01, real *restrict y10,
-                            real *restrict y11, const real *m, size_t plane, int T) {
-    for (int f = 0; f < T; f++) {
+                            real *restrict y11, const real *m, size_t plane, int n) {
+    for (int f = 0; f < n; f++) {
         const real *mf = m + f;  // (as m[j plane + f], GCC 12 would not vectorize the loop)
         real a[2][4];            // A^T m
         for (int j = 0; j < 4; j++) {
@@ -2067,56 +2072,51 @@ static void winograd_untile(real *restrict y00, real *restrict y01, real *restri
         y11[f] = a[1][1] - a[1][2] - a[1][3];
     }
 }
-// M (16,OC,G T) -> out (G,OC,H,W) = A^T m A + bias, or with bias NULL out += A^T m A, for every
-// tile: over all the tiles of a channel at once (vectorizes), then each tile's four outputs put in
-// place: output (2 ty + i, 2 tx + k) is ys[(2 i + k) T + ty n + tx]. ys: 4 T of scratch.
+// M (16,G T,OC) -> out (G,OC,H,W) = A^T m A + bias, or with bias NULL out += A^T m A: every tile's
+// outputs into ys ((G, 2 th, 2 tw, OC), channels last), then turned back to (G,OC,H,W).
 static void winograd_output(real *out, const real *M, const real *bias, int G, int OC, int H,
                             int W, real *ys) {
-    int n = W / 2 + 1, T = H / 2 * n;
-    size_t NT = (size_t)G * T, plane = OC * NT;
-    for (int go = 0; go < G * OC; go++) {  // image go / OC, channel go % OC
-        const real *m = M + (size_t)(go % OC) * NT + (size_t)(go / OC) * T;
-        winograd_untile(ys, ys + T, ys + 2 * T, ys + 3 * T, m, plane, T);
-        real *dst = out + (size_t)go * H * W;
-        for (int y = 0; y < H; y++, dst += W) {  // row y: the even outputs of ye, the odd of yo
-            const real *ye = ys + (size_t)(y % 2) * 2 * T + (size_t)(y / 2) * n, *yo = ye + T;
-            if (bias)
-                for (int j = 0; j < W / 2; j++) {
-                    dst[2 * j] = ye[j] + bias[go % OC];
-                    dst[2 * j + 1] = yo[j] + bias[go % OC];
-                }
-            else
-                for (int j = 0; j < W / 2; j++) {
-                    dst[2 * j] += ye[j];
-                    dst[2 * j + 1] += yo[j];
+    int th = (H + 1) / 2, tw = (W + 1) / 2, Ho = 2 * th, Wo = 2 * tw;
+    size_t NT = (size_t)G * th * tw, plane = NT * OC, rs = (size_t)Wo * OC;
+    for (size_t f = 0; f < NT; f++) {
+        int ty = f / tw % th, tx = f % tw;
+        real *y = ys + ((f / tw / th * Ho + 2 * ty) * Wo + 2 * tx) * OC;
+        winograd_untile(y, y + OC, y + rs, y + rs + OC, M + f * OC, plane, OC);
+    }
+    for (int g = 0; g < G; g++)
+        for (int o = 0; o < OC; o++) {
+            real *dst = out + ((size_t)g * OC + o) * H * W;
+            for (int py = 0; py < H; py++)
+                for (int px = 0; px < W; px++) {
+                    real v = ys[(((size_t)g * Ho + py) * Wo + px) * OC + o];
+                    dst[py * W + px] = bias ? v + bias[o] : dst[py * W + px] + v;
                 }
         }
-    }
 }
 // B images: out (B,OC,H,W) = the convolution of inp (B,C,H,W) whose filters U = winograd_filter
 // gave, + bias (OC); with bias NULL, out += the convolution. G images at a time (winograd_group),
 // the groups in parallel.
 static void conv2d_winograd(real *out, const real *inp, const real *U, const real *bias, int B,
                             int C, int H, int W, int OC, int G, const Workspace *ws) {
-    int NT = G * (H / 2) * (W / 2 + 1);
+    int T = (H + 1) / 2 * ((W + 1) / 2);
 #pragma omp parallel for schedule(static)
     for (int b = 0; b < B; b += G) {
-        int g = B - b < G ? B - b : G, nt = NT / G * g;
-        real *V = thread_col(ws), *M = thread_dcol(ws);  // V (16,C,nt), M (16,OC,nt)
+        int g = B - b < G ? B - b : G, nt = g * T;
+        real *V = thread_col(ws), *M = thread_dcol(ws);  // V (16,nt,C), M (16,nt,OC)
         winograd_input(V, inp + (size_t)b * C * H * W, g, C, H, W, V + (size_t)16 * C * nt);
         for (int xi = 0; xi < 16; xi++)
-            gemm(OC, nt, C, U + (size_t)xi * OC * C, C, 1, V + (size_t)xi * C * nt, nt, 1,
-                 M + (size_t)xi * OC * nt, nt, 0);
+            gemm(nt, OC, C, V + (size_t)xi * nt * C, C, 1, U + (size_t)xi * C * OC, OC, 1,
+                 M + (size_t)xi * nt * OC, OC, 0);
         winograd_output(out + (size_t)b * OC * H * W, M, bias, g, OC, H, W,
                         M + (size_t)16 * OC * nt);
     }
 }
 
-// The weight gradient by Winograd. M_xi = U_xi . V_xi gives dU_xi = dM_xi . V_xi^T, and dM is
+// The weight gradient by Winograd. M_xi = V_xi . U_xi gives dU_xi = V_xi^T . dM_xi, and dM is
 // winograd_output's backward: dm = A dy A^T for each tile's 2x2 output gradient dy; then the
 // filter transform's backward, dW = G^T dU G (notes/backprop.md, Winograd).
-// d0, d1 (n values each) -> r = A (d0, d1): r0 = d0, r1 = d0 + d1, r2 = d0 - d1, r3 = -d1,
-// A^T = [1 1 1 0; 0 1 -1 -1] (restrict: as winograd_combine).
+// d0, d1 (n values each) -> r = A (d0, d1): r0 = d0, r1 = d0 + d1, r2 = d0 - d1, r3 = -d1
+// (restrict: as winograd_combine).
 static void winograd_spread(real *restrict r0, real *restrict r1, real *restrict r2,
                             real *restrict r3, const real *d0, const real *d1, int n) {
     for (int f = 0; f < n; f++) {
@@ -2126,33 +2126,29 @@ static void winograd_spread(real *restrict r0, real *restrict r1, real *restrict
         r3[f] = -d1[f];
     }
 }
-// dout (G,OC,H,W) -> dM (16,OC,G T), T = (H/2) n, n = W/2 + 1: A dy A^T for every tile (zero for
-// the extra tile of a row, whose outputs were thrown away). dout's channel is kept as its four
-// phase planes e_ab[ty][tx] = dy[2 ty + a][2 tx + b], as winograd_input's. e: 12 T of scratch.
+// dout (G,OC,H,W) -> dM (16,G T,OC): A dy A^T for every tile, dout put channels last in e ((G,
+// 2 th, 2 tw, OC), zero past the image, and 8 OC of scratch).
 static void winograd_output_grad(real *dM, const real *dout, int G, int OC, int H, int W,
                                  real *e) {
-    int n = W / 2 + 1, T = H / 2 * n;
-    size_t NT = (size_t)G * T, plane = (size_t)OC * NT;
-    real *t = e + 4 * T;  // A dy: row i of column b at t + (2 i + b) T
-    for (int go = 0; go < G * OC; go++) {  // image go / OC, channel go % OC
-        for (int ty = 0; ty < H / 2; ty++)
-            for (int ab = 0; ab < 4; ab++) {  // plane ab, row ty: dy row 2 ty + a, columns b + 2 j
-                const real *d = dout + ((size_t)go * H + 2 * ty + ab / 2) * W + ab % 2;
-                real *row = e + (size_t)ab * T + (size_t)ty * n;
-                for (int j = 0; j < W / 2; j++) row[j] = d[2 * j];
-                row[W / 2] = 0;  // the extra tile
-            }
-        for (int b = 0; b < 2; b++)  // A dy: along the rows a of column b
-            winograd_spread(t + b * T, t + (2 + b) * T, t + (4 + b) * T, t + (6 + b) * T,
-                            e + b * T, e + (2 + b) * T, T);
-        for (int i = 0; i < 4; i++) {  // (A dy) A^T: along the columns of row i, into dM_{4i+j}
-            real *m = dM + (size_t)4 * i * plane + (size_t)(go % OC) * NT + (size_t)(go / OC) * T;
-            winograd_spread(m, m + plane, m + 2 * plane, m + 3 * plane, t + 2 * i * T,
-                            t + (2 * i + 1) * T, T);
+    int th = (H + 1) / 2, tw = (W + 1) / 2, Ho = 2 * th, Wo = 2 * tw;
+    size_t NT = (size_t)G * th * tw, plane = NT * OC, rs = (size_t)Wo * OC;
+    real *t = e + (size_t)G * Ho * Wo * OC;  // A dy: row i, column s at t + (2 i + s) OC
+    if (Ho > H || Wo > W) memset(e, 0, (size_t)G * Ho * Wo * OC * sizeof(real));
+    channels_last(e, dout, G, OC, H, W, Ho, Wo, 0);
+    for (size_t f = 0; f < NT; f++) {
+        int ty = f / tw % th, tx = f % tw;
+        const real *dy = e + ((f / tw / th * Ho + 2 * ty) * Wo + 2 * tx) * OC;  // dy_rs: r rs + s OC
+        for (int s = 0; s < 2; s++)  // A dy: along the rows
+            winograd_spread(t + s * OC, t + (2 + s) * OC, t + (4 + s) * OC, t + (6 + s) * OC,
+                            dy + s * OC, dy + rs + s * OC, OC);
+        for (int i = 0; i < 4; i++) {  // (A dy) A^T: along the columns, into dM_{4i..4i+3}
+            real *m = dM + 4 * i * plane + f * OC;
+            winograd_spread(m, m + plane, m + 2 * plane, m + 3 * plane, t + 2 * i * OC,
+                            t + (2 * i + 1) * OC, OC);
         }
     }
 }
-// dU^T (16,C,OC) -> dweight (OC,C,3,3) += G^T dU G, G as in winograd_filter
+// dU (16,C,OC) -> dweight (OC,C,3,3) += G^T dU G, G as in winograd_filter
 static void winograd_filter_grad(real *dweight, const real *dU, int OC, int C) {
     static const real G[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
     for (int o = 0; o < OC; o++)
@@ -2179,23 +2175,23 @@ static int winograd_weight_group(const Workspace *ws, int C, int H, int W, int O
 }
 // dweight += the weight gradient of conv2d_winograd's convolution, G images at a time: group i adds
 // its dU into slot i % DW_SLOTS, as conv2d_weight_grad's images do (the same order on any number
-// of threads). dU^T_xi (C, OC) = V_xi . dM_xi^T: gemm reads V in place and packs dM^T.
+// of threads). dU_xi (C, OC) = V_xi^T . dM_xi: gemm reads both in place.
 static void conv2d_weight_grad_winograd(real *dweight, const real *dout, const real *inp, int B,
                                         int C, int H, int W, int OC, int G, const Workspace *ws) {
-    int NT = G * (H / 2) * (W / 2 + 1), groups = (B + G - 1) / G;
+    int T = (H + 1) / 2 * ((W + 1) / 2), groups = (B + G - 1) / G;
     int slots = groups < DW_SLOTS ? groups : DW_SLOTS;
     size_t CO = (size_t)C * OC;
 #pragma omp parallel for schedule(static)
     for (int slot = 0; slot < slots; slot++)
         for (int i = slot; i < groups; i += slots) {
-            int b = i * G, g = B - b < G ? B - b : G, nt = NT / G * g;
-            real *V = thread_col(ws), *dM = thread_dcol(ws);  // V (16,C,nt), dM (16,OC,nt)
+            int b = i * G, g = B - b < G ? B - b : G, nt = g * T;
+            real *V = thread_col(ws), *dM = thread_dcol(ws);  // V (16,nt,C), dM (16,nt,OC)
             real *dU = ws->partial + (size_t)slot * ws->weight_size;
             winograd_input(V, inp + (size_t)b * C * H * W, g, C, H, W, V + (size_t)16 * C * nt);
             winograd_output_grad(dM, dout + (size_t)b * OC * H * W, g, OC, H, W,
                                  dM + (size_t)16 * OC * nt);
             for (int xi = 0; xi < 16; xi++)
-                gemm(C, OC, nt, V + (size_t)xi * C * nt, nt, 1, dM + (size_t)xi * OC * nt, 1, nt,
+                gemm(C, OC, nt, V + (size_t)xi * nt * C, 1, C, dM + (size_t)xi * nt * OC, OC, 1,
                      dU + xi * CO, OC, i >= slots);
         }
 #pragma omp parallel for schedule(static)
