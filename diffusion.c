@@ -2137,7 +2137,8 @@ static void winograd_output_grad(real *dM, const real *dout, int G, int OC, int 
     channels_last(e, dout, G, OC, H, W, Ho, Wo, 0);
     for (size_t f = 0; f < NT; f++) {
         int ty = f / tw % th, tx = f % tw;
-        const real *dy = e + ((f / tw / th * Ho + 2 * ty) * Wo + 2 * tx) * OC;  // dy_rs: r rs + s OC
+        // the tile's output gradient dy_rs at dy + r rs + s OC
+        const real *dy = e + ((f / tw / th * Ho + 2 * ty) * Wo + 2 * tx) * OC;
         for (int s = 0; s < 2; s++)  // A dy: along the rows
             winograd_spread(t + s * OC, t + (2 + s) * OC, t + (4 + s) * OC, t + (6 + s) * OC,
                             dy + s * OC, dy + rs + s * OC, OC);
