@@ -234,7 +234,8 @@ static int run_bench(int reps, int threads, int winograd) {
     printf("# compiler %s, flags: %s\n", COMPILER_VERSION, BUILD_FLAGS);
     printf("# gemm micro-kernel: %d rows x %d columns (%d x %d vectors of %d bytes), K slices of "
            "<= %d, column blocks of %d; 3x3 convolutions: %s\n", MR, NR, MR, NR / VL, VEC_BYTES, KC,
-           NC, winograd ? "Winograd where it pays (C, OC >= 32, even size)" : "direct");
+           NC, winograd ? "Winograd where it pays (C, OC >= 32; weight gradients from C >= 64)"
+                         : "direct");
     printf("# FLOPs per image: forward %.1f M, training step ~3x = %.1f M (backward = weight + "
            "input gradients)\n", fwd_flops / 1e6, train_flops / 1e6);
     printf("# peak of this build's vectors (12 independent multiply-add chains): %.1f GFLOP/s on "

@@ -946,17 +946,18 @@ static double relative_gap(const real *a, const real *b, size_t n) {
     return gap / top;
 }
 // Winograd F(2x2, 3x3) against the direct convolution, forward and both gradients, on the default
-// network's workspace: 5 images, C = 64 -> OC = 64 at 14x14 (groups of 4 and 1) and 96 -> 32 at
-// 28x28 (one image a group). They differ by rounding only: the largest gap over the largest
-// |direct value| (as notes/winograd.c measures it); the direct path must not be Winograd in
-// disguise (the gap is not 0 in float). Returns the failures.
+// network's workspace: 6 images, C = 64 -> OC = 64 at 14x14 (groups of 5 and 1) and at 7x7 (an odd
+// size: one group, short of its 16) and 96 -> 32 at 28x28 (one image a group). They differ by
+// rounding only: the largest gap over the largest |direct value| (as notes/winograd.c measures
+// it); the direct path must not be Winograd in disguise (the gap is not 0 in float). Returns the
+// failures.
 static int check_winograd(Rng *rng, double tol) {
     Model *m = model_create(&DEFAULT_CONFIG, 1);
-    static const int shapes[][3] = {{64, 64, 14}, {96, 32, 28}};  // C, OC, side
+    static const int shapes[][3] = {{64, 64, 14}, {64, 64, 7}, {96, 32, 28}};  // C, OC, side
     double worst = 0;
     int used = 1;
-    for (int i = 0; i < 2; i++) {
-        int B = 5, C = shapes[i][0], OC = shapes[i][1], H = shapes[i][2], W = H;
+    for (int i = 0; i < 3; i++) {
+        int B = 6, C = shapes[i][0], OC = shapes[i][1], H = shapes[i][2], W = H;
         size_t nx = (size_t)B * C * H * W, ny = (size_t)B * OC * H * W;
         real *x = random_array(nx, rng), *w = random_array((size_t)OC * C * 9, rng);
         real *bias = random_array(OC, rng), *dy = random_array(ny, rng);

@@ -2,13 +2,13 @@
 //
 // diffusion.c (PART II, "Winograd") computes a 3x3 stride-1 convolution on 2x2 output tiles with 16
 // multiplies instead of 36 (Lavin & Gray 2016): input and filter transforms, 16 matrix products
-// through gemm, an output transform. It does so only where winograd_group says (C, OC >= 32, an
-// even size). This probe times, for every 3x3 stride-1 shape of the network with C, OC >= 32
-// (bench's table), the forward and both gradients both ways at batch 64 on one thread (CPU time,
-// best of 5): direct (the padded-grid product) and Winograd (conv2d_winograd and
-// conv2d_weight_grad_winograd, on groups of images ~256 tile columns wide), whatever the rule says;
-// and it checks that both give the same numbers. Its ratios are what the rules in winograd_group
-// and winograd_weight_group were chosen from (notes/speed.md).
+// through gemm, an output transform. It does so only where winograd_group says (C, OC >= 32), and
+// for the weight gradient where winograd_weight_group says (C >= 64). This probe times, for every
+// 3x3 stride-1 shape of the network with C, OC >= 32 (bench's table), the forward and both
+// gradients both ways at batch 64 on one thread (CPU time, best of 5): direct (the padded-grid
+// product) and Winograd (conv2d_winograd and conv2d_weight_grad_winograd, on groups of images of
+// ~256 tiles), whatever the rules say; and it checks that both give the same numbers. Its ratios
+// are what the rules were chosen from (notes/speed.md).
 //
 //   cc -O3 -march=native -fno-trapping-math notes/winograd.c -lm -o /tmp/winograd && /tmp/winograd
 //
