@@ -2019,7 +2019,7 @@ static void winograd_combine(real *restrict r0, real *restrict r1, real *restric
         r3[f] = d1[f] - d3[f];
     }
 }
-// x (G,C,H,W) -> xt (G,H',W',C), channels last, at rows and columns from `at` on (the rest of xt
+// x (G,C,H,W) -> xt (G,Hp,Wp,C), channels last, at rows and columns from `at` on (the rest of xt
 // as it was): the transposition the transforms need.
 static void channels_last(real *xt, const real *x, int G, int C, int H, int W, int Hp, int Wp,
                           int at) {
